@@ -1,0 +1,98 @@
+#!/usr/bin/env bash
+# Host provisioning for labctl, shared by the README, .ci/run and the Vagrantfile.
+# Idempotent: run it as often as you like. Needs root (it installs packages,
+# starts daemons and reserves hugepages).
+#
+#   scripts/provision.sh            # packages, daemons, hugepages, .venv, node image
+#   SKIP_IMAGE=1 scripts/provision.sh   # everything but the node image build
+set -euo pipefail
+
+REPO_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+VENV_DIR="${VENV_DIR:-$REPO_DIR/.venv}"
+PYTHON="${PYTHON:-python3}"
+HUGEPAGES="${HUGEPAGES:-1024}"          # 2 MiB pages: 2 GiB, enough for OVS-DPDK socket memory
+LOG_DIR="${LABCTL_LOG_DIR:-/var/log/labctl}"
+
+say() { printf '==> %s\n' "$*"; }
+die() { printf 'provision: %s\n' "$*" >&2; exit 1; }
+
+[ "$(id -u)" -eq 0 ] || die "run as root (sudo $0): it installs packages and starts dockerd"
+command -v apt-get >/dev/null || die "needs a Debian or Ubuntu host (apt-get not found)"
+
+DEB_PACKAGES=(
+  docker.io            # node runtime (dockerd + containerd)
+  openvswitch-switch-dpdk  # ovsdb-server, ovs-vswitchd and its DPDK build
+  iproute2 iptables ethtool kmod procps
+  tcpdump tshark       # taps and a second opinion on the pcaps
+  debootstrap debian-archive-keyring  # builds the node image locally (no registry needed)
+  iperf3 curl ca-certificates
+  python3 python3-venv python3-dev gcc
+)
+
+missing=()
+for pkg in "${DEB_PACKAGES[@]}"; do
+  dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")
+done
+if [ "${#missing[@]}" -gt 0 ]; then
+  say "installing Debian packages: ${missing[*]}"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  # tshark asks whether non-root users may capture; the default (no) is fine.
+  echo "wireshark-common wireshark-common/install-setuid boolean false" | debconf-set-selections
+  apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+else
+  say "Debian packages already installed"
+fi
+
+mkdir -p "$LOG_DIR"
+
+# dockerd: there may be no systemd (containers, CI), so start it ourselves.
+if docker info >/dev/null 2>&1; then
+  say "dockerd is running"
+else
+  if command -v systemctl >/dev/null 2>&1 && [ -d /run/systemd/system ]; then
+    say "starting docker.service"
+    systemctl start docker
+  else
+    say "starting dockerd (log: $LOG_DIR/dockerd.log)"
+    nohup dockerd >>"$LOG_DIR/dockerd.log" 2>&1 </dev/null &
+  fi
+  for _ in $(seq 1 60); do
+    docker info >/dev/null 2>&1 && break
+    sleep 1
+  done
+  docker info >/dev/null 2>&1 || die "dockerd did not come up within 60 s; see $LOG_DIR/dockerd.log"
+fi
+
+# Bridged traffic must not be silently dropped by dockerd's FORWARD policy; labctl
+# adds its own narrowly scoped ACCEPT rule per lab, nothing is changed here.
+modprobe br_netfilter 2>/dev/null || true
+modprobe openvswitch 2>/dev/null || say "no openvswitch kernel module: ovs-kernel cannot run here (ovs-userspace and ovs-dpdk can)"
+
+# Hugepages for OVS-DPDK.
+current="$(cat /proc/sys/vm/nr_hugepages)"
+if [ "$current" -lt "$HUGEPAGES" ]; then
+  say "reserving $HUGEPAGES hugepages of 2 MiB (had $current)"
+  echo "$HUGEPAGES" > /proc/sys/vm/nr_hugepages
+fi
+if ! grep -qs ' hugetlbfs ' /proc/mounts; then
+  mkdir -p /dev/hugepages
+  mount -t hugetlbfs nodev /dev/hugepages
+fi
+say "hugepages: $(cat /proc/sys/vm/nr_hugepages) total, mounted at $(awk '$3=="hugetlbfs"{print $2; exit}' /proc/mounts)"
+
+# Python environment.
+if [ ! -x "$VENV_DIR/bin/python" ]; then
+  say "creating virtualenv $VENV_DIR"
+  "$PYTHON" -m venv "$VENV_DIR"
+fi
+say "installing labctl into $VENV_DIR"
+"$VENV_DIR/bin/pip" install -q --upgrade pip >/dev/null
+"$VENV_DIR/bin/pip" install -q -e "$REPO_DIR[dev]"
+
+if [ -z "${SKIP_IMAGE:-}" ]; then
+  say "building the node image (cached; rebuilt only when its recipe changes)"
+  "$VENV_DIR/bin/labctl" image build
+fi
+
+say "done. Activate with: source $VENV_DIR/bin/activate"

@@ -1,0 +1,1 @@
+"""Side effects live here, one small backend per kind of resource."""

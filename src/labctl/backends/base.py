@@ -1,0 +1,112 @@
+"""Interfaces between the engine and the backends.
+
+The engine only talks to these protocols; tests pass in-memory fakes, the CLI
+passes the real backends. Every method that creates is idempotent (`ensure_*`),
+every method that removes tolerates absence (`remove_*`), and `sweep` removes
+whatever still carries the lab's identity, for crash recovery.
+Backends raise labctl.errors.BackendError / PrerequisiteError, never library
+exceptions.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from labctl.core.model import Node, Switch
+
+
+@dataclass(frozen=True)
+class NodeHandle:
+    """A running node: what the other backends need to reach its namespaces."""
+
+    name: str
+    container_id: str
+    pid: int
+
+    @property
+    def netns_path(self) -> str:
+        return f"/proc/{self.pid}/ns/net"
+
+
+@dataclass(frozen=True)
+class ExecResult:
+    exit_code: int
+    stdout: str
+    stderr: str = ""
+
+
+@dataclass(frozen=True)
+class AddressSpec:
+    """Layer-3 settings of one interface, already validated by the core."""
+
+    addresses: tuple[str, ...] = ()  # "10.0.0.2/24", "fd00::2/64"
+    mac: str | None = None
+    mtu: int | None = None
+
+
+@dataclass(frozen=True)
+class Owned:
+    """Something that exists on the host and carries a lab's identity."""
+
+    kind: str  # "container", "link", "bridge", "ovs-bridge", "iptables-rule", "daemon", ...
+    name: str
+    lab: str
+    details: dict[str, Any] = field(default_factory=dict)
+
+    def __str__(self) -> str:
+        return f"{self.kind} {self.name} (lab {self.lab})"
+
+
+class NodeRuntime(Protocol):
+    def ensure_node(self, lab: str, name: str, node: Node) -> NodeHandle: ...
+    def remove_node(self, lab: str, name: str) -> None: ...
+    def exec(
+        self, handle: NodeHandle, argv: Sequence[str], *, detach: bool = False, timeout: float = 60
+    ) -> ExecResult: ...
+    def sweep(self, lab: str) -> list[Owned]: ...
+    def list_owned(self, lab: str | None = None) -> list[Owned]: ...
+
+
+class LinkBackend(Protocol):
+    def ensure_veth_to_node(
+        self,
+        lab: str,
+        host_ifname: str,
+        node: NodeHandle,
+        node_ifname: str,
+        settings: AddressSpec,
+        role: str,
+    ) -> dict[str, Any]:
+        """veth with one end in the host namespace (left down, for the switch to
+        bring up) and the other end in the node, renamed, addressed and up."""
+        ...
+
+    def ensure_veth_between_nodes(
+        self,
+        lab: str,
+        transient_names: tuple[str, str],
+        a: tuple[NodeHandle, str, AddressSpec],
+        b: tuple[NodeHandle, str, AddressSpec],
+        role: str,
+    ) -> dict[str, Any]: ...
+
+    def remove_link(self, lab: str, host_ifname: str) -> None: ...
+    def sweep(self, lab: str) -> list[Owned]: ...
+    def list_owned(self, lab: str | None = None) -> list[Owned]: ...
+
+
+class SwitchBackend(Protocol):
+    def check(self, switch: Switch) -> None:
+        """Raise PrerequisiteError if this switch kind cannot run on this host."""
+        ...
+
+    def ensure_switch(self, lab: str, bridge: str, switch: Switch) -> dict[str, Any]: ...
+    def ensure_port(
+        self, lab: str, bridge: str, port: str, host_ifname: str, switch: Switch
+    ) -> dict[str, Any]: ...
+    def remove_port(self, lab: str, bridge: str, port: str, host_ifname: str) -> None: ...
+    def remove_switch(self, lab: str, bridge: str) -> None: ...
+    def sweep(self, lab: str) -> list[Owned]: ...
+    def list_owned(self, lab: str | None = None) -> list[Owned]: ...

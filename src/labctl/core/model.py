@@ -1,0 +1,157 @@
+"""Topology model: what the user asked for. Immutable.
+
+The pydantic models check structure and types (unknown keys, wrong types,
+missing keys); cross-references, names and addresses are checked by
+labctl.core.validate, which knows the file positions.
+"""
+
+from __future__ import annotations
+
+from enum import Enum
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictFloat, StrictInt, StrictStr
+
+DEFAULT_IMAGE = "labctl-node"
+"""The node image labctl builds itself (`labctl image build`)."""
+
+
+class _Spec(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class SwitchKind(str, Enum):
+    LINUX_BRIDGE = "linux-bridge"
+    OVS_KERNEL = "ovs-kernel"
+    OVS_USERSPACE = "ovs-userspace"
+    OVS_DPDK = "ovs-dpdk"
+
+    @property
+    def is_ovs(self) -> bool:
+        return self is not SwitchKind.LINUX_BRIDGE
+
+
+class Offload(_Spec):
+    """Offload features of one interface. Unset means: leave the kernel default."""
+
+    tx: StrictBool | None = Field(None, description="TX checksum offload (ethtool tx)")
+    rx: StrictBool | None = Field(None, description="RX checksum offload (ethtool rx)")
+    tso: StrictBool | None = Field(None, description="TCP segmentation offload")
+    gso: StrictBool | None = Field(None, description="generic segmentation offload")
+    gro: StrictBool | None = Field(None, description="generic receive offload")
+
+    def merged_over(self, default: Offload | None) -> Offload:
+        """This interface's settings, falling back to a node-wide default per feature."""
+        if default is None:
+            return self
+        values = {
+            name: getattr(self, name) if getattr(self, name) is not None else getattr(default, name)
+            for name in Offload.model_fields
+        }
+        return Offload(**values)
+
+    def as_dict(self) -> dict[str, bool]:
+        return {k: v for k, v in self.model_dump().items() if v is not None}
+
+
+class Interface(_Spec):
+    ipv4: StrictStr | None = Field(None, description="IPv4 address with prefix, e.g. 10.0.0.2/24")
+    ipv6: StrictStr | None = Field(None, description="IPv6 address with prefix, e.g. fd00::2/64")
+    mac: StrictStr | None = Field(None, description="unicast MAC address, e.g. 02:00:00:00:00:02")
+    mtu: Annotated[StrictInt, Field(ge=68, le=65535)] | None = None
+    offload: Offload | None = None
+
+
+class Node(_Spec):
+    image: StrictStr = Field(DEFAULT_IMAGE, description="container image (must exist locally)")
+    command: list[StrictStr] | None = Field(
+        None, description="container command; default: sleep until stopped"
+    )
+    env: dict[StrictStr, StrictStr] = Field(default_factory=dict)
+    offload: Offload | None = Field(None, description="default offload for all its interfaces")
+    interfaces: dict[StrictStr, Interface] = Field(default_factory=dict)
+
+    def effective_offload(self, interface: str) -> Offload:
+        own = self.interfaces[interface].offload or Offload()
+        return own.merged_over(self.offload)
+
+
+class BridgeOptions(_Spec):
+    stp: StrictBool = Field(False, description="spanning tree on the Linux bridge")
+
+
+class OvsOptions(_Spec):
+    userspace_tso: StrictBool = Field(
+        False, description="other_config:userspace-tso-enable (userspace datapaths)"
+    )
+    fail_mode: Literal["standalone", "secure"] = "standalone"
+
+
+class DpdkOptions(_Spec):
+    socket_mem: StrictStr = Field("256", description="other_config:dpdk-socket-mem (MiB per NUMA)")
+    pmd_cpu_mask: StrictStr | None = Field(None, description="other_config:pmd-cpu-mask, e.g. 0x2")
+    lcore_mask: StrictStr | None = Field(None, description="other_config:dpdk-lcore-mask")
+    extra_eal_args: StrictStr = Field("--no-pci", description="other_config:dpdk-extra")
+    port_driver: Literal["af_packet", "af_xdp"] = Field(
+        "af_packet", description="DPDK vdev that attaches a host veth"
+    )
+
+
+class Switch(_Spec):
+    kind: SwitchKind = SwitchKind.LINUX_BRIDGE
+    bridge: BridgeOptions = Field(default_factory=BridgeOptions)
+    ovs: OvsOptions = Field(default_factory=OvsOptions)
+    dpdk: DpdkOptions = Field(default_factory=DpdkOptions)
+
+
+class Link(_Spec):
+    """A veth pair: `a` is always a node interface ("node:iface"); `b` is another
+    node interface or a switch port ("switch:port")."""
+
+    a: StrictStr
+    b: StrictStr
+
+
+class Tap(_Spec):
+    """A named capture point. Exactly one of node / host / switch_port."""
+
+    name: StrictStr
+    node: StrictStr | None = Field(None, description='inside a node: "node:iface"')
+    host: StrictStr | None = Field(
+        None, description='host end of the veth of a node interface: "node:iface"'
+    )
+    switch_port: StrictStr | None = Field(None, description="a switch port by name")
+    filter: StrictStr | None = Field(None, description="pcap filter; default: the traffic under test")
+
+
+class Traffic(_Spec):
+    client: StrictStr
+    server: StrictStr
+    port: Annotated[StrictInt, Field(ge=1, le=65535)] = 80
+    path: StrictStr = "/"
+    requests: Annotated[StrictInt, Field(ge=1, le=10000)] = 5
+    timeout: Annotated[StrictFloat | StrictInt, Field(gt=0, le=600)] = 3
+    family: Literal["ipv4", "ipv6"] = "ipv4"
+    start_server: StrictBool = Field(
+        True, description="start an HTTP server (busybox httpd) on the server node"
+    )
+
+
+class Topology(_Spec):
+    name: StrictStr
+    nodes: dict[StrictStr, Node]
+    switch: Switch | None = None
+    links: list[Link] = Field(default_factory=list)
+    taps: list[Tap] = Field(default_factory=list)
+    traffic: Traffic | None = None
+
+    def with_switch_kind(self, kind: SwitchKind) -> Topology:
+        switch = self.switch or Switch()
+        return self.model_copy(update={"switch": switch.model_copy(update={"kind": kind})})
+
+    def with_name(self, name: str) -> Topology:
+        return self.model_copy(update={"name": name})
+
+
+SWITCH_ENDPOINT = "switch"
+"""The node-name part of a link endpoint that means the lab's switch: "switch:port"."""
