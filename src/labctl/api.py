@@ -1,0 +1,129 @@
+"""The Python API for users' own tests.
+
+    from labctl import Lab
+
+    with Lab.from_file("topologies/seed.yaml", switch="ovs-dpdk") as lab:
+        result = lab.run()
+        assert not result.ok
+
+The lab is always torn down when the block ends, also on an exception.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from types import TracebackType
+
+from labctl.core.events import Event, EventSink, discard
+from labctl.core.http import TrafficSummary
+from labctl.core.loader import Document, load_topology
+from labctl.core.model import DEFAULT_IMAGE, SwitchKind, Topology
+from labctl.core.plan import Plan, make_plan
+from labctl.engine import Backends, Engine
+from labctl.errors import ConfigError, LabctlError, UsageError
+from labctl.state import LabState, StateStore
+
+
+def load(path: str | Path, switch: str | SwitchKind | None = None,
+         name: str | None = None) -> tuple[Topology, Document]:
+    """Load a topology and apply command-line overrides (switch kind, lab name)."""
+    topology, doc = load_topology(path)
+    if switch is not None:
+        try:
+            kind = SwitchKind(switch)
+        except ValueError:
+            allowed = ", ".join(k.value for k in SwitchKind)
+            raise UsageError(f"--switch {switch!r} is not one of {allowed}") from None
+        if topology.switch is None:
+            raise UsageError(f"--switch given, but {path} has no `switch:` section")
+        topology = topology.with_switch_kind(kind)
+    if name is not None:
+        from labctl.core import names
+
+        if not names.LAB_NAME_RE.match(name):
+            raise UsageError(f"--name {name!r} must be 1-31 characters of a-z, 0-9 and '-'")
+        topology = topology.with_name(name)
+    return topology, doc
+
+
+class Lab:
+    def __init__(self, topology: Topology, document: Document, *,
+                 backends: Backends | None = None, store: StateStore | None = None,
+                 on_event: EventSink = discard):
+        self.topology = topology
+        self.document = document
+        self.emit = on_event
+        self._close: Callable[[], None] = lambda: None
+        if backends is None:
+            from labctl.backends.registry import real_backends
+
+            backends, self._close = real_backends(on_event)
+        self.engine = Engine(backends, store or StateStore(), on_event)
+
+    @classmethod
+    def from_file(cls, path: str | Path, switch: str | SwitchKind | None = None,
+                  name: str | None = None, **kwargs: object) -> Lab:
+        topology, doc = load(path, switch, name)
+        return cls(topology, doc, **kwargs)  # type: ignore[arg-type]
+
+    @property
+    def name(self) -> str:
+        return self.topology.name
+
+    def plan(self) -> Plan:
+        return make_plan(self.topology)
+
+    def preflight(self) -> None:
+        """Everything that can be checked before creating anything: node images."""
+        runtime = self.engine.backends.runtime
+        problems = []
+        need_default = False
+        for node_name, node in self.topology.nodes.items():
+            if node.image == DEFAULT_IMAGE:
+                need_default = True
+            elif not runtime.image_exists(node.image):
+                problems.append(self.document.problem(
+                    ("nodes", node_name, "image"),
+                    f"image {node.image!r} is not present locally and no registry is used; "
+                    f"`docker load` or build it first, or use the default {DEFAULT_IMAGE}"))
+        if problems:
+            raise ConfigError(problems)
+        if need_default and not runtime.image_exists(DEFAULT_IMAGE):
+            from labctl.backends.docker_runtime import DockerRuntime
+            from labctl.backends.image import ImageBuilder
+
+            if isinstance(runtime, DockerRuntime):
+                self.emit(Event("phase", "building the node image (first run only)"))
+                ImageBuilder(runtime.client, on_event=self.emit).ensure()
+
+    def up(self) -> LabState:
+        self.preflight()
+        return self.engine.up(self.topology, self.document.file)
+
+    def run(self) -> TrafficSummary:
+        return self.engine.run_traffic(self.name)
+
+    def down(self) -> None:
+        self.engine.down(self.name)
+
+    def close(self) -> None:
+        self._close()
+
+    def __enter__(self) -> Lab:
+        try:
+            self.up()
+        except BaseException:
+            self.close()
+            raise
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        try:
+            self.down()
+        except LabctlError:
+            if exc is None:
+                raise
+        finally:
+            self.close()

@@ -1,0 +1,180 @@
+"""Docker node runtime, through the Docker SDK (never the docker CLI).
+
+Containers start with network mode `none`: labctl wires every interface
+itself. Each container carries the labels labctl.lab / labctl.node so that
+`down` can find it without the state file.
+"""
+
+from __future__ import annotations
+
+import socket
+from collections.abc import Sequence
+from typing import Any
+
+import docker
+import docker.errors
+from docker.models.containers import Container
+
+from labctl.backends.base import ExecResult, NodeHandle, Owned
+from labctl.core import names
+from labctl.core.model import DEFAULT_IMAGE, Node
+from labctl.errors import BackendError, PrerequisiteError
+
+IDLE_COMMAND = ["sleep", "infinity"]
+
+
+def connect(timeout: float = 30) -> docker.DockerClient:
+    """A Docker client, or a PrerequisiteError naming how to start dockerd."""
+    try:
+        client = docker.DockerClient(base_url="unix:///var/run/docker.sock", version="auto",
+                                     timeout=int(timeout))
+        client.ping()
+        return client
+    except (docker.errors.DockerException, OSError) as error:
+        raise PrerequisiteError(
+            f"the Docker daemon is not reachable ({_short(error)})",
+            "start it (`scripts/provision.sh` does, or `dockerd &` / `systemctl start docker`)",
+        ) from None
+
+
+def _short(error: BaseException) -> str:
+    text = str(error)
+    return text if len(text) < 160 else text[:157] + "..."
+
+
+class DockerRuntime:
+    def __init__(self, client: docker.DockerClient, image_resolver: Any = None):
+        self.client = client
+        # Maps the topology's logical default image to the built, recipe-tagged image.
+        self.image_resolver = image_resolver
+
+    def resolve_image(self, image: str) -> str:
+        if image == DEFAULT_IMAGE and self.image_resolver is not None:
+            return str(self.image_resolver(image))
+        return image
+
+    def image_exists(self, image: str) -> bool:
+        try:
+            self.client.images.get(self.resolve_image(image))
+            return True
+        except docker.errors.ImageNotFound:
+            return False
+        except docker.errors.APIError as error:
+            raise BackendError(f"looking up image {image}", _short(error)) from None
+
+    def _find(self, lab: str, name: str) -> Container | None:
+        try:
+            container = self.client.containers.get(names.container_name(lab, name))
+        except docker.errors.NotFound:
+            return None
+        except docker.errors.APIError as error:
+            raise BackendError(f"looking up node {name}", _short(error)) from None
+        labels = container.labels or {}
+        if labels.get(names.LABEL_LAB) != lab or labels.get(names.LABEL_NODE) != name:
+            raise BackendError(
+                f"starting node {name}",
+                f"a container named {container.name} exists but was not created by labctl for "
+                f"lab {lab}",
+                "rename or remove that container, or rename the lab",
+            )
+        return container
+
+    def ensure_node(self, lab: str, name: str, node: Node) -> NodeHandle:
+        container = self._find(lab, name)
+        try:
+            if container is None:
+                container = self.client.containers.run(
+                    self.resolve_image(node.image),
+                    command=list(node.command or IDLE_COMMAND),
+                    name=names.container_name(lab, name),
+                    hostname=name,
+                    labels={names.LABEL_LAB: lab, names.LABEL_NODE: name,
+                            names.LABEL_ROLE: "node"},
+                    environment=dict(node.env),
+                    network_mode="none",
+                    # ethtool and tcpdump inside the node need these.
+                    cap_add=["NET_ADMIN", "NET_RAW"],
+                    init=True,
+                    detach=True,
+                )
+            elif container.status != "running":
+                container.start()
+            container.reload()
+        except docker.errors.ImageNotFound:
+            raise BackendError(f"starting node {name}", f"image {node.image} not found",
+                               "build it (`labctl image build` for the default image) or "
+                               "`docker load` it; no registry is used") from None
+        except docker.errors.APIError as error:
+            raise BackendError(f"starting node {name}", _short(error)) from None
+        return self._handle(name, container)
+
+    def _handle(self, name: str, container: Container) -> NodeHandle:
+        pid = int(container.attrs.get("State", {}).get("Pid") or 0)
+        if pid <= 0:
+            logs = container.logs(tail=5).decode(errors="replace").strip()
+            raise BackendError(f"starting node {name}", "the container exited at once",
+                               f"its last output: {logs or '(none)'}")
+        return NodeHandle(name=name, container_id=container.id, pid=pid)
+
+    def get_node(self, lab: str, name: str) -> NodeHandle | None:
+        container = self._find(lab, name)
+        if container is None or container.status != "running":
+            return None
+        return self._handle(name, container)
+
+    def remove_node(self, lab: str, name: str) -> None:
+        container = self._find(lab, name)
+        if container is None:
+            return
+        self._remove(container)
+
+    def _remove(self, container: Container) -> None:
+        try:
+            container.remove(force=True)
+        except docker.errors.NotFound:
+            return
+        except docker.errors.APIError as error:
+            raise BackendError(f"removing container {container.name}", _short(error)) from None
+
+    def exec(self, handle: NodeHandle, argv: Sequence[str], *, detach: bool = False,
+             timeout: float = 60) -> ExecResult:
+        try:
+            container = self.client.containers.get(handle.container_id)
+            if detach:
+                container.exec_run(list(argv), detach=True)
+                return ExecResult(0, "")
+            # The SDK has no exec timeout: bound it on the socket read.
+            api = self.client.api
+            exec_id = api.exec_create(container.id, list(argv), stdout=True, stderr=True)["Id"]
+            output = api.exec_start(exec_id, demux=True, stream=False, socket=False)
+            stdout, stderr = output if isinstance(output, tuple) else (output, b"")
+            code = api.exec_inspect(exec_id).get("ExitCode")
+            return ExecResult(int(code if code is not None else -1),
+                              (stdout or b"").decode(errors="replace"),
+                              (stderr or b"").decode(errors="replace"))
+        except (docker.errors.APIError, socket.timeout, OSError) as error:
+            raise BackendError(f"running {argv[0]} in node {handle.name}", _short(error)) from None
+
+    def _lab_containers(self, lab: str | None) -> list[Container]:
+        label = f"{names.LABEL_LAB}={lab}" if lab else names.LABEL_LAB
+        try:
+            return list(self.client.containers.list(all=True, filters={"label": label}))
+        except docker.errors.APIError as error:
+            raise BackendError("listing lab containers", _short(error)) from None
+
+    def sweep(self, lab: str) -> list[Owned]:
+        removed = []
+        for container in self._lab_containers(lab):
+            self._remove(container)
+            removed.append(self._owned(container))
+        return removed
+
+    def list_owned(self, lab: str | None = None) -> list[Owned]:
+        return [self._owned(c) for c in self._lab_containers(lab)]
+
+    @staticmethod
+    def _owned(container: Container) -> Owned:
+        labels = container.labels or {}
+        return Owned("container", container.name, labels.get(names.LABEL_LAB, "?"),
+                     {"node": labels.get(names.LABEL_NODE), "status": container.status,
+                      "id": container.short_id})

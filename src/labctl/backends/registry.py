@@ -1,0 +1,81 @@
+"""The explicit table from switch kind to backend, and the wiring of real backends."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from labctl.backends.base import SwitchBackend
+from labctl.core.events import EventSink, discard
+from labctl.core.model import SwitchKind
+from labctl.engine import Backends
+
+
+def _linux_bridge(kind: SwitchKind) -> SwitchBackend:
+    from labctl.backends.firewall import Iptables
+    from labctl.backends.linux_bridge import LinuxBridge
+
+    return LinuxBridge(firewall=Iptables())
+
+
+def _ovs(kind: SwitchKind) -> SwitchBackend:
+    from labctl.backends.ovs import make_ovs_switch
+
+    return make_ovs_switch(kind)
+
+
+SWITCH_BACKENDS: dict[SwitchKind, Callable[[SwitchKind], SwitchBackend]] = {
+    SwitchKind.LINUX_BRIDGE: _linux_bridge,
+    SwitchKind.OVS_KERNEL: _ovs,
+    SwitchKind.OVS_USERSPACE: _ovs,
+    SwitchKind.OVS_DPDK: _ovs,
+}
+
+
+class SwitchTable:
+    """Builds each switch backend once, on first use."""
+
+    def __init__(self, table: dict[SwitchKind, Callable[[SwitchKind], SwitchBackend]]):
+        self.table = table
+        self._built: dict[SwitchKind, SwitchBackend] = {}
+
+    def __call__(self, kind: SwitchKind) -> SwitchBackend:
+        if kind not in self._built:
+            self._built[kind] = self.table[kind](kind)
+        return self._built[kind]
+
+    def sweepers(self) -> list[SwitchBackend]:
+        # One backend per distinct factory: the three OVS kinds share one sweep.
+        seen: dict[object, SwitchBackend] = {}
+        for kind, factory in self.table.items():
+            if factory not in seen:
+                seen[factory] = self(kind)
+        return list(seen.values())
+
+    def close(self) -> None:
+        for backend in self._built.values():
+            close = getattr(backend, "close", None)
+            if close is not None:
+                close()
+
+
+def real_backends(on_event: EventSink = discard) -> tuple[Backends, Callable[[], None]]:
+    """The production wiring: Docker, netlink, Linux bridge and OVS. Returns a closer."""
+    from labctl.backends.docker_runtime import DockerRuntime, connect
+    from labctl.backends.image import ImageBuilder
+    from labctl.backends.links import NetlinkLinks
+
+    client = connect()
+    images = ImageBuilder(client, on_event=on_event)
+    switches = SwitchTable(SWITCH_BACKENDS)
+    backends = Backends(
+        runtime=DockerRuntime(client, image_resolver=images.resolve),
+        links=NetlinkLinks(),
+        switch_for=switches,
+        all_switches=switches.sweepers,
+    )
+
+    def close() -> None:
+        switches.close()
+        client.close()
+
+    return backends, close

@@ -1,0 +1,250 @@
+"""labctl command line. One error handler maps labctl errors to exit codes."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from labctl import __version__
+from labctl.core.model import SwitchKind
+from labctl.errors import LabctlError, UsageError
+
+SWITCH_KINDS = [k.value for k in SwitchKind]
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="labctl",
+        description="Build container network labs on a Linux bridge or Open vSwitch, run HTTP "
+        "traffic through them, and tear them down without a trace.",
+    )
+    parser.add_argument("--version", action="version", version=f"labctl {__version__}")
+    parser.add_argument("-v", "--verbose", action="store_true", help="show every detail step")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    def topology_args(p: argparse.ArgumentParser) -> None:
+        p.add_argument("file", help="topology YAML file, e.g. topologies/seed.yaml")
+        p.add_argument("--switch", choices=SWITCH_KINDS, help="override the switch kind")
+        p.add_argument("--name", help="override the lab name (run two copies side by side)")
+
+    p = sub.add_parser("validate", help="check a topology file; exit 2 listing every problem")
+    topology_args(p)
+    p.set_defaults(func=cmd_validate)
+
+    p = sub.add_parser("schema", help="print the topology JSON Schema (for editors)")
+    p.set_defaults(func=cmd_schema)
+
+    p = sub.add_parser("plan", help="show the steps `up` would take, without doing them")
+    topology_args(p)
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+    p.set_defaults(func=cmd_plan)
+
+    p = sub.add_parser("up", help="build a lab from a topology file")
+    topology_args(p)
+    p.add_argument("--json", action="store_true", help="print the lab state as JSON")
+    p.set_defaults(func=cmd_up)
+
+    p = sub.add_parser("run", help="run the HTTP traffic of a lab (exit 1 if requests fail)")
+    p.add_argument("lab", nargs="?", help="lab name (default: the only lab that is up)")
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+    p.set_defaults(func=cmd_run)
+
+    p = sub.add_parser("down", help="tear a lab down; finds leftovers by label, idempotent")
+    p.add_argument("lab", nargs="?", help="lab name (default: the only lab known)")
+    p.add_argument("--all", action="store_true", help="tear down every labctl lab on this host")
+    p.set_defaults(func=cmd_down)
+
+    p = sub.add_parser("status", help="what labctl has created on this host")
+    p.add_argument("lab", nargs="?", help="only this lab")
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+    p.set_defaults(func=cmd_status)
+
+    p = sub.add_parser("image", help="the default node image")
+    image_sub = p.add_subparsers(dest="image_command", required=True, metavar="ACTION")
+    b = image_sub.add_parser("build", help="build it (cached: only when its recipe changed)")
+    b.add_argument("--force", action="store_true", help="rebuild even if up to date")
+    b.set_defaults(func=cmd_image_build)
+    return parser
+
+
+def _progress(args: argparse.Namespace) -> Callable[[Any], None]:
+    from labctl.render import ProgressPrinter
+
+    return ProgressPrinter(verbose=args.verbose)
+
+
+def cmd_validate(args: argparse.Namespace) -> int:
+    from labctl.api import load
+
+    topology, _ = load(args.file, args.switch, args.name)
+    kind = topology.switch.kind.value if topology.switch else "none"
+    print(f"{args.file}: ok (lab {topology.name}, {len(topology.nodes)} nodes, switch {kind}, "
+          f"{len(topology.links)} links, {len(topology.taps)} taps)")
+    return 0
+
+
+def cmd_schema(args: argparse.Namespace) -> int:
+    from labctl.core.schema import json_schema
+
+    print(json.dumps(json_schema(), indent=2))
+    return 0
+
+
+def cmd_plan(args: argparse.Namespace) -> int:
+    from labctl.api import load
+    from labctl.core.plan import make_plan
+
+    topology, _ = load(args.file, args.switch, args.name)
+    plan = make_plan(topology)
+    if args.json:
+        print(json.dumps({"lab": plan.lab, "switch": plan.switch_kind, "bridge": plan.bridge,
+                          "steps": [{"key": s.key, "action": s.action,
+                                     "description": s.description} for s in plan.steps],
+                          "taps": [t.__dict__ for t in plan.taps]}, indent=2))
+        return 0
+    print(f"lab {plan.lab}: switch {plan.switch_kind or 'none'}")
+    print("\n".join(plan.describe()))
+    for tap in plan.taps:
+        print(f"tap {tap.name}: {tap.description} ({tap.namespace} {tap.ifname})")
+    return 0
+
+
+def cmd_up(args: argparse.Namespace) -> int:
+    from labctl.api import Lab
+
+    lab = Lab.from_file(args.file, args.switch, args.name, on_event=_progress(args))
+    try:
+        state = lab.up()
+    finally:
+        lab.close()
+    if args.json:
+        print(json.dumps(state.to_dict(), indent=2))
+    else:
+        print(f"lab {state.lab} is up ({state.switch_kind or 'no switch'}); "
+              f"next: labctl run {state.lab}, labctl down {state.lab}")
+    return 0
+
+
+def _engine(args: argparse.Namespace) -> tuple[Any, Callable[[], None]]:
+    from labctl.backends.registry import real_backends
+    from labctl.engine import Engine
+    from labctl.state import StateStore
+
+    progress = _progress(args)
+    backends, close = real_backends(progress)
+    return Engine(backends, StateStore(), progress), close
+
+
+def _pick_lab(engine: Any, given: str | None, up_only: bool) -> str:
+    if given:
+        return given
+    labs = engine.store.labs() if up_only else engine.known_labs()
+    if len(labs) == 1:
+        return str(labs[0])
+    if not labs:
+        raise UsageError("no lab is up; start one with `labctl up topologies/seed.yaml`")
+    raise UsageError(f"several labs exist ({', '.join(labs)}); name one")
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    engine, close = _engine(args)
+    try:
+        lab = _pick_lab(engine, args.lab, up_only=True)
+        summary = engine.run_traffic(lab)
+    finally:
+        close()
+    if args.json:
+        print(json.dumps({"lab": lab, "http": summary.to_dict()}, indent=2))
+    else:
+        print(summary.render_text())
+    return 0 if summary.ok else 1
+
+
+def cmd_down(args: argparse.Namespace) -> int:
+    engine, close = _engine(args)
+    try:
+        if args.all:
+            labs = engine.known_labs()
+        else:
+            labs = [_pick_lab(engine, args.lab, up_only=False)] if (
+                args.lab or engine.known_labs()) else []
+        if not labs:
+            print("nothing to tear down")
+        for lab in labs:
+            swept = engine.down(lab)
+            extra = f" ({len(swept)} leftovers swept by label)" if swept else ""
+            print(f"lab {lab} is down{extra}")
+    finally:
+        close()
+    return 0
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    from labctl.render import table
+
+    engine, close = _engine(args)
+    try:
+        owned = engine.owned(args.lab)
+        labs = sorted({*engine.store.labs(), *(o.lab for o in owned)})
+        if args.lab:
+            labs = [lab for lab in labs if lab == args.lab]
+        report = []
+        for lab in labs:
+            state = engine.store.load(lab)
+            report.append({
+                "lab": lab,
+                "status": state.status if state else "leftovers (no state file)",
+                "switch": state.switch_kind if state else None,
+                "topology_file": state.topology_file if state else None,
+                "resources": [{"kind": o.kind, "name": o.name, **o.details}
+                              for o in owned if o.lab == lab],
+            })
+    finally:
+        close()
+    if args.json:
+        print(json.dumps({"labs": report}, indent=2))
+        return 0
+    if not report:
+        print("no labs")
+        return 0
+    for entry in report:
+        print(f"lab {entry['lab']}: {entry['status']}, switch {entry['switch'] or '-'}, "
+              f"from {entry['topology_file'] or '-'}")
+        rows = [[r["kind"], r["name"], str({k: v for k, v in r.items()
+                                            if k not in ("kind", "name") and v is not None})]
+                for r in entry["resources"]]
+        print(table(rows, ["kind", "name", "details"]) if rows else "  (nothing on the host)")
+    return 0
+
+
+def cmd_image_build(args: argparse.Namespace) -> int:
+    from labctl.backends.docker_runtime import connect
+    from labctl.backends.image import ImageBuilder
+
+    client = connect()
+    try:
+        tag, built = ImageBuilder(client, on_event=_progress(args)).ensure(force=args.force)
+    finally:
+        client.close()
+    print(f"node image {tag} {'built' if built else 'is up to date'}")
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        return int(args.func(args))
+    except LabctlError as error:
+        for line in error.lines():
+            print(f"labctl: {line}", file=sys.stderr)
+        return error.exit_code
+    except KeyboardInterrupt:
+        print("labctl: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,125 @@
+"""HTTP traffic under test: the client command and the interpretation of its output.
+
+The client is curl inside the client node, one process per request so that
+every request opens its own TCP connection (the bug shows on the handshake).
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import statistics
+from dataclasses import asdict, dataclass
+
+from labctl.core.model import Topology, Traffic
+
+# curl exit codes worth naming (man curl, EXIT CODES).
+CURL_ERRORS = {
+    6: "could not resolve host",
+    7: "connection refused or unreachable",
+    28: "timed out",
+    52: "empty reply from server",
+    56: "connection reset while receiving",
+}
+WRITE_OUT = "%{http_code} %{time_connect} %{time_total}"
+
+
+def target_address(topology: Topology, traffic: Traffic) -> str:
+    server = topology.nodes[traffic.server]
+    for iface in server.interfaces.values():
+        value = getattr(iface, traffic.family)
+        if value:
+            return str(ipaddress.ip_interface(value).ip)
+    raise ValueError(f"server {traffic.server} has no {traffic.family} address")
+
+
+def url(topology: Topology, traffic: Traffic) -> str:
+    address = target_address(topology, traffic)
+    host = f"[{address}]" if ":" in address else address
+    return f"http://{host}:{traffic.port}{traffic.path}"
+
+
+def client_argv(topology: Topology, traffic: Traffic) -> list[str]:
+    return ["curl", "--silent", "--show-error", "--output", "/dev/null", "--write-out", WRITE_OUT,
+            "--max-time", str(traffic.timeout), url(topology, traffic)]
+
+
+def server_argv(port: int, www_root: str = "/srv/www") -> list[str]:
+    # busybox httpd in the foreground of a detached exec; binds all addresses (v4 and v6).
+    return ["busybox", "httpd", "-f", "-p", str(port), "-h", www_root]
+
+
+@dataclass(frozen=True)
+class RequestResult:
+    index: int
+    ok: bool
+    status: int | None
+    connect_seconds: float | None
+    total_seconds: float | None
+    error: str | None
+
+    def to_dict(self) -> dict[str, object]:
+        return asdict(self)
+
+
+def parse_curl(index: int, exit_code: int, stdout: str, stderr: str) -> RequestResult:
+    fields = stdout.strip().split()
+    status = connect = total = None
+    if len(fields) == 3:
+        try:
+            status = int(fields[0]) or None
+            connect, total = float(fields[1]), float(fields[2])
+        except ValueError:
+            status = None
+    ok = exit_code == 0 and status is not None and 200 <= status < 400
+    error = None
+    if exit_code != 0:
+        reason = CURL_ERRORS.get(exit_code, stderr.strip().splitlines()[-1] if stderr.strip()
+                                 else "failed")
+        error = f"curl exit {exit_code}: {reason}"
+    elif not ok:
+        error = f"HTTP status {status}"
+    return RequestResult(index, ok, status, connect, total, error)
+
+
+@dataclass(frozen=True)
+class TrafficSummary:
+    url: str
+    results: tuple[RequestResult, ...]
+
+    @property
+    def succeeded(self) -> int:
+        return sum(1 for r in self.results if r.ok)
+
+    @property
+    def failed(self) -> int:
+        return len(self.results) - self.succeeded
+
+    @property
+    def ok(self) -> bool:
+        return self.failed == 0
+
+    def latency_ms(self) -> dict[str, float] | None:
+        times = [r.total_seconds * 1000 for r in self.results if r.ok and r.total_seconds is not None]
+        if not times:
+            return None
+        return {"min": min(times), "median": statistics.median(times), "max": max(times)}
+
+    def to_dict(self) -> dict[str, object]:
+        return {"url": self.url, "requests": len(self.results), "succeeded": self.succeeded,
+                "failed": self.failed, "latency_ms": self.latency_ms(),
+                "results": [r.to_dict() for r in self.results]}
+
+    def render_text(self) -> str:
+        lines = [f"HTTP {self.url}"]
+        for r in self.results:
+            if r.ok:
+                lines.append(f"  #{r.index:<3} {r.status}  {1000 * (r.total_seconds or 0):8.1f} ms")
+            else:
+                lines.append(f"  #{r.index:<3} FAIL {r.error}")
+        lat = self.latency_ms()
+        summary = f"  {self.succeeded}/{len(self.results)} succeeded"
+        if lat:
+            summary += (f"; latency min {lat['min']:.1f} ms, median {lat['median']:.1f} ms, "
+                        f"max {lat['max']:.1f} ms")
+        lines.append(summary)
+        return "\n".join(lines)

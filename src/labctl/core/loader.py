@@ -1,0 +1,234 @@
+"""Read a topology file: YAML with every value's position, then validation.
+
+`load_topology` either returns a valid Topology or raises ConfigError with
+every problem found (syntax, unknown keys, wrong types, bad references,
+names, addresses), each with file:line:column and a path like `links[2].a`.
+"""
+
+from __future__ import annotations
+
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import ValidationError
+
+from labctl.core.model import Topology
+from labctl.errors import ConfigError, Problem
+
+MAX_FILE_BYTES = 1024 * 1024
+"""A topology is a few kilobytes; anything over a megabyte is a mistake."""
+
+PathKey = tuple[str | int, ...]
+
+
+def format_path(path: PathKey) -> str:
+    text = ""
+    for part in path:
+        if isinstance(part, int):
+            text += f"[{part}]"
+        else:
+            text += f".{part}" if text else str(part)
+    return text
+
+
+@dataclass
+class Document:
+    """Parsed YAML plus the position of every mapping key and sequence item."""
+
+    file: str
+    data: Any
+    positions: dict[PathKey, tuple[int, int]] = field(default_factory=dict)
+
+    def position(self, path: PathKey) -> tuple[int, int]:
+        """Best position for a path: the path itself, else its nearest ancestor."""
+        for end in range(len(path), -1, -1):
+            found = self.positions.get(path[:end])
+            if found:
+                return found
+        return (1, 1)
+
+    def problem(self, path: PathKey, message: str) -> Problem:
+        line, column = self.position(path)
+        return Problem(self.file, line, column, format_path(path), message)
+
+
+class _Builder:
+    """Turns a composed YAML node tree into Python data, recording positions."""
+
+    def __init__(self, doc: Document):
+        self.doc = doc
+        self.problems: list[Problem] = []
+        self._constructor = yaml.SafeLoader("")
+
+    def build(self, node: yaml.Node, path: PathKey) -> Any:
+        if isinstance(node, yaml.MappingNode):
+            result: dict[Any, Any] = {}
+            for key_node, value_node in node.value:
+                key = self._scalar(key_node)
+                child = (*path, key if isinstance(key, str | int) else str(key))
+                if not isinstance(key, str):
+                    self._add(key_node, path, f"keys must be strings, got {key!r}")
+                    continue
+                if key in result:
+                    self._add(key_node, child, f"duplicate key {key!r}")
+                    continue
+                self.doc.positions[child] = _mark(key_node)
+                result[key] = self.build(value_node, child)
+            return result
+        if isinstance(node, yaml.SequenceNode):
+            items = []
+            for index, item in enumerate(node.value):
+                self.doc.positions[(*path, index)] = _mark(item)
+                items.append(self.build(item, (*path, index)))
+            return items
+        return self._scalar(node)
+
+    def _scalar(self, node: yaml.Node) -> Any:
+        if isinstance(node, yaml.ScalarNode):
+            return self._constructor.construct_object(node, deep=True)
+        return self.build(node, ())
+
+    def _add(self, node: yaml.Node, path: PathKey, message: str) -> None:
+        line, column = _mark(node)
+        self.problems.append(Problem(self.doc.file, line, column, format_path(path), message))
+
+
+def _mark(node: yaml.Node) -> tuple[int, int]:
+    return node.start_mark.line + 1, node.start_mark.column + 1
+
+
+def parse_yaml(text: str, file: str) -> Document:
+    doc = Document(file=file, data=None, positions={(): (1, 1)})
+    try:
+        root = yaml.compose(text, Loader=yaml.SafeLoader)
+    except yaml.MarkedYAMLError as err:
+        mark = err.problem_mark or err.context_mark
+        line, column = (mark.line + 1, mark.column + 1) if mark else (1, 1)
+        reason = err.problem or err.context or "invalid YAML"
+        raise ConfigError([Problem(file, line, column, "", f"YAML syntax error: {reason}")]) from None
+    except yaml.YAMLError as err:
+        raise ConfigError([Problem(file, 1, 1, "", f"YAML error: {err}")]) from None
+    if root is None:
+        raise ConfigError([Problem(file, 1, 1, "", "the file is empty; a topology needs at least "
+                                   "`name:` and `nodes:` (see topologies/seed.yaml)")])
+    builder = _Builder(doc)
+    doc.data = builder.build(root, ())
+    if builder.problems:
+        raise ConfigError(builder.problems)
+    return doc
+
+
+def read_topology_text(path: str | Path) -> str:
+    file = str(path)
+    p = Path(path)
+    try:
+        size = p.stat().st_size
+        if size > MAX_FILE_BYTES:
+            raise ConfigError([Problem(file, 1, 1, "", f"file is {size} bytes; a topology may be "
+                                       f"at most {MAX_FILE_BYTES} bytes")])
+        raw = p.read_bytes()
+    except FileNotFoundError:
+        raise ConfigError([Problem(file, 1, 1, "", "no such file")]) from None
+    except IsADirectoryError:
+        raise ConfigError([Problem(file, 1, 1, "", "is a directory, not a topology file")]) from None
+    except PermissionError:
+        raise ConfigError([Problem(file, 1, 1, "", "permission denied reading the file")]) from None
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError as err:
+        line = raw[: err.start].count(b"\n") + 1
+        raise ConfigError([Problem(file, line, 1, "", "not UTF-8 text")]) from None
+
+
+def structure_problems(doc: Document) -> tuple[Topology | None, list[Problem]]:
+    """Check keys and types with the pydantic model; map its errors to file positions."""
+    if not isinstance(doc.data, dict):
+        return None, [doc.problem((), "a topology must be a mapping with `name:` and `nodes:`")]
+    try:
+        return Topology.model_validate(doc.data), []
+    except ValidationError as err:
+        return None, [_pydantic_problem(doc, e) for e in err.errors()]
+
+
+def _pydantic_problem(doc: Document, error: Any) -> Problem:
+    loc: PathKey = tuple(part for part in error["loc"] if not _is_union_tag(part))
+    kind = error["type"]
+    value = error.get("input")
+    if kind == "extra_forbidden":
+        parent = _model_fields_at(loc[:-1])
+        allowed = f" (allowed: {', '.join(parent)})" if parent else ""
+        return doc.problem(loc, f"unknown key {loc[-1]!r}{allowed}")
+    if kind == "missing":
+        line, column = doc.position(loc[:-1])
+        return Problem(doc.file, line, column, format_path(loc),
+                       f"missing required key {loc[-1]!r}")
+    if kind in {"string_type", "int_type", "bool_type", "float_type", "dict_type", "list_type",
+                "model_type", "model_attributes_type"}:
+        expected = {"string_type": "a string", "int_type": "an integer", "bool_type":
+                    "true or false", "float_type": "a number", "dict_type": "a mapping",
+                    "list_type": "a list", "model_type": "a mapping",
+                    "model_attributes_type": "a mapping"}[kind]
+        return doc.problem(loc, f"expected {expected}, got {_describe(value)}")
+    if kind in {"enum", "literal_error"}:
+        allowed = error.get("ctx", {}).get("expected", "")
+        return doc.problem(loc, f"{_describe(value)} is not one of {allowed}")
+    return doc.problem(loc, error["msg"][0].lower() + error["msg"][1:])
+
+
+def _is_union_tag(part: object) -> bool:
+    # pydantic adds the union member's type name ("int", "float") to the location.
+    return isinstance(part, str) and part in {"int", "float", "str", "bool", "constrained-int",
+                                               "constrained-float", "function-after[...]"}
+
+
+def _model_fields_at(path: PathKey) -> list[str]:
+    """Names of the keys allowed at a path, for 'unknown key' messages."""
+    from labctl.core import model
+
+    current: type[model.BaseModel] | None = model.Topology
+    depth = 0
+    while current is not None and depth < len(path):
+        field_info = current.model_fields.get(str(path[depth]))
+        if field_info is None:
+            return []
+        annotation = field_info.annotation
+        if isinstance(annotation, type) and issubclass(annotation, model.BaseModel):
+            current, depth = annotation, depth + 1
+            continue
+        args = typing.get_args(annotation)
+        nested = [a for a in args if isinstance(a, type) and issubclass(a, model.BaseModel)]
+        if not nested:
+            return []
+        # list[Link] / dict[str, Node] also consume the index or key part of the path.
+        step = 2 if typing.get_origin(annotation) in (list, dict) else 1
+        current, depth = nested[0], depth + step
+    return list(current.model_fields) if current is not None else []
+
+
+def _describe(value: object) -> str:
+    if value is None:
+        return "nothing (null)"
+    if isinstance(value, bool):
+        return f"boolean {str(value).lower()}"
+    if isinstance(value, dict):
+        return "a mapping"
+    if isinstance(value, list):
+        return "a list"
+    return f"{type(value).__name__} {value!r}"
+
+
+def load_topology(path: str | Path) -> tuple[Topology, Document]:
+    """Load and fully validate a topology file. Raises ConfigError listing every problem."""
+    from labctl.core.validate import semantic_problems
+
+    doc = parse_yaml(read_topology_text(path), str(path))
+    topology, problems = structure_problems(doc)
+    if topology is not None:
+        problems = semantic_problems(topology, doc)
+    if problems:
+        raise ConfigError(problems)
+    assert topology is not None
+    return topology, doc

@@ -1,0 +1,173 @@
+"""Deciding what to create: a topology becomes an ordered list of steps.
+
+Pure: every name is derived here (via labctl.core.names), so the plan can be
+shown, tested and diffed without touching the host. The engine applies the
+steps in order and undoes completed ones in reverse on failure.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from labctl.core import names
+from labctl.core.model import Offload, Switch, Topology
+from labctl.core.validate import parse_endpoint
+
+
+@dataclass(frozen=True)
+class InterfaceSettings:
+    addresses: tuple[str, ...]
+    mac: str | None
+    mtu: int | None
+    offload: Offload
+
+
+@dataclass(frozen=True)
+class Step:
+    key: str
+    description: str
+
+    @property
+    def action(self) -> str:
+        return type(self).__name__
+
+
+@dataclass(frozen=True)
+class CreateNode(Step):
+    node: str
+    image: str
+
+
+@dataclass(frozen=True)
+class CreateSwitch(Step):
+    bridge: str
+    switch: Switch
+
+
+@dataclass(frozen=True)
+class CreateSwitchLink(Step):
+    """veth: host end `host_ifname` (a switch port), other end `node:ifname`."""
+
+    node: str
+    ifname: str
+    host_ifname: str
+    settings: InterfaceSettings
+
+
+@dataclass(frozen=True)
+class AttachPort(Step):
+    bridge: str
+    port: str
+    host_ifname: str
+    switch: Switch
+
+
+@dataclass(frozen=True)
+class CreateNodeLink(Step):
+    index: int
+    transient_names: tuple[str, str]
+    a: tuple[str, str]
+    b: tuple[str, str]
+    a_settings: InterfaceSettings
+    b_settings: InterfaceSettings
+
+
+@dataclass(frozen=True)
+class StartHttpServer(Step):
+    node: str
+    port: int
+    path: str
+
+
+@dataclass(frozen=True)
+class TapPoint:
+    """Where a tap captures: an interface in a node's namespace, or on the host."""
+
+    name: str
+    namespace: str  # a node name, or "host"
+    ifname: str
+    description: str
+    filter: str | None = None
+
+
+@dataclass(frozen=True)
+class Plan:
+    lab: str
+    switch_kind: str | None
+    bridge: str | None
+    steps: tuple[Step, ...]
+    taps: tuple[TapPoint, ...] = field(default_factory=tuple)
+
+    def describe(self) -> list[str]:
+        return [f"{i + 1:2d}. {s.description}" for i, s in enumerate(self.steps)]
+
+
+def interface_settings(topology: Topology, node: str, ifname: str) -> InterfaceSettings:
+    spec = topology.nodes[node]
+    iface = spec.interfaces[ifname]
+    addresses = tuple(a for a in (iface.ipv4, iface.ipv6) if a)
+    return InterfaceSettings(addresses, iface.mac, iface.mtu, spec.effective_offload(ifname))
+
+
+def make_plan(topology: Topology) -> Plan:
+    """The ordered steps that build `topology`. The topology must be valid."""
+    lab = topology.name
+    steps: list[Step] = []
+    for node_name, node in topology.nodes.items():
+        steps.append(CreateNode(f"node:{node_name}", f"start node {node_name} ({node.image})",
+                                node=node_name, image=node.image))
+    bridge = None
+    if topology.switch is not None:
+        bridge = names.check_generated(names.bridge_name(lab))
+        steps.append(CreateSwitch("switch", f"create {topology.switch.kind.value} switch {bridge}",
+                                  bridge=bridge, switch=topology.switch))
+    host_ends: dict[tuple[str, str], str] = {}
+    port_of_host_end: dict[str, str] = {}
+    for index, link in enumerate(topology.links):
+        a = parse_endpoint(link.a)
+        b = parse_endpoint(link.b)
+        assert a is not None and b is not None, "make_plan needs a validated topology"
+        if b.is_switch:
+            assert topology.switch is not None and bridge is not None
+            host_ifname = names.check_generated(names.host_veth_name(lab, b.name))
+            host_ends[(a.node, a.name)] = host_ifname
+            port_of_host_end[b.name] = host_ifname
+            steps.append(CreateSwitchLink(
+                f"link:{index}", f"veth {host_ifname} <-> {a.node}:{a.name}",
+                node=a.node, ifname=a.name, host_ifname=host_ifname,
+                settings=interface_settings(topology, a.node, a.name)))
+            steps.append(AttachPort(
+                f"port:{b.name}", f"attach {host_ifname} to {bridge} as port {b.name}",
+                bridge=bridge, port=b.name, host_ifname=host_ifname, switch=topology.switch))
+        else:
+            transient = tuple(names.check_generated(n) for n in names.transient_veth_names(lab, index))
+            steps.append(CreateNodeLink(
+                f"link:{index}", f"veth {a.node}:{a.name} <-> {b.node}:{b.name}",
+                index=index, transient_names=(transient[0], transient[1]),
+                a=(a.node, a.name), b=(b.node, b.name),
+                a_settings=interface_settings(topology, a.node, a.name),
+                b_settings=interface_settings(topology, b.node, b.name)))
+    traffic = topology.traffic
+    if traffic is not None and traffic.start_server:
+        steps.append(StartHttpServer(f"http:{traffic.server}",
+                                     f"start HTTP server on {traffic.server}:{traffic.port}",
+                                     node=traffic.server, port=traffic.port, path=traffic.path))
+    taps = tuple(_tap_point(topology, tap_index, host_ends, port_of_host_end)
+                 for tap_index in range(len(topology.taps)))
+    kind = topology.switch.kind.value if topology.switch else None
+    return Plan(lab=lab, switch_kind=kind, bridge=bridge, steps=tuple(steps), taps=taps)
+
+
+def _tap_point(topology: Topology, index: int, host_ends: dict[tuple[str, str], str],
+               port_of_host_end: dict[str, str]) -> TapPoint:
+    tap = topology.taps[index]
+    if tap.switch_port is not None:
+        host_ifname = port_of_host_end[tap.switch_port]
+        return TapPoint(tap.name, "host", host_ifname, f"switch port {tap.switch_port}", tap.filter)
+    where = tap.node or tap.host
+    end = parse_endpoint(where or "")
+    assert end is not None
+    if tap.node is not None:
+        return TapPoint(tap.name, end.node, end.name, f"{end} inside the node", tap.filter)
+    return TapPoint(tap.name, "host", host_ends[(end.node, end.name)], f"host end of {end}",
+                    tap.filter)

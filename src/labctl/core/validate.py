@@ -1,0 +1,283 @@
+"""Checks that need the whole topology: references, names, addresses.
+
+Runs after the structural (pydantic) check; returns every problem found.
+"""
+
+from __future__ import annotations
+
+import difflib
+import ipaddress
+import re
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from labctl.core import names
+from labctl.core.loader import Document, PathKey
+from labctl.core.model import SWITCH_ENDPOINT, Topology
+from labctl.errors import Problem
+
+MAC_RE = re.compile(r"^[0-9a-fA-F]{2}(:[0-9a-fA-F]{2}){5}$")
+RESERVED_IFNAMES = {"lo", ".", ".."}
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    node: str
+    name: str  # interface name, or the port name when node == "switch"
+
+    @property
+    def is_switch(self) -> bool:
+        return self.node == SWITCH_ENDPOINT
+
+    def __str__(self) -> str:
+        return f"{self.node}:{self.name}"
+
+
+def parse_endpoint(text: str) -> Endpoint | None:
+    node, sep, name = text.partition(":")
+    if not sep or not node or not name or ":" in name:
+        return None
+    return Endpoint(node, name)
+
+
+class _Checker:
+    def __init__(self, topology: Topology, doc: Document):
+        self.topo = topology
+        self.doc = doc
+        self.problems: list[Problem] = []
+
+    def add(self, path: PathKey, message: str) -> None:
+        self.problems.append(self.doc.problem(path, message))
+
+    def run(self) -> list[Problem]:
+        self.check_name()
+        self.check_nodes()
+        linked = self.check_links()
+        self.check_unlinked(linked)
+        self.check_taps(linked)
+        self.check_traffic()
+        return self.problems
+
+    def check_name(self) -> None:
+        if not names.LAB_NAME_RE.match(self.topo.name):
+            self.add(("name",), f"lab name {self.topo.name!r} must be 1-31 characters of a-z, 0-9 "
+                     "and '-', starting with a letter or digit")
+
+    def check_nodes(self) -> None:
+        if not self.topo.nodes:
+            self.add(("nodes",), "a lab needs at least one node")
+        seen_addresses: dict[str, PathKey] = {}
+        seen_macs: dict[str, PathKey] = {}
+        for node_name, node in self.topo.nodes.items():
+            base: PathKey = ("nodes", node_name)
+            if node_name == SWITCH_ENDPOINT or not names.NODE_NAME_RE.match(node_name):
+                self.add(base, f"node name {node_name!r} must be 1-31 characters of a-z, 0-9, "
+                         "'_' and '-', starting with a letter or digit, and not 'switch'")
+            if node.command is not None and not node.command:
+                self.add((*base, "command"), "command is an empty list; leave it out for the "
+                         "default (sleep until stopped)")
+            for key in node.env:
+                if not re.match(r"^[A-Za-z_][A-Za-z0-9_]*$", key):
+                    self.add((*base, "env", key), f"{key!r} is not a valid environment variable name")
+            for if_name, iface in node.interfaces.items():
+                path = (*base, "interfaces", if_name)
+                self.check_ifname(path, if_name)
+                for family, value in (("ipv4", iface.ipv4), ("ipv6", iface.ipv6)):
+                    if value is not None:
+                        self.check_address((*path, family), family, value, seen_addresses)
+                if iface.mac is not None:
+                    self.check_mac((*path, "mac"), iface.mac, seen_macs)
+
+    def check_ifname(self, path: PathKey, if_name: str) -> None:
+        if len(if_name.encode()) > names.IFNAMSIZ:
+            self.add(path, f"interface name {if_name!r} is {len(if_name.encode())} bytes; Linux "
+                     f"allows at most {names.IFNAMSIZ}")
+        elif not names.IFNAME_RE.match(if_name) or if_name in RESERVED_IFNAMES:
+            self.add(path, f"interface name {if_name!r} may use only A-Z a-z 0-9 _ . - and "
+                     "must not be 'lo', '.' or '..'")
+
+    def check_address(
+        self, path: PathKey, family: str, value: str, seen: dict[str, PathKey]
+    ) -> None:
+        cls = ipaddress.IPv4Interface if family == "ipv4" else ipaddress.IPv6Interface
+        example = "10.0.0.2/24" if family == "ipv4" else "fd00::2/64"
+        if "/" not in value:
+            self.add(path, f"{value!r} needs a prefix length, e.g. {example}")
+            return
+        try:
+            address = cls(value)
+        except ValueError:
+            self.add(path, f"{value!r} is not a valid {family} address with prefix, e.g. {example}")
+            return
+        network = address.network
+        if network.num_addresses > 2 and address.ip in (
+            network.network_address,
+            getattr(network, "broadcast_address", None),
+        ):
+            self.add(path, f"{value!r} is the network or broadcast address of {network}")
+            return
+        if address.ip.is_loopback or address.ip.is_multicast or address.ip.is_unspecified:
+            self.add(path, f"{value!r} is not a unicast host address")
+            return
+        key = str(address.ip)
+        if key in seen:
+            self.add(path, f"address {key} is already used at {_fmt(seen[key])}")
+        else:
+            seen[key] = path
+
+    def check_mac(self, path: PathKey, mac: str, seen: dict[str, PathKey]) -> None:
+        if not MAC_RE.match(mac):
+            self.add(path, f"{mac!r} is not a MAC address like 02:00:00:00:00:01")
+            return
+        if int(mac[:2], 16) & 1 or mac.replace(":", "") == "0" * 12:
+            self.add(path, f"{mac!r} is not a unicast MAC address (first octet must be even)")
+            return
+        key = mac.lower()
+        if key in seen:
+            self.add(path, f"MAC {key} is already used at {_fmt(seen[key])}")
+        else:
+            seen[key] = path
+
+    def resolve_node_endpoint(self, path: PathKey, text: str) -> Endpoint | None:
+        endpoint = parse_endpoint(text)
+        if endpoint is None:
+            self.add(path, f"{text!r} must be 'node:interface' (or 'switch:port' for b)")
+            return None
+        if endpoint.is_switch:
+            return endpoint
+        node = self.topo.nodes.get(endpoint.node)
+        if node is None:
+            self.add(path, f"unknown node {endpoint.node!r}{_suggest(endpoint.node, self.topo.nodes)}")
+            return None
+        if endpoint.name not in node.interfaces:
+            self.add(path, f"node {endpoint.node!r} has no interface {endpoint.name!r}"
+                     f"{_suggest(endpoint.name, node.interfaces)}")
+            return None
+        return endpoint
+
+    def check_links(self) -> dict[tuple[str, str], Endpoint | None]:
+        """Returns node interface -> switch port endpoint (None for node-to-node links)."""
+        used: dict[tuple[str, str], PathKey] = {}
+        ports: dict[str, PathKey] = {}
+        linked: dict[tuple[str, str], Endpoint | None] = {}
+        for index, link in enumerate(self.topo.links):
+            base: PathKey = ("links", index)
+            a = self.resolve_node_endpoint((*base, "a"), link.a)
+            b = self.resolve_node_endpoint((*base, "b"), link.b)
+            if a is not None and a.is_switch:
+                self.add((*base, "a"), "a must be a node interface; put the switch port in b")
+                a = None
+            if b is not None and b.is_switch:
+                b = self.check_port((*base, "b"), b, ports)
+            for end, path in ((a, (*base, "a")), (b, (*base, "b"))):
+                if end is None or end.is_switch:
+                    continue
+                key = (end.node, end.name)
+                if key in used:
+                    self.add(path, f"interface {end} is already linked at {_fmt(used[key])}")
+                else:
+                    used[key] = path
+            if a is not None and b is not None:
+                if not b.is_switch and a.node == b.node:
+                    self.add(base, f"link connects node {a.node!r} to itself")
+                linked[(a.node, a.name)] = b if b.is_switch else None
+                if not b.is_switch:
+                    linked[(b.node, b.name)] = None
+        return linked
+
+    def check_port(self, path: PathKey, end: Endpoint, ports: dict[str, PathKey]) -> Endpoint | None:
+        if self.topo.switch is None:
+            self.add(path, f"{end} refers to the switch, but the topology has no `switch:`")
+            return None
+        if not names.PORT_NAME_RE.match(end.name):
+            self.add(path, f"switch port name {end.name!r} must be 1-7 characters of A-Z a-z 0-9 _ "
+                     "(it becomes part of a 15-byte interface name)")
+            return None
+        if end.name in ports:
+            self.add(path, f"switch port {end.name!r} is already used at {_fmt(ports[end.name])}")
+            return None
+        ports[end.name] = path
+        return end
+
+    def check_unlinked(self, linked: dict[tuple[str, str], Endpoint | None]) -> None:
+        for node_name, node in self.topo.nodes.items():
+            for if_name in node.interfaces:
+                if (node_name, if_name) not in linked and self._all_link_ends_resolved():
+                    self.add(("nodes", node_name, "interfaces", if_name),
+                             f"interface {node_name}:{if_name} is not connected by any link")
+
+    def _all_link_ends_resolved(self) -> bool:
+        # An interface whose link has a typo is reported there, not twice.
+        return not any(p.path.startswith("links") for p in self.problems)
+
+    def check_taps(self, linked: dict[tuple[str, str], Endpoint | None]) -> None:
+        seen: dict[str, PathKey] = {}
+        ports = {end.name for end in linked.values() if end is not None}
+        for index, tap in enumerate(self.topo.taps):
+            base: PathKey = ("taps", index)
+            if not names.TAP_NAME_RE.match(tap.name):
+                self.add((*base, "name"), f"tap name {tap.name!r} may use only A-Z a-z 0-9 _ . - "
+                         "(it names the pcap file)")
+            elif tap.name in seen:
+                self.add((*base, "name"), f"tap name {tap.name!r} is already used at "
+                         f"{_fmt(seen[tap.name])}")
+            else:
+                seen[tap.name] = (*base, "name")
+            given = [k for k in ("node", "host", "switch_port") if getattr(tap, k) is not None]
+            if len(given) != 1:
+                self.add(base, "a tap needs exactly one of node, host, switch_port"
+                         + (f" (got {', '.join(given)})" if given else ""))
+                continue
+            where = given[0]
+            value = getattr(tap, where)
+            if where == "switch_port":
+                if value not in ports:
+                    self.add((*base, where), f"no switch port {value!r}{_suggest(value, ports)}")
+                continue
+            end = self.resolve_node_endpoint((*base, where), value)
+            if end is None:
+                continue
+            if end.is_switch:
+                self.add((*base, where), f"use `switch_port: {end.name}` for a switch port")
+            elif where == "host" and linked.get((end.node, end.name)) is None:
+                self.add((*base, where), f"{end} is not linked to the switch, so it has no host "
+                         "end to capture on; tap it with `node:` instead")
+
+    def check_traffic(self) -> None:
+        traffic = self.topo.traffic
+        if traffic is None:
+            return
+        for role in ("client", "server"):
+            name = getattr(traffic, role)
+            node = self.topo.nodes.get(name)
+            if node is None:
+                self.add(("traffic", role), f"unknown node {name!r}{_suggest(name, self.topo.nodes)}")
+                continue
+            if not any(getattr(i, traffic.family) for i in node.interfaces.values()):
+                self.add(("traffic", role), f"node {name!r} has no {traffic.family} address; add "
+                         f"one to an interface or set traffic.family")
+        if traffic.client == traffic.server:
+            self.add(("traffic", "server"), "client and server must be different nodes")
+        if not traffic.path.startswith("/") or any(c in traffic.path for c in " \t\r\n"):
+            self.add(("traffic", "path"), f"{traffic.path!r} must start with '/' and contain no "
+                     "white space")
+
+
+def _fmt(path: PathKey) -> str:
+    from labctl.core.loader import format_path
+
+    return format_path(path)
+
+
+def _suggest(word: str, choices: Iterable[str]) -> str:
+    options = sorted(choices)
+    close = difflib.get_close_matches(word, options, n=1)
+    if close:
+        return f"; did you mean {close[0]!r}?"
+    if options:
+        return f" (known: {', '.join(options)})"
+    return ""
+
+
+def semantic_problems(topology: Topology, doc: Document) -> list[Problem]:
+    return _Checker(topology, doc).run()

@@ -1,0 +1,269 @@
+"""Applies plans through the backends, as a journal that can be undone.
+
+`up` applies the steps in order and records each completed step in the state
+file; if a step fails (or the user presses Ctrl-C) the completed steps are
+undone in reverse order and the original error is raised. `down` replays the
+state in reverse, then sweeps whatever still carries the lab's identity in
+every backend, so it also works after a crash or with the state file gone.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from labctl.backends.base import AddressSpec, LinkBackend, NodeHandle, NodeRuntime, Owned, SwitchBackend
+from labctl.core import http
+from labctl.core.events import Event, EventSink, discard
+from labctl.core.model import SwitchKind, Topology
+from labctl.core.plan import (
+    AttachPort,
+    CreateNode,
+    CreateNodeLink,
+    CreateSwitch,
+    CreateSwitchLink,
+    InterfaceSettings,
+    Plan,
+    StartHttpServer,
+    Step,
+    make_plan,
+)
+from labctl.errors import BackendError, LabctlError, TeardownError, UsageError
+from labctl.state import LabState, StateStore
+
+SwitchFactory = Callable[[SwitchKind], SwitchBackend]
+
+
+@dataclass(frozen=True)
+class Backends:
+    runtime: NodeRuntime
+    links: LinkBackend
+    switch_for: SwitchFactory
+    """Maps a switch kind to its backend: one table, see labctl.backends.registry."""
+    all_switches: Callable[[], list[SwitchBackend]]
+    """Every switch backend, for sweeping a lab whose switch kind is unknown."""
+
+
+def _address_spec(settings: InterfaceSettings) -> AddressSpec:
+    return AddressSpec(addresses=settings.addresses, mac=settings.mac, mtu=settings.mtu)
+
+
+class Engine:
+    def __init__(self, backends: Backends, store: StateStore, on_event: EventSink = discard):
+        self.backends = backends
+        self.store = store
+        self.emit = on_event
+
+    # ---- up ---------------------------------------------------------------------------
+
+    def up(self, topology: Topology, topology_file: str) -> LabState:
+        plan = make_plan(topology)
+        lab = topology.name
+        with self.store.lock(lab):
+            existing = self.store.load(lab)
+            if existing is not None:
+                raise UsageError(
+                    f"lab {lab!r} is already {existing.status} (since "
+                    f"{time.strftime('%H:%M:%S', time.localtime(existing.created_at))}); "
+                    f"run `labctl down {lab}` first"
+                )
+            if topology.switch is not None:
+                self.backends.switch_for(topology.switch.kind).check(topology.switch)
+            state = LabState(lab=lab, topology_file=topology_file,
+                             topology=topology.model_dump(mode="json"), switch_kind=plan.switch_kind)
+            self.store.save(state)
+            self._apply(plan, topology, state)
+            state.status = "up"
+            self.store.save(state)
+            return state
+
+    def _apply(self, plan: Plan, topology: Topology, state: LabState) -> None:
+        total = len(plan.steps)
+        handles: dict[str, NodeHandle] = {}
+        done: list[tuple[Step, dict[str, Any]]] = []
+        self.emit(Event("phase", f"building lab {plan.lab}: {total} steps"))
+        try:
+            for index, step in enumerate(plan.steps, start=1):
+                started = time.monotonic()
+                self.emit(Event("step-start", step.description, index, total))
+                result = self._do(step, topology, handles, state)
+                done.append((step, result))
+                state.completed.append({"key": step.key, "action": step.action, "result": result})
+                self.store.save(state)
+                self.emit(Event("step-done", step.description, index, total,
+                                time.monotonic() - started))
+        except BaseException as error:  # also Ctrl-C: nothing half-built may remain
+            self.emit(Event("step-failed", f"{_one_line(error)}; undoing {len(done)} steps"))
+            leftovers = self._undo(plan.lab, [(s, r) for s, r in done], handles_known=handles)
+            if not leftovers:
+                self.store.delete(plan.lab)
+            else:
+                state.status = "failed"
+                self.store.save(state)
+                self.emit(Event("warning", "rollback left: " + "; ".join(leftovers)))
+            raise
+
+    def _do(self, step: Step, topology: Topology, handles: dict[str, NodeHandle],
+            state: LabState) -> dict[str, Any]:
+        b = self.backends
+        lab = topology.name
+        if isinstance(step, CreateNode):
+            handle = b.runtime.ensure_node(lab, step.node, topology.nodes[step.node])
+            handles[step.node] = handle
+            state.nodes[step.node] = {"container_id": handle.container_id, "pid": handle.pid}
+            return {"container_id": handle.container_id, "pid": handle.pid}
+        if isinstance(step, CreateSwitch):
+            return b.switch_for(step.switch.kind).ensure_switch(lab, step.bridge, step.switch)
+        if isinstance(step, CreateSwitchLink):
+            return b.links.ensure_veth_to_node(lab, step.host_ifname, handles[step.node],
+                                               step.ifname, _address_spec(step.settings),
+                                               role=f"link {step.node}:{step.ifname}")
+        if isinstance(step, AttachPort):
+            return b.switch_for(step.switch.kind).ensure_port(lab, step.bridge, step.port,
+                                                              step.host_ifname, step.switch)
+        if isinstance(step, CreateNodeLink):
+            return b.links.ensure_veth_between_nodes(
+                lab, step.transient_names,
+                (handles[step.a[0]], step.a[1], _address_spec(step.a_settings)),
+                (handles[step.b[0]], step.b[1], _address_spec(step.b_settings)),
+                role=f"link {step.a[0]}:{step.a[1]}-{step.b[0]}:{step.b[1]}")
+        if isinstance(step, StartHttpServer):
+            return self._start_http_server(handles[step.node], step)
+        raise AssertionError(f"no handler for {step.action}")
+
+    def _start_http_server(self, handle: NodeHandle, step: StartHttpServer) -> dict[str, Any]:
+        runtime = self.backends.runtime
+        runtime.exec(handle, http.server_argv(step.port), detach=True)
+        # Bounded wait until the server listens, so `run` does not race its start.
+        deadline = time.monotonic() + 10
+        port_hex = f":{step.port:04X}"
+        while time.monotonic() < deadline:
+            probe = runtime.exec(handle, ["cat", "/proc/net/tcp", "/proc/net/tcp6"])
+            if any(port_hex in line.split()[1] and line.split()[3] == "0A"
+                   for line in probe.stdout.splitlines()[1:] if len(line.split()) > 3):
+                return {"port": step.port}
+            time.sleep(0.1)
+        raise BackendError(f"starting the HTTP server on {step.node}:{step.port}",
+                           "it is not listening after 10 s",
+                           "the node image needs busybox (httpd); set traffic.start_server: "
+                           "false if the image serves by itself")
+
+    # ---- undo / down ------------------------------------------------------------------
+
+    def _undo(self, lab: str, done: list[tuple[Step, dict[str, Any]]],
+              handles_known: Mapping[str, NodeHandle] | None = None) -> list[str]:
+        leftovers: list[str] = []
+        for step, _result in reversed(done):
+            self.emit(Event("undo", f"undo: {step.description}"))
+            try:
+                self._undo_step(lab, step)
+            except LabctlError as error:
+                leftovers.append(f"{step.description}: {error}")
+        return leftovers
+
+    def _undo_step(self, lab: str, step: Step) -> None:
+        b = self.backends
+        if isinstance(step, CreateNode):
+            b.runtime.remove_node(lab, step.node)
+        elif isinstance(step, CreateSwitch):
+            b.switch_for(step.switch.kind).remove_switch(lab, step.bridge)
+        elif isinstance(step, CreateSwitchLink):
+            b.links.remove_link(lab, step.host_ifname)
+        elif isinstance(step, AttachPort):
+            b.switch_for(step.switch.kind).remove_port(lab, step.bridge, step.port,
+                                                       step.host_ifname)
+        elif isinstance(step, CreateNodeLink):
+            for name in step.transient_names:
+                b.links.remove_link(lab, name)
+
+    def down(self, lab: str) -> list[Owned]:
+        """Remove everything of `lab`. Returns what the sweep found beyond the state file."""
+        with self.store.lock(lab):
+            state = self.store.load(lab)
+            leftovers: list[str] = []
+            if state is not None:
+                self.emit(Event("phase", f"tearing down lab {lab}: {len(state.completed)} steps"))
+                topology = Topology.model_validate(state.topology)
+                plan = make_plan(topology)
+                by_key = {s.key: s for s in plan.steps}
+                done = [(by_key[c["key"]], c["result"]) for c in state.completed
+                        if c["key"] in by_key]
+                leftovers = self._undo(lab, done)
+            else:
+                self.emit(Event("phase", f"no state for lab {lab}; sweeping by labels"))
+            swept = self._sweep(lab)
+            remaining = self.owned(lab)
+            if remaining:
+                raise TeardownError([str(o) for o in remaining] + leftovers)
+            self.store.delete(lab)
+            return swept
+
+    def _sweep(self, lab: str) -> list[Owned]:
+        # Nodes first: removing a container destroys its namespace and its veth ends.
+        b = self.backends
+        swept: list[Owned] = []
+        for sweeper in (b.runtime.sweep, b.links.sweep,
+                        *[s.sweep for s in b.all_switches()]):
+            try:
+                found = sweeper(lab)
+            except LabctlError as error:
+                self.emit(Event("warning", f"sweep: {error}"))
+                continue
+            for item in found:
+                self.emit(Event("info", f"swept leftover {item}"))
+            swept.extend(found)
+        return swept
+
+    def owned(self, lab: str | None = None) -> list[Owned]:
+        b = self.backends
+        found: list[Owned] = []
+        for lister in (b.runtime.list_owned, b.links.list_owned,
+                       *[s.list_owned for s in b.all_switches()]):
+            found.extend(lister(lab))
+        return found
+
+    def known_labs(self) -> list[str]:
+        labs = set(self.store.labs())
+        labs.update(o.lab for o in self.owned(None))
+        return sorted(labs)
+
+    # ---- run --------------------------------------------------------------------------
+
+    def load_state(self, lab: str) -> tuple[LabState, Topology]:
+        state = self.store.load(lab)
+        if state is None or state.status != "up":
+            raise UsageError(f"lab {lab!r} is not up; start it with `labctl up <topology>`")
+        return state, Topology.model_validate(state.topology)
+
+    def node(self, lab: str, name: str) -> NodeHandle:
+        handle = self.backends.runtime.get_node(lab, name)
+        if handle is None:
+            raise UsageError(f"node {name!r} of lab {lab!r} is not running; "
+                             f"`labctl down {lab}` and up again")
+        return handle
+
+    def run_traffic(self, lab: str) -> http.TrafficSummary:
+        _state, topology = self.load_state(lab)
+        traffic = topology.traffic
+        if traffic is None:
+            raise UsageError(f"lab {lab!r} has no `traffic:` section to run")
+        client = self.node(lab, traffic.client)
+        argv = http.client_argv(topology, traffic)
+        results = []
+        for index in range(1, traffic.requests + 1):
+            outcome = self.backends.runtime.exec(client, argv, timeout=float(traffic.timeout) + 10)
+            result = http.parse_curl(index, outcome.exit_code, outcome.stdout, outcome.stderr)
+            results.append(result)
+            self.emit(Event("step-done", f"request {index}: "
+                            + ("ok" if result.ok else (result.error or "failed")),
+                            index, traffic.requests, result.total_seconds))
+        return http.TrafficSummary(http.url(topology, traffic), tuple(results))
+
+
+def _one_line(error: BaseException) -> str:
+    if isinstance(error, KeyboardInterrupt):
+        return "interrupted"
+    text = str(error).splitlines()[0] if str(error) else type(error).__name__
+    return text
