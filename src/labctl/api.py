@@ -25,8 +25,9 @@ from labctl.errors import ConfigError, LabctlError, UsageError
 from labctl.state import LabState, StateStore
 
 
-def load(path: str | Path, switch: str | SwitchKind | None = None,
-         name: str | None = None) -> tuple[Topology, Document]:
+def load(
+    path: str | Path, switch: str | SwitchKind | None = None, name: str | None = None
+) -> tuple[Topology, Document]:
     """Load a topology and apply command-line overrides (switch kind, lab name)."""
     topology, doc = load_topology(path)
     if switch is not None:
@@ -48,9 +49,15 @@ def load(path: str | Path, switch: str | SwitchKind | None = None,
 
 
 class Lab:
-    def __init__(self, topology: Topology, document: Document, *,
-                 backends: Backends | None = None, store: StateStore | None = None,
-                 on_event: EventSink = discard):
+    def __init__(
+        self,
+        topology: Topology,
+        document: Document,
+        *,
+        backends: Backends | None = None,
+        store: StateStore | None = None,
+        on_event: EventSink = discard,
+    ):
         self.topology = topology
         self.document = document
         self.emit = on_event
@@ -62,8 +69,13 @@ class Lab:
         self.engine = Engine(backends, store or StateStore(), on_event)
 
     @classmethod
-    def from_file(cls, path: str | Path, switch: str | SwitchKind | None = None,
-                  name: str | None = None, **kwargs: object) -> Lab:
+    def from_file(
+        cls,
+        path: str | Path,
+        switch: str | SwitchKind | None = None,
+        name: str | None = None,
+        **kwargs: object,
+    ) -> Lab:
         topology, doc = load(path, switch, name)
         return cls(topology, doc, **kwargs)  # type: ignore[arg-type]
 
@@ -83,10 +95,13 @@ class Lab:
             if node.image == DEFAULT_IMAGE:
                 need_default = True
             elif not runtime.image_exists(node.image):
-                problems.append(self.document.problem(
-                    ("nodes", node_name, "image"),
-                    f"image {node.image!r} is not present locally and no registry is used; "
-                    f"`docker load` or build it first, or use the default {DEFAULT_IMAGE}"))
+                problems.append(
+                    self.document.problem(
+                        ("nodes", node_name, "image"),
+                        f"image {node.image!r} is not present locally and no registry is used; "
+                        f"`docker load` or build it first, or use the default {DEFAULT_IMAGE}",
+                    )
+                )
         if problems:
             raise ConfigError(problems)
         if need_default and not runtime.image_exists(DEFAULT_IMAGE):
@@ -118,8 +133,12 @@ class Lab:
             raise
         return self
 
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                 tb: TracebackType | None) -> None:
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
         try:
             self.down()
         except LabctlError:

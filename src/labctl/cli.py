@@ -81,8 +81,10 @@ def cmd_validate(args: argparse.Namespace) -> int:
 
     topology, _ = load(args.file, args.switch, args.name)
     kind = topology.switch.kind.value if topology.switch else "none"
-    print(f"{args.file}: ok (lab {topology.name}, {len(topology.nodes)} nodes, switch {kind}, "
-          f"{len(topology.links)} links, {len(topology.taps)} taps)")
+    print(
+        f"{args.file}: ok (lab {topology.name}, {len(topology.nodes)} nodes, switch {kind}, "
+        f"{len(topology.links)} links, {len(topology.taps)} taps)"
+    )
     return 0
 
 
@@ -100,10 +102,21 @@ def cmd_plan(args: argparse.Namespace) -> int:
     topology, _ = load(args.file, args.switch, args.name)
     plan = make_plan(topology)
     if args.json:
-        print(json.dumps({"lab": plan.lab, "switch": plan.switch_kind, "bridge": plan.bridge,
-                          "steps": [{"key": s.key, "action": s.action,
-                                     "description": s.description} for s in plan.steps],
-                          "taps": [t.__dict__ for t in plan.taps]}, indent=2))
+        print(
+            json.dumps(
+                {
+                    "lab": plan.lab,
+                    "switch": plan.switch_kind,
+                    "bridge": plan.bridge,
+                    "steps": [
+                        {"key": s.key, "action": s.action, "description": s.description}
+                        for s in plan.steps
+                    ],
+                    "taps": [t.__dict__ for t in plan.taps],
+                },
+                indent=2,
+            )
+        )
         return 0
     print(f"lab {plan.lab}: switch {plan.switch_kind or 'none'}")
     print("\n".join(plan.describe()))
@@ -123,8 +136,10 @@ def cmd_up(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(state.to_dict(), indent=2))
     else:
-        print(f"lab {state.lab} is up ({state.switch_kind or 'no switch'}); "
-              f"next: labctl run {state.lab}, labctl down {state.lab}")
+        print(
+            f"lab {state.lab} is up ({state.switch_kind or 'no switch'}); "
+            f"next: labctl run {state.lab}, labctl down {state.lab}"
+        )
     return 0
 
 
@@ -169,8 +184,11 @@ def cmd_down(args: argparse.Namespace) -> int:
         if args.all:
             labs = engine.known_labs()
         else:
-            labs = [_pick_lab(engine, args.lab, up_only=False)] if (
-                args.lab or engine.known_labs()) else []
+            labs = (
+                [_pick_lab(engine, args.lab, up_only=False)]
+                if (args.lab or engine.known_labs())
+                else []
+            )
         if not labs:
             print("nothing to tear down")
         for lab in labs:
@@ -194,14 +212,17 @@ def cmd_status(args: argparse.Namespace) -> int:
         report = []
         for lab in labs:
             state = engine.store.load(lab)
-            report.append({
-                "lab": lab,
-                "status": state.status if state else "leftovers (no state file)",
-                "switch": state.switch_kind if state else None,
-                "topology_file": state.topology_file if state else None,
-                "resources": [{"kind": o.kind, "name": o.name, **o.details}
-                              for o in owned if o.lab == lab],
-            })
+            report.append(
+                {
+                    "lab": lab,
+                    "status": state.status if state else "leftovers (no state file)",
+                    "switch": state.switch_kind if state else None,
+                    "topology_file": state.topology_file if state else None,
+                    "resources": [
+                        {"kind": o.kind, "name": o.name, **o.details} for o in owned if o.lab == lab
+                    ],
+                }
+            )
     finally:
         close()
     if args.json:
@@ -211,11 +232,18 @@ def cmd_status(args: argparse.Namespace) -> int:
         print("no labs")
         return 0
     for entry in report:
-        print(f"lab {entry['lab']}: {entry['status']}, switch {entry['switch'] or '-'}, "
-              f"from {entry['topology_file'] or '-'}")
-        rows = [[r["kind"], r["name"], str({k: v for k, v in r.items()
-                                            if k not in ("kind", "name") and v is not None})]
-                for r in entry["resources"]]
+        print(
+            f"lab {entry['lab']}: {entry['status']}, switch {entry['switch'] or '-'}, "
+            f"from {entry['topology_file'] or '-'}"
+        )
+        rows = [
+            [
+                r["kind"],
+                r["name"],
+                str({k: v for k, v in r.items() if k not in ("kind", "name") and v is not None}),
+            ]
+            for r in entry["resources"]
+        ]
         print(table(rows, ["kind", "name", "details"]) if rows else "  (nothing on the host)")
     return 0
 

@@ -14,7 +14,14 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from labctl.backends.base import AddressSpec, LinkBackend, NodeHandle, NodeRuntime, Owned, SwitchBackend
+from labctl.backends.base import (
+    AddressSpec,
+    LinkBackend,
+    NodeHandle,
+    NodeRuntime,
+    Owned,
+    SwitchBackend,
+)
 from labctl.core import http
 from labctl.core.events import Event, EventSink, discard
 from labctl.core.model import SwitchKind, Topology
@@ -71,8 +78,12 @@ class Engine:
                 )
             if topology.switch is not None:
                 self.backends.switch_for(topology.switch.kind).check(topology.switch)
-            state = LabState(lab=lab, topology_file=topology_file,
-                             topology=topology.model_dump(mode="json"), switch_kind=plan.switch_kind)
+            state = LabState(
+                lab=lab,
+                topology_file=topology_file,
+                topology=topology.model_dump(mode="json"),
+                switch_kind=plan.switch_kind,
+            )
             self.store.save(state)
             self._apply(plan, topology, state)
             state.status = "up"
@@ -92,8 +103,9 @@ class Engine:
                 done.append((step, result))
                 state.completed.append({"key": step.key, "action": step.action, "result": result})
                 self.store.save(state)
-                self.emit(Event("step-done", step.description, index, total,
-                                time.monotonic() - started))
+                self.emit(
+                    Event("step-done", step.description, index, total, time.monotonic() - started)
+                )
         except BaseException as error:  # also Ctrl-C: nothing half-built may remain
             self.emit(Event("step-failed", f"{_one_line(error)}; undoing {len(done)} steps"))
             leftovers = self._undo(plan.lab, [(s, r) for s, r in done], handles_known=handles)
@@ -105,8 +117,9 @@ class Engine:
                 self.emit(Event("warning", "rollback left: " + "; ".join(leftovers)))
             raise
 
-    def _do(self, step: Step, topology: Topology, handles: dict[str, NodeHandle],
-            state: LabState) -> dict[str, Any]:
+    def _do(
+        self, step: Step, topology: Topology, handles: dict[str, NodeHandle], state: LabState
+    ) -> dict[str, Any]:
         b = self.backends
         lab = topology.name
         if isinstance(step, CreateNode):
@@ -117,18 +130,26 @@ class Engine:
         if isinstance(step, CreateSwitch):
             return b.switch_for(step.switch.kind).ensure_switch(lab, step.bridge, step.switch)
         if isinstance(step, CreateSwitchLink):
-            return b.links.ensure_veth_to_node(lab, step.host_ifname, handles[step.node],
-                                               step.ifname, _address_spec(step.settings),
-                                               role=f"link {step.node}:{step.ifname}")
+            return b.links.ensure_veth_to_node(
+                lab,
+                step.host_ifname,
+                handles[step.node],
+                step.ifname,
+                _address_spec(step.settings),
+                role=f"link {step.node}:{step.ifname}",
+            )
         if isinstance(step, AttachPort):
-            return b.switch_for(step.switch.kind).ensure_port(lab, step.bridge, step.port,
-                                                              step.host_ifname, step.switch)
+            return b.switch_for(step.switch.kind).ensure_port(
+                lab, step.bridge, step.port, step.host_ifname, step.switch
+            )
         if isinstance(step, CreateNodeLink):
             return b.links.ensure_veth_between_nodes(
-                lab, step.transient_names,
+                lab,
+                step.transient_names,
                 (handles[step.a[0]], step.a[1], _address_spec(step.a_settings)),
                 (handles[step.b[0]], step.b[1], _address_spec(step.b_settings)),
-                role=f"link {step.a[0]}:{step.a[1]}-{step.b[0]}:{step.b[1]}")
+                role=f"link {step.a[0]}:{step.a[1]}-{step.b[0]}:{step.b[1]}",
+            )
         if isinstance(step, StartHttpServer):
             return self._start_http_server(handles[step.node], step)
         raise AssertionError(f"no handler for {step.action}")
@@ -141,19 +162,28 @@ class Engine:
         port_hex = f":{step.port:04X}"
         while time.monotonic() < deadline:
             probe = runtime.exec(handle, ["cat", "/proc/net/tcp", "/proc/net/tcp6"])
-            if any(port_hex in line.split()[1] and line.split()[3] == "0A"
-                   for line in probe.stdout.splitlines()[1:] if len(line.split()) > 3):
+            if any(
+                port_hex in line.split()[1] and line.split()[3] == "0A"
+                for line in probe.stdout.splitlines()[1:]
+                if len(line.split()) > 3
+            ):
                 return {"port": step.port}
             time.sleep(0.1)
-        raise BackendError(f"starting the HTTP server on {step.node}:{step.port}",
-                           "it is not listening after 10 s",
-                           "the node image needs busybox (httpd); set traffic.start_server: "
-                           "false if the image serves by itself")
+        raise BackendError(
+            f"starting the HTTP server on {step.node}:{step.port}",
+            "it is not listening after 10 s",
+            "the node image needs busybox (httpd); set traffic.start_server: "
+            "false if the image serves by itself",
+        )
 
     # ---- undo / down ------------------------------------------------------------------
 
-    def _undo(self, lab: str, done: list[tuple[Step, dict[str, Any]]],
-              handles_known: Mapping[str, NodeHandle] | None = None) -> list[str]:
+    def _undo(
+        self,
+        lab: str,
+        done: list[tuple[Step, dict[str, Any]]],
+        handles_known: Mapping[str, NodeHandle] | None = None,
+    ) -> list[str]:
         leftovers: list[str] = []
         for step, _result in reversed(done):
             self.emit(Event("undo", f"undo: {step.description}"))
@@ -172,8 +202,9 @@ class Engine:
         elif isinstance(step, CreateSwitchLink):
             b.links.remove_link(lab, step.host_ifname)
         elif isinstance(step, AttachPort):
-            b.switch_for(step.switch.kind).remove_port(lab, step.bridge, step.port,
-                                                       step.host_ifname)
+            b.switch_for(step.switch.kind).remove_port(
+                lab, step.bridge, step.port, step.host_ifname
+            )
         elif isinstance(step, CreateNodeLink):
             for name in step.transient_names:
                 b.links.remove_link(lab, name)
@@ -188,8 +219,9 @@ class Engine:
                 topology = Topology.model_validate(state.topology)
                 plan = make_plan(topology)
                 by_key = {s.key: s for s in plan.steps}
-                done = [(by_key[c["key"]], c["result"]) for c in state.completed
-                        if c["key"] in by_key]
+                done = [
+                    (by_key[c["key"]], c["result"]) for c in state.completed if c["key"] in by_key
+                ]
                 leftovers = self._undo(lab, done)
             else:
                 self.emit(Event("phase", f"no state for lab {lab}; sweeping by labels"))
@@ -204,8 +236,7 @@ class Engine:
         # Nodes first: removing a container destroys its namespace and its veth ends.
         b = self.backends
         swept: list[Owned] = []
-        for sweeper in (b.runtime.sweep, b.links.sweep,
-                        *[s.sweep for s in b.all_switches()]):
+        for sweeper in (b.runtime.sweep, b.links.sweep, *[s.sweep for s in b.all_switches()]):
             try:
                 found = sweeper(lab)
             except LabctlError as error:
@@ -219,8 +250,11 @@ class Engine:
     def owned(self, lab: str | None = None) -> list[Owned]:
         b = self.backends
         found: list[Owned] = []
-        for lister in (b.runtime.list_owned, b.links.list_owned,
-                       *[s.list_owned for s in b.all_switches()]):
+        for lister in (
+            b.runtime.list_owned,
+            b.links.list_owned,
+            *[s.list_owned for s in b.all_switches()],
+        ):
             found.extend(lister(lab))
         return found
 
@@ -240,8 +274,9 @@ class Engine:
     def node(self, lab: str, name: str) -> NodeHandle:
         handle = self.backends.runtime.get_node(lab, name)
         if handle is None:
-            raise UsageError(f"node {name!r} of lab {lab!r} is not running; "
-                             f"`labctl down {lab}` and up again")
+            raise UsageError(
+                f"node {name!r} of lab {lab!r} is not running; `labctl down {lab}` and up again"
+            )
         return handle
 
     def run_traffic(self, lab: str) -> http.TrafficSummary:
@@ -256,9 +291,15 @@ class Engine:
             outcome = self.backends.runtime.exec(client, argv, timeout=float(traffic.timeout) + 10)
             result = http.parse_curl(index, outcome.exit_code, outcome.stdout, outcome.stderr)
             results.append(result)
-            self.emit(Event("step-done", f"request {index}: "
-                            + ("ok" if result.ok else (result.error or "failed")),
-                            index, traffic.requests, result.total_seconds))
+            self.emit(
+                Event(
+                    "step-done",
+                    f"request {index}: " + ("ok" if result.ok else (result.error or "failed")),
+                    index,
+                    traffic.requests,
+                    result.total_seconds,
+                )
+            )
         return http.TrafficSummary(http.url(topology, traffic), tuple(results))
 
 

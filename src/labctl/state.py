@@ -39,9 +39,14 @@ class LabState:
 
     def to_dict(self) -> dict[str, Any]:
         return {
-            "lab": self.lab, "topology_file": self.topology_file, "topology": self.topology,
-            "switch_kind": self.switch_kind, "created_at": self.created_at,
-            "status": self.status, "nodes": self.nodes, "completed": self.completed,
+            "lab": self.lab,
+            "topology_file": self.topology_file,
+            "topology": self.topology,
+            "switch_kind": self.switch_kind,
+            "created_at": self.created_at,
+            "status": self.status,
+            "nodes": self.nodes,
+            "completed": self.completed,
         }
 
     @classmethod

@@ -7,7 +7,6 @@ itself. Each container carries the labels labctl.lab / labctl.node so that
 
 from __future__ import annotations
 
-import socket
 from collections.abc import Sequence
 from typing import Any
 
@@ -26,8 +25,9 @@ IDLE_COMMAND = ["sleep", "infinity"]
 def connect(timeout: float = 30) -> docker.DockerClient:
     """A Docker client, or a PrerequisiteError naming how to start dockerd."""
     try:
-        client = docker.DockerClient(base_url="unix:///var/run/docker.sock", version="auto",
-                                     timeout=int(timeout))
+        client = docker.DockerClient(
+            base_url="unix:///var/run/docker.sock", version="auto", timeout=int(timeout)
+        )
         client.ping()
         return client
     except (docker.errors.DockerException, OSError) as error:
@@ -88,8 +88,7 @@ class DockerRuntime:
                     command=list(node.command or IDLE_COMMAND),
                     name=names.container_name(lab, name),
                     hostname=name,
-                    labels={names.LABEL_LAB: lab, names.LABEL_NODE: name,
-                            names.LABEL_ROLE: "node"},
+                    labels={names.LABEL_LAB: lab, names.LABEL_NODE: name, names.LABEL_ROLE: "node"},
                     environment=dict(node.env),
                     network_mode="none",
                     # ethtool and tcpdump inside the node need these.
@@ -101,9 +100,12 @@ class DockerRuntime:
                 container.start()
             container.reload()
         except docker.errors.ImageNotFound:
-            raise BackendError(f"starting node {name}", f"image {node.image} not found",
-                               "build it (`labctl image build` for the default image) or "
-                               "`docker load` it; no registry is used") from None
+            raise BackendError(
+                f"starting node {name}",
+                f"image {node.image} not found",
+                "build it (`labctl image build` for the default image) or "
+                "`docker load` it; no registry is used",
+            ) from None
         except docker.errors.APIError as error:
             raise BackendError(f"starting node {name}", _short(error)) from None
         return self._handle(name, container)
@@ -112,8 +114,11 @@ class DockerRuntime:
         pid = int(container.attrs.get("State", {}).get("Pid") or 0)
         if pid <= 0:
             logs = container.logs(tail=5).decode(errors="replace").strip()
-            raise BackendError(f"starting node {name}", "the container exited at once",
-                               f"its last output: {logs or '(none)'}")
+            raise BackendError(
+                f"starting node {name}",
+                "the container exited at once",
+                f"its last output: {logs or '(none)'}",
+            )
         return NodeHandle(name=name, container_id=container.id, pid=pid)
 
     def get_node(self, lab: str, name: str) -> NodeHandle | None:
@@ -136,8 +141,9 @@ class DockerRuntime:
         except docker.errors.APIError as error:
             raise BackendError(f"removing container {container.name}", _short(error)) from None
 
-    def exec(self, handle: NodeHandle, argv: Sequence[str], *, detach: bool = False,
-             timeout: float = 60) -> ExecResult:
+    def exec(
+        self, handle: NodeHandle, argv: Sequence[str], *, detach: bool = False, timeout: float = 60
+    ) -> ExecResult:
         try:
             container = self.client.containers.get(handle.container_id)
             if detach:
@@ -149,10 +155,12 @@ class DockerRuntime:
             output = api.exec_start(exec_id, demux=True, stream=False, socket=False)
             stdout, stderr = output if isinstance(output, tuple) else (output, b"")
             code = api.exec_inspect(exec_id).get("ExitCode")
-            return ExecResult(int(code if code is not None else -1),
-                              (stdout or b"").decode(errors="replace"),
-                              (stderr or b"").decode(errors="replace"))
-        except (docker.errors.APIError, socket.timeout, OSError) as error:
+            return ExecResult(
+                int(code if code is not None else -1),
+                (stdout or b"").decode(errors="replace"),
+                (stderr or b"").decode(errors="replace"),
+            )
+        except (TimeoutError, docker.errors.APIError, OSError) as error:
             raise BackendError(f"running {argv[0]} in node {handle.name}", _short(error)) from None
 
     def _lab_containers(self, lab: str | None) -> list[Container]:
@@ -175,6 +183,13 @@ class DockerRuntime:
     @staticmethod
     def _owned(container: Container) -> Owned:
         labels = container.labels or {}
-        return Owned("container", container.name, labels.get(names.LABEL_LAB, "?"),
-                     {"node": labels.get(names.LABEL_NODE), "status": container.status,
-                      "id": container.short_id})
+        return Owned(
+            "container",
+            container.name,
+            labels.get(names.LABEL_LAB, "?"),
+            {
+                "node": labels.get(names.LABEL_NODE),
+                "status": container.status,
+                "id": container.short_id,
+            },
+        )

@@ -57,8 +57,12 @@ def mirror() -> str:
 
 
 class ImageBuilder:
-    def __init__(self, client: docker.DockerClient, recipe: Recipe | None = None,
-                 on_event: EventSink = discard):
+    def __init__(
+        self,
+        client: docker.DockerClient,
+        recipe: Recipe | None = None,
+        on_event: EventSink = discard,
+    ):
         self.client = client
         self.recipe = recipe or Recipe()
         self.emit = on_event
@@ -83,11 +87,14 @@ class ImageBuilder:
 
     def build(self) -> None:
         if shutil.which("debootstrap") is None:
-            raise PrerequisiteError("debootstrap is not installed (needed to build the node image)",
-                                    "apt-get install debootstrap, or run scripts/provision.sh")
+            raise PrerequisiteError(
+                "debootstrap is not installed (needed to build the node image)",
+                "apt-get install debootstrap, or run scripts/provision.sh",
+            )
         if os.geteuid() != 0:
-            raise PrerequisiteError("building the node image needs root (debootstrap)",
-                                    "run as root")
+            raise PrerequisiteError(
+                "building the node image needs root (debootstrap)", "run as root"
+            )
         workdir = Path(tempfile.mkdtemp(prefix="labctl-image-", dir="/var/tmp"))
         try:
             rootfs = workdir / "rootfs"
@@ -95,8 +102,10 @@ class ImageBuilder:
             self._finish(rootfs)
             tarball = workdir / "rootfs.tar"
             self.emit(Event("step-start", "packing the root file system", 3, 4))
-            _run(["tar", "--numeric-owner", "-C", str(rootfs), "-cf", str(tarball), "."],
-                 "packing the node image")
+            _run(
+                ["tar", "--numeric-owner", "-C", str(rootfs), "-cf", str(tarball), "."],
+                "packing the node image",
+            )
             self.emit(Event("step-start", f"importing into Docker as {self.recipe.tag}", 4, 4))
             self._import(tarball)
         finally:
@@ -105,24 +114,34 @@ class ImageBuilder:
 
     def _debootstrap(self, rootfs: Path) -> None:
         recipe = self.recipe
-        argv = ["debootstrap", f"--variant={recipe.variant}",
-                f"--include={','.join(recipe.packages)}", recipe.suite, str(rootfs), mirror()]
-        self.emit(Event("step-start", f"debootstrap {recipe.suite} from {mirror()} "
-                        "(about 30 s)", 1, 4))
-        process = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                                   text=True)
+        argv = [
+            "debootstrap",
+            f"--variant={recipe.variant}",
+            f"--include={','.join(recipe.packages)}",
+            recipe.suite,
+            str(rootfs),
+            mirror(),
+        ]
+        self.emit(
+            Event("step-start", f"debootstrap {recipe.suite} from {mirror()} (about 30 s)", 1, 4)
+        )
+        process = subprocess.Popen(
+            argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+        )
         tail: list[str] = []
         assert process.stdout is not None
         for line in process.stdout:
             tail = (tail + [line.rstrip()])[-15:]
-            if line.startswith("I: ") and ("Retrieving" in line or "Installing" in line
-                                           or "Configuring" in line):
+            if line.startswith("I: ") and (
+                "Retrieving" in line or "Installing" in line or "Configuring" in line
+            ):
                 self.emit(Event("info", line[3:].strip()))
         if process.wait(timeout=900) != 0:
-            raise BackendError("building the node image: debootstrap failed",
-                               " | ".join(tail[-5:]),
-                               f"check that {mirror()} is reachable (LABCTL_DEBIAN_MIRROR "
-                               "sets another mirror)")
+            raise BackendError(
+                "building the node image: debootstrap failed",
+                " | ".join(tail[-5:]),
+                f"check that {mirror()} is reachable (LABCTL_DEBIAN_MIRROR sets another mirror)",
+            )
 
     def _finish(self, rootfs: Path) -> None:
         self.emit(Event("step-start", "adding labctl's files", 2, 4))
@@ -140,8 +159,9 @@ class ImageBuilder:
         repository, tag = self.recipe.tag.split(":")
         changes = [f"LABEL labctl.recipe={self.recipe.digest()}", 'CMD ["sleep", "infinity"]']
         try:
-            self.client.api.import_image_from_file(str(tarball), repository=repository, tag=tag,
-                                                   changes=changes)
+            self.client.api.import_image_from_file(
+                str(tarball), repository=repository, tag=tag, changes=changes
+            )
             self.client.images.get(self.recipe.tag).tag(repository, "latest")
         except docker.errors.APIError as error:
             raise BackendError("importing the node image into Docker", error) from None

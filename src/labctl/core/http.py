@@ -39,8 +39,18 @@ def url(topology: Topology, traffic: Traffic) -> str:
 
 
 def client_argv(topology: Topology, traffic: Traffic) -> list[str]:
-    return ["curl", "--silent", "--show-error", "--output", "/dev/null", "--write-out", WRITE_OUT,
-            "--max-time", str(traffic.timeout), url(topology, traffic)]
+    return [
+        "curl",
+        "--silent",
+        "--show-error",
+        "--output",
+        "/dev/null",
+        "--write-out",
+        WRITE_OUT,
+        "--max-time",
+        str(traffic.timeout),
+        url(topology, traffic),
+    ]
 
 
 def server_argv(port: int, www_root: str = "/srv/www") -> list[str]:
@@ -73,8 +83,9 @@ def parse_curl(index: int, exit_code: int, stdout: str, stderr: str) -> RequestR
     ok = exit_code == 0 and status is not None and 200 <= status < 400
     error = None
     if exit_code != 0:
-        reason = CURL_ERRORS.get(exit_code, stderr.strip().splitlines()[-1] if stderr.strip()
-                                 else "failed")
+        reason = CURL_ERRORS.get(
+            exit_code, stderr.strip().splitlines()[-1] if stderr.strip() else "failed"
+        )
         error = f"curl exit {exit_code}: {reason}"
     elif not ok:
         error = f"HTTP status {status}"
@@ -99,15 +110,22 @@ class TrafficSummary:
         return self.failed == 0
 
     def latency_ms(self) -> dict[str, float] | None:
-        times = [r.total_seconds * 1000 for r in self.results if r.ok and r.total_seconds is not None]
+        times = [
+            r.total_seconds * 1000 for r in self.results if r.ok and r.total_seconds is not None
+        ]
         if not times:
             return None
         return {"min": min(times), "median": statistics.median(times), "max": max(times)}
 
     def to_dict(self) -> dict[str, object]:
-        return {"url": self.url, "requests": len(self.results), "succeeded": self.succeeded,
-                "failed": self.failed, "latency_ms": self.latency_ms(),
-                "results": [r.to_dict() for r in self.results]}
+        return {
+            "url": self.url,
+            "requests": len(self.results),
+            "succeeded": self.succeeded,
+            "failed": self.failed,
+            "latency_ms": self.latency_ms(),
+            "results": [r.to_dict() for r in self.results],
+        }
 
     def render_text(self) -> str:
         lines = [f"HTTP {self.url}"]
@@ -119,7 +137,9 @@ class TrafficSummary:
         lat = self.latency_ms()
         summary = f"  {self.succeeded}/{len(self.results)} succeeded"
         if lat:
-            summary += (f"; latency min {lat['min']:.1f} ms, median {lat['median']:.1f} ms, "
-                        f"max {lat['max']:.1f} ms")
+            summary += (
+                f"; latency min {lat['min']:.1f} ms, median {lat['median']:.1f} ms, "
+                f"max {lat['max']:.1f} ms"
+            )
         lines.append(summary)
         return "\n".join(lines)

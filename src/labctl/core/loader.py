@@ -108,12 +108,24 @@ def parse_yaml(text: str, file: str) -> Document:
         mark = err.problem_mark or err.context_mark
         line, column = (mark.line + 1, mark.column + 1) if mark else (1, 1)
         reason = err.problem or err.context or "invalid YAML"
-        raise ConfigError([Problem(file, line, column, "", f"YAML syntax error: {reason}")]) from None
+        raise ConfigError(
+            [Problem(file, line, column, "", f"YAML syntax error: {reason}")]
+        ) from None
     except yaml.YAMLError as err:
         raise ConfigError([Problem(file, 1, 1, "", f"YAML error: {err}")]) from None
     if root is None:
-        raise ConfigError([Problem(file, 1, 1, "", "the file is empty; a topology needs at least "
-                                   "`name:` and `nodes:` (see topologies/seed.yaml)")])
+        raise ConfigError(
+            [
+                Problem(
+                    file,
+                    1,
+                    1,
+                    "",
+                    "the file is empty; a topology needs at least "
+                    "`name:` and `nodes:` (see topologies/seed.yaml)",
+                )
+            ]
+        )
     builder = _Builder(doc)
     doc.data = builder.build(root, ())
     if builder.problems:
@@ -127,13 +139,24 @@ def read_topology_text(path: str | Path) -> str:
     try:
         size = p.stat().st_size
         if size > MAX_FILE_BYTES:
-            raise ConfigError([Problem(file, 1, 1, "", f"file is {size} bytes; a topology may be "
-                                       f"at most {MAX_FILE_BYTES} bytes")])
+            raise ConfigError(
+                [
+                    Problem(
+                        file,
+                        1,
+                        1,
+                        "",
+                        f"file is {size} bytes; a topology may be at most {MAX_FILE_BYTES} bytes",
+                    )
+                ]
+            )
         raw = p.read_bytes()
     except FileNotFoundError:
         raise ConfigError([Problem(file, 1, 1, "", "no such file")]) from None
     except IsADirectoryError:
-        raise ConfigError([Problem(file, 1, 1, "", "is a directory, not a topology file")]) from None
+        raise ConfigError(
+            [Problem(file, 1, 1, "", "is a directory, not a topology file")]
+        ) from None
     except PermissionError:
         raise ConfigError([Problem(file, 1, 1, "", "permission denied reading the file")]) from None
     try:
@@ -163,43 +186,79 @@ def _pydantic_problem(doc: Document, error: Any) -> Problem:
         return doc.problem(loc, f"unknown key {loc[-1]!r}{allowed}")
     if kind == "missing":
         line, column = doc.position(loc[:-1])
-        return Problem(doc.file, line, column, format_path(loc),
-                       f"missing required key {loc[-1]!r}")
-    if kind in {"string_type", "int_type", "bool_type", "float_type", "dict_type", "list_type",
-                "model_type", "model_attributes_type"}:
-        expected = {"string_type": "a string", "int_type": "an integer", "bool_type":
-                    "true or false", "float_type": "a number", "dict_type": "a mapping",
-                    "list_type": "a list", "model_type": "a mapping",
-                    "model_attributes_type": "a mapping"}[kind]
-        return doc.problem(loc, f"expected {expected}, got {_describe(value)}")
+        return Problem(
+            doc.file, line, column, format_path(loc), f"missing required key {loc[-1]!r}"
+        )
+    if kind in {
+        "string_type",
+        "int_type",
+        "bool_type",
+        "float_type",
+        "dict_type",
+        "list_type",
+        "model_type",
+        "model_attributes_type",
+    }:
+        expected = {
+            "string_type": "a string",
+            "int_type": "an integer",
+            "bool_type": "true or false",
+            "float_type": "a number",
+            "dict_type": "a mapping",
+            "list_type": "a list",
+            "model_type": "a mapping",
+            "model_attributes_type": "a mapping",
+        }[kind]
+        hint = ""
+        if kind == "string_type" and isinstance(value, bool | int | float):
+            # YAML reads on/off/yes/no as booleans and 1.0 as a number (the "Norway problem").
+            hint = "; quote it to make it a string"
+        return doc.problem(loc, f"expected {expected}, got {_describe(value)}{hint}")
     if kind in {"enum", "literal_error"}:
         allowed = error.get("ctx", {}).get("expected", "")
-        return doc.problem(loc, f"{_describe(value)} is not one of {allowed}")
+        return doc.problem(loc, f"{value!r} is not one of {allowed}")
+    bounds = {
+        "less_than_equal": ("le", "at most"),
+        "greater_than_equal": ("ge", "at least"),
+        "greater_than": ("gt", "more than"),
+        "less_than": ("lt", "less than"),
+    }
+    if kind in bounds:
+        key, words = bounds[kind]
+        limit = error.get("ctx", {}).get(key)
+        return doc.problem(loc, f"{value!r} is out of range: must be {words} {limit}")
     return doc.problem(loc, error["msg"][0].lower() + error["msg"][1:])
 
 
 def _is_union_tag(part: object) -> bool:
     # pydantic adds the union member's type name ("int", "float") to the location.
-    return isinstance(part, str) and part in {"int", "float", "str", "bool", "constrained-int",
-                                               "constrained-float", "function-after[...]"}
+    return isinstance(part, str) and part in {
+        "int",
+        "float",
+        "str",
+        "bool",
+        "constrained-int",
+        "constrained-float",
+        "function-after[...]",
+    }
 
 
 def _model_fields_at(path: PathKey) -> list[str]:
     """Names of the keys allowed at a path, for 'unknown key' messages."""
-    from labctl.core import model
+    from pydantic import BaseModel
 
-    current: type[model.BaseModel] | None = model.Topology
+    current: type[BaseModel] | None = Topology
     depth = 0
     while current is not None and depth < len(path):
         field_info = current.model_fields.get(str(path[depth]))
         if field_info is None:
             return []
         annotation = field_info.annotation
-        if isinstance(annotation, type) and issubclass(annotation, model.BaseModel):
+        if isinstance(annotation, type) and issubclass(annotation, BaseModel):
             current, depth = annotation, depth + 1
             continue
         args = typing.get_args(annotation)
-        nested = [a for a in args if isinstance(a, type) and issubclass(a, model.BaseModel)]
+        nested = [a for a in args if isinstance(a, type) and issubclass(a, BaseModel)]
         if not nested:
             return []
         # list[Link] / dict[str, Node] also consume the index or key part of the path.

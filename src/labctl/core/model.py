@@ -7,7 +7,7 @@ labctl.core.validate, which knows the file positions.
 
 from __future__ import annotations
 
-from enum import Enum
+from enum import StrEnum
 from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictFloat, StrictInt, StrictStr
@@ -20,7 +20,7 @@ class _Spec(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
-class SwitchKind(str, Enum):
+class SwitchKind(StrEnum):
     LINUX_BRIDGE = "linux-bridge"
     OVS_KERNEL = "ovs-kernel"
     OVS_USERSPACE = "ovs-userspace"
@@ -121,7 +121,9 @@ class Tap(_Spec):
         None, description='host end of the veth of a node interface: "node:iface"'
     )
     switch_port: StrictStr | None = Field(None, description="a switch port by name")
-    filter: StrictStr | None = Field(None, description="pcap filter; default: the traffic under test")
+    filter: StrictStr | None = Field(
+        None, description="pcap filter; default: the traffic under test"
+    )
 
 
 class Traffic(_Spec):

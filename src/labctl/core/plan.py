@@ -114,13 +114,25 @@ def make_plan(topology: Topology) -> Plan:
     lab = topology.name
     steps: list[Step] = []
     for node_name, node in topology.nodes.items():
-        steps.append(CreateNode(f"node:{node_name}", f"start node {node_name} ({node.image})",
-                                node=node_name, image=node.image))
+        steps.append(
+            CreateNode(
+                f"node:{node_name}",
+                f"start node {node_name} ({node.image})",
+                node=node_name,
+                image=node.image,
+            )
+        )
     bridge = None
     if topology.switch is not None:
         bridge = names.check_generated(names.bridge_name(lab))
-        steps.append(CreateSwitch("switch", f"create {topology.switch.kind.value} switch {bridge}",
-                                  bridge=bridge, switch=topology.switch))
+        steps.append(
+            CreateSwitch(
+                "switch",
+                f"create {topology.switch.kind.value} switch {bridge}",
+                bridge=bridge,
+                switch=topology.switch,
+            )
+        )
     host_ends: dict[tuple[str, str], str] = {}
     port_of_host_end: dict[str, str] = {}
     for index, link in enumerate(topology.links):
@@ -132,34 +144,67 @@ def make_plan(topology: Topology) -> Plan:
             host_ifname = names.check_generated(names.host_veth_name(lab, b.name))
             host_ends[(a.node, a.name)] = host_ifname
             port_of_host_end[b.name] = host_ifname
-            steps.append(CreateSwitchLink(
-                f"link:{index}", f"veth {host_ifname} <-> {a.node}:{a.name}",
-                node=a.node, ifname=a.name, host_ifname=host_ifname,
-                settings=interface_settings(topology, a.node, a.name)))
-            steps.append(AttachPort(
-                f"port:{b.name}", f"attach {host_ifname} to {bridge} as port {b.name}",
-                bridge=bridge, port=b.name, host_ifname=host_ifname, switch=topology.switch))
+            steps.append(
+                CreateSwitchLink(
+                    f"link:{index}",
+                    f"veth {host_ifname} <-> {a.node}:{a.name}",
+                    node=a.node,
+                    ifname=a.name,
+                    host_ifname=host_ifname,
+                    settings=interface_settings(topology, a.node, a.name),
+                )
+            )
+            steps.append(
+                AttachPort(
+                    f"port:{b.name}",
+                    f"attach {host_ifname} to {bridge} as port {b.name}",
+                    bridge=bridge,
+                    port=b.name,
+                    host_ifname=host_ifname,
+                    switch=topology.switch,
+                )
+            )
         else:
-            transient = tuple(names.check_generated(n) for n in names.transient_veth_names(lab, index))
-            steps.append(CreateNodeLink(
-                f"link:{index}", f"veth {a.node}:{a.name} <-> {b.node}:{b.name}",
-                index=index, transient_names=(transient[0], transient[1]),
-                a=(a.node, a.name), b=(b.node, b.name),
-                a_settings=interface_settings(topology, a.node, a.name),
-                b_settings=interface_settings(topology, b.node, b.name)))
+            transient = tuple(
+                names.check_generated(n) for n in names.transient_veth_names(lab, index)
+            )
+            steps.append(
+                CreateNodeLink(
+                    f"link:{index}",
+                    f"veth {a.node}:{a.name} <-> {b.node}:{b.name}",
+                    index=index,
+                    transient_names=(transient[0], transient[1]),
+                    a=(a.node, a.name),
+                    b=(b.node, b.name),
+                    a_settings=interface_settings(topology, a.node, a.name),
+                    b_settings=interface_settings(topology, b.node, b.name),
+                )
+            )
     traffic = topology.traffic
     if traffic is not None and traffic.start_server:
-        steps.append(StartHttpServer(f"http:{traffic.server}",
-                                     f"start HTTP server on {traffic.server}:{traffic.port}",
-                                     node=traffic.server, port=traffic.port, path=traffic.path))
-    taps = tuple(_tap_point(topology, tap_index, host_ends, port_of_host_end)
-                 for tap_index in range(len(topology.taps)))
+        steps.append(
+            StartHttpServer(
+                f"http:{traffic.server}",
+                f"start HTTP server on {traffic.server}:{traffic.port}",
+                node=traffic.server,
+                port=traffic.port,
+                path=traffic.path,
+            )
+        )
+    taps = tuple(
+        _tap_point(topology, tap_index, host_ends, port_of_host_end)
+        for tap_index in range(len(topology.taps))
+    )
     kind = topology.switch.kind.value if topology.switch else None
     return Plan(lab=lab, switch_kind=kind, bridge=bridge, steps=tuple(steps), taps=taps)
 
 
-def _tap_point(topology: Topology, index: int, host_ends: dict[tuple[str, str], str],
-               port_of_host_end: dict[str, str]) -> TapPoint:
+def _tap_point(
+    topology: Topology,
+    index: int,
+    host_ends: dict[tuple[str, str], str],
+    port_of_host_end: dict[str, str],
+) -> TapPoint:
     tap = topology.taps[index]
     if tap.switch_port is not None:
         host_ifname = port_of_host_end[tap.switch_port]
@@ -169,5 +214,6 @@ def _tap_point(topology: Topology, index: int, host_ends: dict[tuple[str, str], 
     assert end is not None
     if tap.node is not None:
         return TapPoint(tap.name, end.node, end.name, f"{end} inside the node", tap.filter)
-    return TapPoint(tap.name, "host", host_ends[(end.node, end.name)], f"host end of {end}",
-                    tap.filter)
+    return TapPoint(
+        tap.name, "host", host_ends[(end.node, end.name)], f"host end of {end}", tap.filter
+    )

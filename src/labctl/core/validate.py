@@ -60,8 +60,11 @@ class _Checker:
 
     def check_name(self) -> None:
         if not names.LAB_NAME_RE.match(self.topo.name):
-            self.add(("name",), f"lab name {self.topo.name!r} must be 1-31 characters of a-z, 0-9 "
-                     "and '-', starting with a letter or digit")
+            self.add(
+                ("name",),
+                f"lab name {self.topo.name!r} must be 1-31 characters of a-z, 0-9 "
+                "and '-', starting with a letter or digit",
+            )
 
     def check_nodes(self) -> None:
         if not self.topo.nodes:
@@ -70,15 +73,28 @@ class _Checker:
         seen_macs: dict[str, PathKey] = {}
         for node_name, node in self.topo.nodes.items():
             base: PathKey = ("nodes", node_name)
-            if node_name == SWITCH_ENDPOINT or not names.NODE_NAME_RE.match(node_name):
-                self.add(base, f"node name {node_name!r} must be 1-31 characters of a-z, 0-9, "
-                         "'_' and '-', starting with a letter or digit, and not 'switch'")
+            if node_name == SWITCH_ENDPOINT:
+                self.add(
+                    base,
+                    "'switch' is reserved: links use 'switch:port' for the lab's "
+                    "switch; rename the node",
+                )
+            elif not names.NODE_NAME_RE.match(node_name):
+                self.add(
+                    base,
+                    f"node name {node_name!r} must be 1-31 characters of a-z, 0-9, "
+                    "'_' and '-', starting with a letter or digit",
+                )
             if node.command is not None and not node.command:
-                self.add((*base, "command"), "command is an empty list; leave it out for the "
-                         "default (sleep until stopped)")
+                self.add(
+                    (*base, "command"),
+                    "command is an empty list; leave it out for the default (sleep until stopped)",
+                )
             for key in node.env:
                 if not re.match(r"^[A-Za-z_][A-Za-z0-9_]*$", key):
-                    self.add((*base, "env", key), f"{key!r} is not a valid environment variable name")
+                    self.add(
+                        (*base, "env", key), f"{key!r} is not a valid environment variable name"
+                    )
             for if_name, iface in node.interfaces.items():
                 path = (*base, "interfaces", if_name)
                 self.check_ifname(path, if_name)
@@ -90,11 +106,17 @@ class _Checker:
 
     def check_ifname(self, path: PathKey, if_name: str) -> None:
         if len(if_name.encode()) > names.IFNAMSIZ:
-            self.add(path, f"interface name {if_name!r} is {len(if_name.encode())} bytes; Linux "
-                     f"allows at most {names.IFNAMSIZ}")
+            self.add(
+                path,
+                f"interface name {if_name!r} is {len(if_name.encode())} bytes; Linux "
+                f"allows at most {names.IFNAMSIZ}",
+            )
         elif not names.IFNAME_RE.match(if_name) or if_name in RESERVED_IFNAMES:
-            self.add(path, f"interface name {if_name!r} may use only A-Z a-z 0-9 _ . - and "
-                     "must not be 'lo', '.' or '..'")
+            self.add(
+                path,
+                f"interface name {if_name!r} may use only A-Z a-z 0-9 _ . - and "
+                "must not be 'lo', '.' or '..'",
+            )
 
     def check_address(
         self, path: PathKey, family: str, value: str, seen: dict[str, PathKey]
@@ -147,11 +169,16 @@ class _Checker:
             return endpoint
         node = self.topo.nodes.get(endpoint.node)
         if node is None:
-            self.add(path, f"unknown node {endpoint.node!r}{_suggest(endpoint.node, self.topo.nodes)}")
+            self.add(
+                path, f"unknown node {endpoint.node!r}{_suggest(endpoint.node, self.topo.nodes)}"
+            )
             return None
         if endpoint.name not in node.interfaces:
-            self.add(path, f"node {endpoint.node!r} has no interface {endpoint.name!r}"
-                     f"{_suggest(endpoint.name, node.interfaces)}")
+            self.add(
+                path,
+                f"node {endpoint.node!r} has no interface {endpoint.name!r}"
+                f"{_suggest(endpoint.name, node.interfaces)}",
+            )
             return None
         return endpoint
 
@@ -185,13 +212,18 @@ class _Checker:
                     linked[(b.node, b.name)] = None
         return linked
 
-    def check_port(self, path: PathKey, end: Endpoint, ports: dict[str, PathKey]) -> Endpoint | None:
+    def check_port(
+        self, path: PathKey, end: Endpoint, ports: dict[str, PathKey]
+    ) -> Endpoint | None:
         if self.topo.switch is None:
             self.add(path, f"{end} refers to the switch, but the topology has no `switch:`")
             return None
         if not names.PORT_NAME_RE.match(end.name):
-            self.add(path, f"switch port name {end.name!r} must be 1-7 characters of A-Z a-z 0-9 _ "
-                     "(it becomes part of a 15-byte interface name)")
+            self.add(
+                path,
+                f"switch port name {end.name!r} must be 1-7 characters of A-Z a-z 0-9 _ "
+                "(it becomes part of a 15-byte interface name)",
+            )
             return None
         if end.name in ports:
             self.add(path, f"switch port {end.name!r} is already used at {_fmt(ports[end.name])}")
@@ -203,8 +235,10 @@ class _Checker:
         for node_name, node in self.topo.nodes.items():
             for if_name in node.interfaces:
                 if (node_name, if_name) not in linked and self._all_link_ends_resolved():
-                    self.add(("nodes", node_name, "interfaces", if_name),
-                             f"interface {node_name}:{if_name} is not connected by any link")
+                    self.add(
+                        ("nodes", node_name, "interfaces", if_name),
+                        f"interface {node_name}:{if_name} is not connected by any link",
+                    )
 
     def _all_link_ends_resolved(self) -> bool:
         # An interface whose link has a typo is reported there, not twice.
@@ -216,17 +250,25 @@ class _Checker:
         for index, tap in enumerate(self.topo.taps):
             base: PathKey = ("taps", index)
             if not names.TAP_NAME_RE.match(tap.name):
-                self.add((*base, "name"), f"tap name {tap.name!r} may use only A-Z a-z 0-9 _ . - "
-                         "(it names the pcap file)")
+                self.add(
+                    (*base, "name"),
+                    f"tap name {tap.name!r} may use only A-Z a-z 0-9 _ . - "
+                    "(it names the pcap file)",
+                )
             elif tap.name in seen:
-                self.add((*base, "name"), f"tap name {tap.name!r} is already used at "
-                         f"{_fmt(seen[tap.name])}")
+                self.add(
+                    (*base, "name"),
+                    f"tap name {tap.name!r} is already used at {_fmt(seen[tap.name])}",
+                )
             else:
                 seen[tap.name] = (*base, "name")
             given = [k for k in ("node", "host", "switch_port") if getattr(tap, k) is not None]
             if len(given) != 1:
-                self.add(base, "a tap needs exactly one of node, host, switch_port"
-                         + (f" (got {', '.join(given)})" if given else ""))
+                self.add(
+                    base,
+                    "a tap needs exactly one of node, host, switch_port"
+                    + (f" (got {', '.join(given)})" if given else ""),
+                )
                 continue
             where = given[0]
             value = getattr(tap, where)
@@ -240,8 +282,11 @@ class _Checker:
             if end.is_switch:
                 self.add((*base, where), f"use `switch_port: {end.name}` for a switch port")
             elif where == "host" and linked.get((end.node, end.name)) is None:
-                self.add((*base, where), f"{end} is not linked to the switch, so it has no host "
-                         "end to capture on; tap it with `node:` instead")
+                self.add(
+                    (*base, where),
+                    f"{end} is not linked to the switch, so it has no host "
+                    "end to capture on; tap it with `node:` instead",
+                )
 
     def check_traffic(self) -> None:
         traffic = self.topo.traffic
@@ -251,16 +296,23 @@ class _Checker:
             name = getattr(traffic, role)
             node = self.topo.nodes.get(name)
             if node is None:
-                self.add(("traffic", role), f"unknown node {name!r}{_suggest(name, self.topo.nodes)}")
+                self.add(
+                    ("traffic", role), f"unknown node {name!r}{_suggest(name, self.topo.nodes)}"
+                )
                 continue
             if not any(getattr(i, traffic.family) for i in node.interfaces.values()):
-                self.add(("traffic", role), f"node {name!r} has no {traffic.family} address; add "
-                         f"one to an interface or set traffic.family")
+                self.add(
+                    ("traffic", role),
+                    f"node {name!r} has no {traffic.family} address; add "
+                    f"one to an interface or set traffic.family",
+                )
         if traffic.client == traffic.server:
             self.add(("traffic", "server"), "client and server must be different nodes")
         if not traffic.path.startswith("/") or any(c in traffic.path for c in " \t\r\n"):
-            self.add(("traffic", "path"), f"{traffic.path!r} must start with '/' and contain no "
-                     "white space")
+            self.add(
+                ("traffic", "path"),
+                f"{traffic.path!r} must start with '/' and contain no white space",
+            )
 
 
 def _fmt(path: PathKey) -> str:

@@ -1,0 +1,180 @@
+"""In-memory backends for engine tests: a fake host that records what exists.
+
+They implement the backend protocols faithfully (idempotent ensure, tolerant
+remove, sweep by lab) and can be told to fail at a given operation.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from labctl.backends.base import AddressSpec, ExecResult, NodeHandle, Owned
+from labctl.core.model import Node, Switch, SwitchKind
+from labctl.errors import BackendError, PrerequisiteError
+
+
+@dataclass
+class FakeHost:
+    containers: dict[str, str] = field(default_factory=dict)  # name -> lab
+    links: dict[str, str] = field(default_factory=dict)  # host ifname -> lab
+    bridges: dict[str, str] = field(default_factory=dict)  # bridge -> lab
+    ports: dict[str, str] = field(default_factory=dict)  # host ifname -> bridge
+    log: list[str] = field(default_factory=list)
+    fail_on: set[str] = field(default_factory=set)  # operation names, e.g. "ensure_port:srv"
+    interrupt_on: set[str] = field(default_factory=set)
+    http_listening: set[str] = field(default_factory=set)
+    curl_exit: int = 0
+
+    def op(self, name: str) -> None:
+        self.log.append(name)
+        if name in self.fail_on:
+            raise BackendError(name, "injected failure")
+        if name in self.interrupt_on:
+            raise KeyboardInterrupt
+
+    def empty(self) -> bool:
+        return not (self.containers or self.links or self.bridges or self.ports)
+
+
+class FakeRuntime:
+    _pids = itertools.count(1000)
+
+    def __init__(self, host: FakeHost):
+        self.host = host
+        self.images = {"labctl-node"}
+
+    def image_exists(self, image: str) -> bool:
+        return image in self.images
+
+    def ensure_node(self, lab: str, name: str, node: Node) -> NodeHandle:
+        self.host.op(f"ensure_node:{name}")
+        self.host.containers[f"{lab}/{name}"] = lab
+        return NodeHandle(name, f"id-{lab}-{name}", next(self._pids))
+
+    def get_node(self, lab: str, name: str) -> NodeHandle | None:
+        if f"{lab}/{name}" not in self.host.containers:
+            return None
+        return NodeHandle(name, f"id-{lab}-{name}", 1)
+
+    def remove_node(self, lab: str, name: str) -> None:
+        self.host.op(f"remove_node:{name}")
+        self.host.containers.pop(f"{lab}/{name}", None)
+
+    def exec(
+        self, handle: NodeHandle, argv: Sequence[str], *, detach: bool = False, timeout: float = 60
+    ) -> ExecResult:
+        self.host.op(f"exec:{handle.name}:{argv[0]}")
+        if argv[0] == "busybox":
+            self.host.http_listening.add(handle.name)
+            return ExecResult(0, "")
+        if argv[0] == "cat":  # /proc/net/tcp probe: port 80 listening
+            listening = handle.name in self.host.http_listening
+            row = "  0: 00000000:0050 00000000:0000 0A 0" if listening else ""
+            return ExecResult(0, "  sl  local_address rem_address   st\n" + row + "\n")
+        if argv[0] == "curl":
+            if self.host.curl_exit:
+                return ExecResult(self.host.curl_exit, "000 0 3", "timed out")
+            return ExecResult(0, "200 0.0001 0.0005")
+        return ExecResult(127, "", "not found")
+
+    def sweep(self, lab: str) -> list[Owned]:
+        gone = [k for k, v in self.host.containers.items() if v == lab]
+        for key in gone:
+            del self.host.containers[key]
+        return [Owned("container", k, lab) for k in gone]
+
+    def list_owned(self, lab: str | None = None) -> list[Owned]:
+        return [
+            Owned("container", k, v)
+            for k, v in self.host.containers.items()
+            if lab is None or v == lab
+        ]
+
+
+class FakeLinks:
+    def __init__(self, host: FakeHost):
+        self.host = host
+
+    def ensure_veth_to_node(
+        self,
+        lab: str,
+        host_ifname: str,
+        node: NodeHandle,
+        node_ifname: str,
+        settings: AddressSpec,
+        role: str,
+    ) -> dict[str, Any]:
+        self.host.op(f"ensure_veth:{host_ifname}")
+        self.host.links[host_ifname] = lab
+        return {"host_ifname": host_ifname}
+
+    def ensure_veth_between_nodes(
+        self, lab: str, transient_names: tuple[str, str], a: Any, b: Any, role: str
+    ) -> dict[str, Any]:
+        self.host.op(f"ensure_pair:{transient_names[0]}")
+        return {}
+
+    def remove_link(self, lab: str, host_ifname: str) -> None:
+        self.host.op(f"remove_link:{host_ifname}")
+        if self.host.links.get(host_ifname) == lab:
+            del self.host.links[host_ifname]
+
+    def sweep(self, lab: str) -> list[Owned]:
+        gone = [k for k, v in self.host.links.items() if v == lab]
+        for key in gone:
+            del self.host.links[key]
+        return [Owned("link", k, lab) for k in gone]
+
+    def list_owned(self, lab: str | None = None) -> list[Owned]:
+        return [Owned("link", k, v) for k, v in self.host.links.items() if lab in (None, v)]
+
+
+class FakeSwitch:
+    def __init__(self, host: FakeHost, unavailable: str | None = None):
+        self.host = host
+        self.unavailable = unavailable
+
+    def check(self, switch: Switch) -> None:
+        if self.unavailable:
+            raise PrerequisiteError(self.unavailable, "use another switch kind")
+
+    def ensure_switch(self, lab: str, bridge: str, switch: Switch) -> dict[str, Any]:
+        self.host.op(f"ensure_switch:{bridge}")
+        self.host.bridges[bridge] = lab
+        return {"bridge": bridge}
+
+    def ensure_port(
+        self, lab: str, bridge: str, port: str, host_ifname: str, switch: Switch
+    ) -> dict[str, Any]:
+        self.host.op(f"ensure_port:{port}")
+        self.host.ports[host_ifname] = bridge
+        return {"port": port}
+
+    def remove_port(self, lab: str, bridge: str, port: str, host_ifname: str) -> None:
+        self.host.op(f"remove_port:{port}")
+        self.host.ports.pop(host_ifname, None)
+
+    def remove_switch(self, lab: str, bridge: str) -> None:
+        self.host.op(f"remove_switch:{bridge}")
+        if self.host.bridges.get(bridge) == lab:
+            del self.host.bridges[bridge]
+
+    def sweep(self, lab: str) -> list[Owned]:
+        gone = [k for k, v in self.host.bridges.items() if v == lab]
+        for key in gone:
+            del self.host.bridges[key]
+            for port in [p for p, b in self.host.ports.items() if b == key]:
+                del self.host.ports[port]
+        return [Owned("bridge", k, lab) for k in gone]
+
+    def list_owned(self, lab: str | None = None) -> list[Owned]:
+        return [Owned("bridge", k, v) for k, v in self.host.bridges.items() if lab in (None, v)]
+
+
+def switch_table(host: FakeHost, unavailable: dict[SwitchKind, str] | None = None):
+    unavailable = unavailable or {}
+    backends = {kind: FakeSwitch(host, unavailable.get(kind)) for kind in SwitchKind}
+    return backends.__getitem__, lambda: [backends[SwitchKind.LINUX_BRIDGE]]

@@ -1,0 +1,157 @@
+"""Plan / apply / rollback / down against in-memory backends with injected failures."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from labctl.core.events import Event
+from labctl.core.loader import load_topology
+from labctl.core.model import SwitchKind
+from labctl.engine import Backends, Engine
+from labctl.errors import BackendError, PrerequisiteError, UsageError
+from labctl.state import StateStore
+from tests.engine.fakes import FakeHost, FakeLinks, FakeRuntime, switch_table
+
+pytestmark = pytest.mark.engine
+SEED = Path(__file__).resolve().parents[2] / "topologies" / "seed.yaml"
+
+
+@pytest.fixture
+def host() -> FakeHost:
+    return FakeHost()
+
+
+def make_engine(
+    host: FakeHost,
+    tmp_path: Path,
+    events: list[Event] | None = None,
+    unavailable: dict[SwitchKind, str] | None = None,
+) -> Engine:
+    switch_for, all_switches = switch_table(host, unavailable)
+    backends = Backends(FakeRuntime(host), FakeLinks(host), switch_for, all_switches)
+    sink = events.append if events is not None else (lambda e: None)
+    return Engine(backends, StateStore(tmp_path / "state"), sink)
+
+
+def seed():
+    topology, _ = load_topology(SEED)
+    return topology
+
+
+def test_up_builds_everything_and_down_removes_it(host: FakeHost, tmp_path: Path) -> None:
+    events: list[Event] = []
+    engine = make_engine(host, tmp_path, events)
+    state = engine.up(seed(), str(SEED))
+    assert state.status == "up"
+    assert set(host.containers) == {"seed/client", "seed/server"}
+    assert len(host.links) == 2 and len(host.bridges) == 1 and len(host.ports) == 2
+    assert [e.index for e in events if e.kind == "step-done"] == list(range(1, 9))
+    assert engine.store.load("seed") is not None
+    engine.down("seed")
+    assert host.empty()
+    assert engine.store.load("seed") is None
+    # Reverse order: the HTTP server's node goes last, ports before links before the bridge.
+    undo = [op for op in host.log if op.startswith("remove")]
+    assert undo.index("remove_port:srv") < undo.index("remove_link:lc19b25-srv")
+    assert undo.index("remove_switch:lc19b25-br") < undo.index("remove_node:client")
+
+
+@pytest.mark.parametrize(
+    "failing",
+    [
+        "ensure_node:server",
+        "ensure_switch:lc19b25-br",
+        "ensure_veth:lc19b25-srv",
+        "ensure_port:srv",
+        "exec:server:busybox",
+    ],
+)
+def test_failure_at_any_step_undoes_everything_and_raises_original(
+    host: FakeHost, tmp_path: Path, failing: str
+) -> None:
+    host.fail_on.add(failing)
+    engine = make_engine(host, tmp_path)
+    with pytest.raises(BackendError) as caught:
+        engine.up(seed(), str(SEED))
+    assert caught.value.action == failing
+    assert host.empty(), host
+    assert engine.store.load("seed") is None
+
+
+def test_ctrl_c_during_up_rolls_back(host: FakeHost, tmp_path: Path) -> None:
+    host.interrupt_on.add("ensure_port:cli")
+    engine = make_engine(host, tmp_path)
+    with pytest.raises(KeyboardInterrupt):
+        engine.up(seed(), str(SEED))
+    assert host.empty()
+
+
+def test_failed_rollback_keeps_state_for_down(host: FakeHost, tmp_path: Path) -> None:
+    host.fail_on.update({"ensure_port:srv", "remove_switch:lc19b25-br"})
+    engine = make_engine(host, tmp_path)
+    with pytest.raises(BackendError):
+        engine.up(seed(), str(SEED))
+    assert host.bridges  # the rollback could not remove it
+    state = engine.store.load("seed")
+    assert state is not None and state.status == "failed"
+    host.fail_on.clear()
+    engine.down("seed")
+    assert host.empty()
+
+
+def test_second_up_is_refused_without_touching_the_lab(host: FakeHost, tmp_path: Path) -> None:
+    engine = make_engine(host, tmp_path)
+    engine.up(seed(), str(SEED))
+    before = dict(host.containers)
+    with pytest.raises(UsageError, match="already up"):
+        engine.up(seed(), str(SEED))
+    assert host.containers == before
+
+
+def test_missing_prerequisite_creates_nothing(host: FakeHost, tmp_path: Path) -> None:
+    engine = make_engine(
+        host, tmp_path, unavailable={SwitchKind.OVS_KERNEL: "no openvswitch kernel module"}
+    )
+    with pytest.raises(PrerequisiteError, match="openvswitch kernel module"):
+        engine.up(seed().with_switch_kind(SwitchKind.OVS_KERNEL), str(SEED))
+    assert host.empty() and host.log == []
+    assert engine.store.load("seed") is None
+
+
+def test_down_without_state_sweeps_by_label(host: FakeHost, tmp_path: Path) -> None:
+    engine = make_engine(host, tmp_path)
+    engine.up(seed(), str(SEED))
+    engine.store.delete("seed")  # e.g. the state file was lost in a crash
+    swept = engine.down("seed")
+    assert {o.kind for o in swept} == {"container", "link", "bridge"}
+    assert host.empty()
+
+
+def test_down_is_idempotent_and_spares_other_labs(host: FakeHost, tmp_path: Path) -> None:
+    engine = make_engine(host, tmp_path)
+    engine.up(seed(), str(SEED))
+    engine.up(seed().with_name("other"), str(SEED))
+    engine.down("seed")
+    engine.down("seed")
+    assert set(host.containers) == {"other/client", "other/server"}
+    assert engine.known_labs() == ["other"]
+    engine.down("other")
+    assert host.empty()
+
+
+def test_run_reports_each_request(host: FakeHost, tmp_path: Path) -> None:
+    engine = make_engine(host, tmp_path)
+    engine.up(seed(), str(SEED))
+    summary = engine.run_traffic("seed")
+    assert summary.ok and summary.succeeded == 5
+    host.curl_exit = 28
+    failed = engine.run_traffic("seed")
+    assert failed.failed == 5 and failed.results[0].error == "curl exit 28: timed out"
+
+
+def test_run_on_a_lab_that_is_not_up(host: FakeHost, tmp_path: Path) -> None:
+    engine = make_engine(host, tmp_path)
+    with pytest.raises(UsageError, match="not up"):
+        engine.run_traffic("seed")

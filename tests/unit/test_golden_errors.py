@@ -1,0 +1,46 @@
+"""Broken topologies next to the exact error text they must produce.
+
+Regenerate the .expected files after a deliberate message change with
+LABCTL_UPDATE_GOLDEN=1 pytest tests/unit/test_golden_errors.py, and review the diff.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from labctl.core.loader import load_topology
+from labctl.errors import ConfigError
+
+pytestmark = pytest.mark.unit
+GOLDEN = Path(__file__).parent / "golden"
+CASES = sorted(p.name for p in GOLDEN.glob("*.yaml"))
+
+
+@pytest.mark.parametrize("name", CASES)
+def test_broken_topology_reports_exact_errors(name: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(GOLDEN)
+    with pytest.raises(ConfigError) as caught:
+        load_topology(name)
+    actual = "\n".join(caught.value.lines()) + "\n"
+    expected_file = GOLDEN / (name.removesuffix(".yaml") + ".expected")
+    if os.environ.get("LABCTL_UPDATE_GOLDEN") == "1":
+        expected_file.write_text(actual)
+    assert actual == expected_file.read_text()
+
+
+def test_every_golden_case_has_expected_text() -> None:
+    for name in CASES:
+        assert (GOLDEN / (name.removesuffix(".yaml") + ".expected")).is_file(), name
+
+
+def test_every_problem_has_file_line_column() -> None:
+    for name in CASES:
+        try:
+            load_topology(GOLDEN / name)
+        except ConfigError as error:
+            for problem in error.problems:
+                assert problem.line >= 1 and problem.column >= 1
+                assert problem.file.endswith(name)

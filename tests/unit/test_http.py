@@ -1,0 +1,40 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from labctl.core import http
+from labctl.core.loader import load_topology
+
+pytestmark = pytest.mark.unit
+SEED = Path(__file__).resolve().parents[2] / "topologies" / "seed.yaml"
+
+
+def test_client_argv_targets_server_address() -> None:
+    topology, _ = load_topology(SEED)
+    assert topology.traffic is not None
+    argv = http.client_argv(topology, topology.traffic)
+    assert argv[0] == "curl" and argv[-1] == "http://10.0.0.2:80/"
+    v6 = topology.traffic.model_copy(update={"family": "ipv6"})
+    assert http.url(topology, v6) == "http://[fd00::2]:80/"
+
+
+def test_parse_curl_success_and_failures() -> None:
+    ok = http.parse_curl(1, 0, "200 0.000412 0.001234", "")
+    assert ok.ok and ok.status == 200 and ok.total_seconds == pytest.approx(0.001234)
+    timeout = http.parse_curl(2, 28, "000 0.000000 3.001", "curl: (28) Connection timed out")
+    assert not timeout.ok and timeout.error == "curl exit 28: timed out" and timeout.status is None
+    notfound = http.parse_curl(3, 0, "404 0.1 0.2", "")
+    assert not notfound.ok and notfound.error == "HTTP status 404"
+    odd = http.parse_curl(4, 99, "", "curl: (99) weird\n")
+    assert odd.error == "curl exit 99: curl: (99) weird"
+
+
+def test_summary_counts_and_renders() -> None:
+    results = (http.parse_curl(1, 0, "200 0.001 0.002", ""), http.parse_curl(2, 28, "000 0 3", ""))
+    summary = http.TrafficSummary("http://10.0.0.2:80/", results)
+    assert (summary.succeeded, summary.failed, summary.ok) == (1, 1, False)
+    text = summary.render_text()
+    assert "1/2 succeeded" in text and "FAIL curl exit 28: timed out" in text
+    assert summary.to_dict()["latency_ms"] == {"min": 2.0, "median": 2.0, "max": 2.0}
