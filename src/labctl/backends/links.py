@@ -1,0 +1,483 @@
+"""Links backend: veth pairs between the host, nodes and the switch, via netlink.
+
+Every interface labctl creates in the host namespace carries the alias
+`labctl lab=<lab> <role>` (IFLA_IFALIAS); removal and sweeps go by that alias,
+never by a name pattern, so an interface someone else created with a similar
+name is never touched.
+
+Node namespaces are reached by path (`/proc/<pid>/ns/net`). pyroute2's NetNS
+forks a helper process that enters the namespace, so this process never leaves
+the host namespace, even if a request fails half-way.
+"""
+
+from __future__ import annotations
+
+import errno
+import ipaddress
+import os
+import shutil
+import subprocess
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Any
+
+from pyroute2 import IPRoute, NetNS
+from pyroute2.netlink.exceptions import NetlinkError
+from pyroute2.netlink.rtnl.ifaddrmsg import IFA_F_NODAD
+
+from labctl.backends.base import AddressSpec, NodeHandle, Owned
+from labctl.core import names
+from labctl.errors import BackendError
+
+VETH = "veth"
+BRIDGE = "bridge"
+# Owned.kind for each interface kind labctl creates in the host namespace.
+OWNED_KIND = {VETH: "link", BRIDGE: "bridge"}
+
+_HINTS = {
+    errno.EEXIST: "name clash: an interface with that name already exists (host or node)",
+    errno.EPERM: "needs root or CAP_NET_ADMIN",
+    errno.EACCES: "refused by the kernel (an IPv6 address where disable_ipv6=1?)",
+    errno.ENODEV: "the interface disappeared meanwhile",
+    errno.EOPNOTSUPP: "the kernel lacks the needed driver (veth or bridge module)",
+}
+
+ADDR_GEN_NONE = 1  # IN6_ADDR_GEN_MODE_NONE
+
+# A netlink handle: IPRoute for the host, NetNS for a node. Same API.
+Netlink = Any
+
+
+def _open_node_netns(path: str) -> NetNS:
+    # flags=0: never let pyroute2 create a namespace; a missing path means the node is gone.
+    return NetNS(path, flags=0)
+
+
+@contextmanager
+def netlink_action(action: str) -> Iterator[None]:
+    """Turn pyroute2 / namespace errors into BackendError naming what labctl was doing."""
+    try:
+        yield
+    except NetlinkError as error:
+        raise BackendError(action, error, _HINTS.get(error.code)) from error
+    except FileNotFoundError as error:
+        raise BackendError(action, error, "the node's process is gone; is it running?") from error
+    except OSError as error:
+        raise BackendError(action, error, _HINTS.get(error.errno or 0)) from error
+
+
+def link_alias(link: Any) -> str | None:
+    alias: str | None = link.get_attr("IFLA_IFALIAS")
+    return alias
+
+
+def link_kind(link: Any) -> str | None:
+    info = link.get_attr("IFLA_LINKINFO")
+    return info.get_attr("IFLA_INFO_KIND") if info is not None else None
+
+
+def find_link(handle: Netlink, ifname: str) -> Any | None:
+    """The link message of `ifname` in the handle's namespace, or None."""
+    indexes = handle.link_lookup(ifname=ifname)
+    return handle.get_links(indexes[0])[0] if indexes else None
+
+
+def existing_link(handle: Netlink, ifname: str, where: str = "the host") -> Any:
+    """Like find_link, for an interface that must be there: BackendError if not."""
+    link = find_link(handle, ifname)
+    if link is None:
+        raise BackendError(f"looking up {ifname}", f"no interface {ifname} in {where}")
+    return link
+
+
+def clash_error(action: str, ifname: str, alias: str | None, expected: str) -> BackendError:
+    """An interface is in the way of one labctl wants to create under the same name."""
+    owner_lab = names.lab_of_alias(alias)
+    if owner_lab is not None:
+        hint = f"it belongs to labctl lab {owner_lab}: run `labctl down` for that lab"
+    else:
+        hint = f"it is not labctl's: rename or delete it (ip link del {ifname})"
+    owner = f"alias {alias!r}" if alias else "no labctl alias"
+    return BackendError(
+        action, f"interface {ifname} already exists with {owner}, expected {expected!r}", hint
+    )
+
+
+def label_new_link(handle: Netlink, ifname: str, alias: str) -> Any:
+    """Alias a link just created, or delete it: an unlabelled link would escape every sweep.
+
+    The kernel ignores IFLA_IFALIAS in a create request, hence the second request.
+    """
+    link = existing_link(handle, ifname)
+    try:
+        handle.link("set", index=link["index"], ifalias=alias)
+    except NetlinkError:
+        handle.link("del", index=link["index"])
+        raise
+    return existing_link(handle, ifname)
+
+
+def keep_host_out_of_lab(handle: Netlink, index: int) -> None:
+    """No IPv6 link-local address on a host-side lab interface (call before it goes up).
+
+    Otherwise the host sends router solicitations and MLD reports into the lab,
+    and they show up in every capture as traffic nobody asked for.
+    """
+    if not os.path.isdir("/proc/sys/net/ipv6"):
+        return
+    handle.link(
+        "set",
+        index=index,
+        af_spec={"attrs": [["AF_INET6", {"attrs": [["IFLA_INET6_ADDR_GEN_MODE", ADDR_GEN_NONE]]}]]},
+    )
+
+
+def enable_ipv6(node: NodeHandle, ifname: str) -> None:
+    """Turn IPv6 on for one interface of a node.
+
+    Docker starts containers without an IPv6 network with disable_ipv6=1 for
+    all and default, so new interfaces inherit it and adding an IPv6 address
+    fails with EACCES. No netlink message sets this, only /proc/sys, which
+    shows the namespace of whoever opens it: hence nsenter, in a child process,
+    so this process never changes namespace.
+    """
+    action = f"enabling IPv6 on {node.name}:{ifname}"
+    nsenter, sysctl = shutil.which("nsenter"), shutil.which("sysctl")
+    if nsenter is None or sysctl is None:
+        raise BackendError(
+            action, "nsenter or sysctl not found", "apt-get install util-linux procps"
+        )
+    # Slash form: interface names may contain dots, which sysctl reads as separators.
+    key = f"net/ipv6/conf/{ifname}/disable_ipv6"
+    argv = [nsenter, f"--net={node.netns_path}", "--", sysctl, "-q", "-w", f"{key}=0"]
+    try:
+        done = subprocess.run(argv, capture_output=True, text=True, check=False, timeout=30)
+    except (OSError, subprocess.TimeoutExpired) as error:
+        raise BackendError(action, error) from error
+    if done.returncode != 0:
+        raise BackendError(action, done.stderr.strip() or f"exit {done.returncode}")
+
+
+@contextmanager
+def _netns_fd(path: str) -> Iterator[int]:
+    # An open fd pins the namespace for the whole request, unlike a pid.
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        yield fd
+    finally:
+        os.close(fd)
+
+
+def _split_address(address: str) -> tuple[str, int, int]:
+    interface = ipaddress.ip_interface(address)
+    return str(interface.ip), interface.network.prefixlen, interface.version
+
+
+def _shared_mtu(*specs: AddressSpec) -> int | None:
+    # The veth driver drops frames larger than the receiving end's MTU, so both
+    # ends of a pair get the same MTU: whichever side asked for one.
+    return next((spec.mtu for spec in specs if spec.mtu is not None), None)
+
+
+class NetlinkLinks:
+    """LinkBackend on pyroute2. Handles are opened per call and always closed."""
+
+    def __init__(
+        self,
+        host_factory: Callable[[], IPRoute] = IPRoute,
+        netns_factory: Callable[[str], NetNS] = _open_node_netns,
+    ) -> None:
+        self._host_factory = host_factory
+        self._netns_factory = netns_factory
+
+    # -- handles ----------------------------------------------------------
+
+    @contextmanager
+    def host(self) -> Iterator[Netlink]:
+        """A netlink handle on the host namespace, closed on exit."""
+        with self._host_factory() as handle:
+            yield handle
+
+    @contextmanager
+    def node_netns(self, node: NodeHandle, action: str) -> Iterator[Netlink]:
+        """A netlink handle inside a node's namespace, closed on exit."""
+        with netlink_action(action):
+            handle = self._netns_factory(node.netns_path)
+        try:
+            yield handle
+        finally:
+            handle.close()
+
+    # -- small helpers, also used by the switch backends -----------------
+
+    def interface_exists(self, name: str) -> bool:
+        with netlink_action(f"looking up interface {name}"), self.host() as ipr:
+            return bool(ipr.link_lookup(ifname=name))
+
+    def set_link_up(self, ifname: str) -> None:
+        with netlink_action(f"bringing {ifname} up"), self.host() as ipr:
+            ipr.link("set", index=existing_link(ipr, ifname)["index"], state="up")
+
+    def owned_links(self, lab: str | None, kind: str) -> list[Owned]:
+        """Host links of `kind` whose alias names `lab` (any lab if None)."""
+        with netlink_action(f"listing {kind} interfaces"), self.host() as ipr:
+            return [self._owned(link) for link in self._links_owned_by(ipr, lab, kind)]
+
+    def sweep_kind(self, lab: str, kind: str) -> list[Owned]:
+        """Delete every host link of `kind` whose alias names `lab`."""
+        removed = []
+        with netlink_action(f"sweeping {kind} interfaces of lab {lab}"), self.host() as ipr:
+            for link in self._links_owned_by(ipr, lab, kind):
+                if self._delete_tolerant(ipr, link["index"]):
+                    removed.append(self._owned(link))
+        return removed
+
+    def remove_owned(self, lab: str, ifname: str, kind: str) -> bool:
+        """Delete host link `ifname` if it is a `kind` owned by `lab`; True if deleted."""
+        with netlink_action(f"removing {kind} {ifname} of lab {lab}"), self.host() as ipr:
+            link = find_link(ipr, ifname)
+            if link is None or link_kind(link) != kind:
+                return False
+            # Same name but not ours: ours is already gone, and theirs is not ours to delete.
+            if names.lab_of_alias(link_alias(link)) != lab:
+                return False
+            return self._delete_tolerant(ipr, link["index"])
+
+    # -- LinkBackend -------------------------------------------------------
+
+    def ensure_veth_to_node(
+        self,
+        lab: str,
+        host_ifname: str,
+        node: NodeHandle,
+        node_ifname: str,
+        settings: AddressSpec,
+        role: str,
+    ) -> dict[str, Any]:
+        """veth `host_ifname` (host, up, aliased) <-> `node_ifname` (node, configured, up)."""
+        alias = names.interface_alias(lab, role)
+        action = f"creating veth {host_ifname} for {node.name}:{node_ifname}"
+        with netlink_action(action), self.host() as ipr:
+            host_link = self._reusable_host_veth(ipr, host_ifname, node, node_ifname, alias, action)
+            if host_link is None:
+                with _netns_fd(node.netns_path) as ns_fd:
+                    # The peer is born in the node namespace: it never exists on the
+                    # host under node_ifname, where it could clash with host names.
+                    ipr.link(
+                        "add",
+                        ifname=host_ifname,
+                        kind=VETH,
+                        peer={"ifname": node_ifname, "net_ns_fd": ns_fd},
+                    )
+                host_link = label_new_link(ipr, host_ifname, alias)
+                keep_host_out_of_lab(ipr, host_link["index"])
+            host_index = host_link["index"]
+            host_attrs: dict[str, Any] = {"state": "up"}
+            if settings.mtu is not None:
+                host_attrs["mtu"] = settings.mtu
+            ipr.link("set", index=host_index, **host_attrs)
+        node_index = self._configure_node_end(node, node_ifname, settings, settings.mtu, action)
+        return {
+            "host_ifname": host_ifname,
+            "host_ifindex": host_index,
+            "node": node.name,
+            "node_ifname": node_ifname,
+            "node_ifindex": node_index,
+            "alias": alias,
+        }
+
+    def ensure_veth_between_nodes(
+        self,
+        lab: str,
+        transient_names: tuple[str, str],
+        a: tuple[NodeHandle, str, AddressSpec],
+        b: tuple[NodeHandle, str, AddressSpec],
+        role: str,
+    ) -> dict[str, Any]:
+        """veth between two nodes, built on the host under transient names, then moved."""
+        alias = names.interface_alias(lab, role)
+        ends = (a, b)
+        action = f"creating veth {a[0].name}:{a[1]} <-> {b[0].name}:{b[1]}"
+        placed = [self._placed_node_end(end, alias, action) for end in ends]
+        if not all(placed):
+            with netlink_action(action), self.host() as ipr:
+                self._ensure_transient_pair(ipr, transient_names, placed, alias, action)
+                for end, transient, is_placed in zip(ends, transient_names, placed, strict=True):
+                    if not is_placed:
+                        self._move_into_node(ipr, transient, end[0], end[1])
+        mtu = _shared_mtu(a[2], b[2])
+        result: dict[str, Any] = {"alias": alias}
+        for key, (node, ifname, spec) in zip(("a", "b"), ends, strict=True):
+            index = self._configure_node_end(node, ifname, spec, mtu, action)
+            result[key] = {"node": node.name, "ifname": ifname, "ifindex": index}
+        return result
+
+    def remove_link(self, lab: str, host_ifname: str) -> None:
+        # Deleting one end of a veth deletes its peer inside the node too.
+        self.remove_owned(lab, host_ifname, VETH)
+
+    def sweep(self, lab: str) -> list[Owned]:
+        return self.sweep_kind(lab, VETH)
+
+    def list_owned(self, lab: str | None = None) -> list[Owned]:
+        return self.owned_links(lab, VETH)
+
+    # -- internals ---------------------------------------------------------
+
+    def _reusable_host_veth(
+        self,
+        ipr: Netlink,
+        host_ifname: str,
+        node: NodeHandle,
+        node_ifname: str,
+        alias: str,
+        action: str,
+    ) -> Any | None:
+        """The existing host end if it is ours and still leads into `node`, else None.
+
+        Ours but leading elsewhere (a node that was recreated) is deleted, so the
+        caller builds it again: the alias proves this lab created it.
+        """
+        link = find_link(ipr, host_ifname)
+        if link is None:
+            return None
+        if link_alias(link) != alias or link_kind(link) != VETH:
+            raise clash_error(action, host_ifname, link_alias(link), alias)
+        if self._peer_in_node(node, node_ifname, link["index"], action):
+            return link
+        self._delete_tolerant(ipr, link["index"])
+        return None
+
+    def _peer_in_node(
+        self, node: NodeHandle, node_ifname: str, host_index: int, action: str
+    ) -> bool:
+        with self.node_netns(node, action) as ns:
+            peer = find_link(ns, node_ifname)
+        return peer is not None and peer.get_attr("IFLA_LINK") == host_index
+
+    def _placed_node_end(
+        self, end: tuple[NodeHandle, str, AddressSpec], alias: str, action: str
+    ) -> bool:
+        """True if the end is already in its node under its final name (a re-run)."""
+        node, ifname, _spec = end
+        with self.node_netns(node, action) as ns:
+            link = find_link(ns, ifname)
+        if link is None:
+            return False
+        # The alias survives the move into the namespace, so it still proves ownership.
+        if link_alias(link) != alias:
+            raise clash_error(f"{action} (in node {node.name})", ifname, link_alias(link), alias)
+        return True
+
+    def _ensure_transient_pair(
+        self,
+        ipr: Netlink,
+        transient_names: tuple[str, str],
+        placed: list[bool],
+        alias: str,
+        action: str,
+    ) -> None:
+        """Make sure the ends not yet placed exist on the host under their transient names."""
+        missing = []
+        for transient, is_placed in zip(transient_names, placed, strict=True):
+            link = find_link(ipr, transient)
+            if link is not None and link_alias(link) != alias:
+                raise clash_error(action, transient, link_alias(link), alias)
+            if link is None and not is_placed:
+                missing.append(transient)
+        if not missing:
+            return
+        if any(placed) or len(missing) == 1:
+            # One end of a veth cannot exist without the other: a half-built pair
+            # means someone deleted ours meanwhile; a rebuild must start clean.
+            raise BackendError(
+                action, "found only one end of the veth pair", "run `labctl down` and retry"
+            )
+        first, second = transient_names
+        ipr.link("add", ifname=first, kind=VETH, peer={"ifname": second})
+        for transient in transient_names:
+            label_new_link(ipr, transient, alias)
+
+    def _move_into_node(self, ipr: Netlink, transient: str, node: NodeHandle, ifname: str) -> None:
+        index = existing_link(ipr, transient)["index"]
+        with _netns_fd(node.netns_path) as ns_fd:
+            # Move and rename in one request: the final name (often eth0) is only
+            # ever used inside the node, where it cannot clash with host names.
+            ipr.link("set", index=index, net_ns_fd=ns_fd, ifname=ifname)
+
+    def _configure_node_end(
+        self,
+        node: NodeHandle,
+        ifname: str,
+        spec: AddressSpec,
+        mtu: int | None,
+        action: str,
+    ) -> int:
+        """Set MAC, MTU and addresses of the node end, bring it and lo up; its ifindex."""
+        configuring = f"configuring {node.name}:{ifname}"
+        with self.node_netns(node, action) as ns, netlink_action(configuring):
+            link = existing_link(ns, ifname, where=f"node {node.name}")
+            index: int = link["index"]
+            attrs: dict[str, Any] = {}
+            if spec.mac and link.get_attr("IFLA_ADDRESS") != spec.mac.lower():
+                attrs["address"] = spec.mac
+            if mtu is not None and link.get_attr("IFLA_MTU") != mtu:
+                attrs["mtu"] = mtu
+            if attrs:
+                ns.link("set", index=index, **attrs)
+            if any(_split_address(address)[2] == 6 for address in spec.addresses):
+                enable_ipv6(node, ifname)
+            self._add_addresses(ns, index, spec.addresses)
+            ns.link("set", index=index, state="up")
+            loopback = find_link(ns, "lo")
+            if loopback is not None:
+                ns.link("set", index=loopback["index"], state="up")
+            return index
+
+    @staticmethod
+    def _add_addresses(ns: Netlink, index: int, addresses: tuple[str, ...]) -> None:
+        present = {
+            (addr.get_attr("IFA_ADDRESS"), addr["prefixlen"]) for addr in ns.get_addr(index=index)
+        }
+        for address in addresses:
+            ip, prefixlen, version = _split_address(address)
+            if (ip, prefixlen) in present:
+                continue
+            extra: dict[str, Any] = {}
+            if version == 6:
+                # Without NODAD the address stays "tentative" for about a second
+                # and the first packets of a test are sent from nowhere.
+                extra["flags"] = IFA_F_NODAD
+            ns.addr("add", index=index, address=ip, prefixlen=prefixlen, **extra)
+
+    @staticmethod
+    def _links_owned_by(ipr: Netlink, lab: str | None, kind: str) -> list[Any]:
+        owned = []
+        for link in ipr.get_links():
+            owner = names.lab_of_alias(link_alias(link))
+            if owner is None or link_kind(link) != kind:
+                continue
+            if lab is None or owner == lab:
+                owned.append(link)
+        return owned
+
+    @staticmethod
+    def _delete_tolerant(ipr: Netlink, index: int) -> bool:
+        try:
+            ipr.link("del", index=index)
+        except NetlinkError as error:
+            # Deleting one end of a veth takes its peer with it: a later ENODEV is success.
+            if error.code == errno.ENODEV:
+                return False
+            raise
+        return True
+
+    @staticmethod
+    def _owned(link: Any) -> Owned:
+        alias = link_alias(link)
+        return Owned(
+            kind=OWNED_KIND.get(link_kind(link) or "", "link"),
+            name=link.get_attr("IFLA_IFNAME"),
+            lab=names.lab_of_alias(alias) or "",
+            details={"ifindex": link["index"], "alias": alias},
+        )

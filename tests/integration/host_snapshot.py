@@ -1,0 +1,51 @@
+"""A snapshot of everything on the host that a lab could leave behind.
+
+Taken before `up` and after `down`; the difference must be empty.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from dataclasses import dataclass
+
+
+def _run(argv: list[str]) -> str:
+    done = subprocess.run(argv, capture_output=True, text=True, timeout=30)
+    return done.stdout if done.returncode == 0 else ""
+
+
+@dataclass(frozen=True)
+class HostSnapshot:
+    links: frozenset[str]
+    netns: frozenset[str]
+    containers: frozenset[str]
+    iptables: frozenset[str]
+    ip6tables: frozenset[str]
+    processes: frozenset[str]
+
+    @classmethod
+    def take(cls) -> HostSnapshot:
+        links = json.loads(_run(["ip", "-j", "link", "show"]) or "[]")
+        containers = _run(["docker", "ps", "-a", "--format", "{{.Names}}"]).split()
+        procs = _run(["ps", "-eo", "comm="]).split()
+        return cls(
+            links=frozenset(f"{link['ifname']}" for link in links),
+            netns=frozenset(line.split()[0] for line in _run(["ip", "netns", "list"]).splitlines()
+                            if line.strip()),
+            containers=frozenset(containers),
+            iptables=frozenset(_run(["iptables", "-S"]).splitlines()),
+            ip6tables=frozenset(_run(["ip6tables", "-S"]).splitlines()),
+            # Processes labctl might start on the host and must stop again.
+            processes=frozenset(
+                p for p in procs if p in {"tcpdump", "ovs-vswitchd", "ovsdb-server"}
+            ),
+        )
+
+    def added_since(self, before: HostSnapshot) -> dict[str, list[str]]:
+        diff = {}
+        for field in self.__dataclass_fields__:
+            added = sorted(getattr(self, field) - getattr(before, field))
+            if added:
+                diff[field] = added
+        return diff
