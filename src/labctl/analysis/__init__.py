@@ -1,0 +1,38 @@
+"""Pure analysis of packet captures: no root, no Docker, no netlink, no OVS.
+
+`checksums` reads pcap/pcapng files and judges every TCP/UDP checksum
+(valid, unfinished = pseudo-header sum only as TX offload leaves it, wrong,
+zero-udp, truncated, fragment). `diagnose` follows packets across taps on a
+path and says where a checksum that a receiver checks first goes bad, where
+packets are lost between taps, and which handshakes never completed.
+"""
+
+from labctl.analysis.checksums import Capture, PacketRecord, read_pcap
+from labctl.analysis.diagnose import (
+    Diagnosis,
+    Finding,
+    FlowTimeline,
+    Tap,
+    TapCapture,
+    TapSummary,
+    TimelineEvent,
+    analyse,
+    diagnose,
+    render_text,
+)
+
+__all__ = [
+    "Capture",
+    "Diagnosis",
+    "Finding",
+    "FlowTimeline",
+    "PacketRecord",
+    "Tap",
+    "TapCapture",
+    "TapSummary",
+    "TimelineEvent",
+    "analyse",
+    "diagnose",
+    "read_pcap",
+    "render_text",
+]

@@ -1,0 +1,877 @@
+"""Follow packets across taps on a path and say where a checksum goes bad.
+
+The model
+---------
+The caller lists the taps in path order (one end of the path to the other)
+and says for each tap which source addresses are still inside their
+sender's *checksum offload domain* there (`Tap.offload_senders`).
+
+A packet is inside its sender's offload domain while it has not left the
+sender's kernel as a plain sequence of bytes: inside the sending container,
+on the host end of its veth, and also across a Linux bridge or the OVS
+kernel datapath into another container, because the skb travels on with
+its CHECKSUM_PARTIAL mark and the receiving stack trusts it. There an
+*unfinished* checksum (only the pseudo-header sum) is normal: a tcpdump
+shows it, nobody checks it. The domain ends where the bytes alone go on:
+through userspace (the OVS netdev/DPDK datapath reads the frame with
+AF_PACKET and sends a new one), over a wire, through a tap device. Past
+that point every receiver verifies the checksum, so an unfinished one is a
+fault. The caller knows the topology, so it decides; the analysis only
+applies it:
+
+- `valid` (or a zero UDP checksum over IPv4): ok;
+- `unfinished` where the source is in `offload_senders`: "offload", normal;
+- `unfinished` anywhere else, `wrong` anywhere, a wrong IPv4 header
+  checksum: bad, its receiver drops it;
+- `truncated`, `fragment`: cannot be judged.
+
+Packets are matched across taps by their identity (`packet_identity`), and
+the n-th packet of an identity at one tap is the n-th at another. Direction
+along the path is decided per flow from timestamps (all taps are captured
+on one host clock) and, where no packet of the flow reached two taps, from
+which end of the path lists the source in `offload_senders`.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import textwrap
+from collections import Counter, defaultdict
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Literal
+
+from labctl.analysis.checksums import Capture, PacketRecord, read_pcap
+from labctl.analysis.tables import format_table
+from labctl.errors import UsageError
+
+Status = Literal["ok", "offload", "bad", "unknown"]
+Severity = Literal["fault", "warning"]
+JsonScalar = str | int | float | bool | None
+FlowTuple = tuple[str, str, int, str, int]  # proto, src, sport, dst, dport
+
+# Findings in the order a reader wants them: the cause before its symptoms.
+FINDING_KINDS = (
+    "bad-checksum",
+    "synack-repeats-syn-checksum",
+    "lost-between-taps",
+    "syn-unanswered",
+    "syn-refused",
+)
+VERDICT_KEYS = ("valid", "offload", "unfinished", "wrong", "zero-udp", "truncated", "fragment")
+
+
+# --------------------------------------------------------------------------
+# Input
+
+
+@dataclass(frozen=True)
+class Tap:
+    """One capture point on the path.
+
+    offload_senders: source addresses whose packets reach this tap still
+    inside their sender's checksum offload domain (see the module doc),
+    e.g. the container's own address for a tap inside the container or on
+    the host end of its veth.
+    """
+
+    name: str
+    pcap: str | Path
+    offload_senders: frozenset[str] = frozenset()
+
+    def __post_init__(self) -> None:
+        # Compare addresses, not spellings: "fd00::0001" is "fd00::1".
+        try:
+            normalized = frozenset(str(ipaddress.ip_address(a)) for a in self.offload_senders)
+        except ValueError as error:
+            raise UsageError(f"tap {self.name!r}: {error}") from error
+        object.__setattr__(self, "offload_senders", normalized)
+
+
+@dataclass(frozen=True)
+class TapCapture:
+    tap: Tap
+    capture: Capture
+
+
+# --------------------------------------------------------------------------
+# Output
+
+
+@dataclass(frozen=True)
+class TapSummary:
+    name: str
+    pcap: str
+    frames: int
+    packets: int
+    skipped: Mapping[str, int]
+    ip_header_wrong: int
+    verdicts: Mapping[str, int]  # VERDICT_KEYS; "offload" = unfinished, expected here
+
+    def to_dict(self) -> dict[str, object]:
+        return _fields_as_json(self)
+
+
+@dataclass(frozen=True)
+class TimelineEvent:
+    time: float  # seconds since the flow's first packet
+    direction: str  # "->" from the client, "<-" towards it
+    packet: str  # e.g. "SYN/ACK seq=0 ack=1", sequence numbers relative
+    retransmission: int  # 0, or n for the n-th resend of the same segment
+    cells: tuple[str, ...]  # per tap in path order, see CELL_LEGEND
+
+    def to_dict(self, tap_names: Sequence[str]) -> dict[str, object]:
+        return {
+            "time": round(self.time, 6),
+            "direction": self.direction,
+            "packet": self.packet,
+            "retransmission": self.retransmission,
+            "at": dict(zip(tap_names, self.cells, strict=True)),
+        }
+
+
+CELL_LEGEND = (
+    "ok = checksum correct; offload = unfinished where TX offload leaves it, normal; "
+    "UNFINISHED = pseudo-header sum only, receiver drops it; WRONG = any other bad value; "
+    "BAD-IP = IPv4 header checksum wrong; trunc/frag = cannot be checked; . = not seen"
+)
+
+
+@dataclass(frozen=True)
+class FlowTimeline:
+    proto: str
+    client: str  # "10.0.0.1:41234", the SYN's sender (or the first sender)
+    server: str
+    events: tuple[TimelineEvent, ...]
+
+    @property
+    def label(self) -> str:
+        return f"{self.proto.upper()} {self.client} <-> {self.server}"
+
+    def to_dict(self, tap_names: Sequence[str]) -> dict[str, object]:
+        return {
+            "flow": self.label,
+            "proto": self.proto,
+            "client": self.client,
+            "server": self.server,
+            "events": [event.to_dict(tap_names) for event in self.events],
+        }
+
+
+@dataclass(frozen=True)
+class Finding:
+    kind: str  # one of FINDING_KINDS
+    severity: Severity
+    tap: str  # where it shows (for a loss: the last tap that saw the packets)
+    flow: str  # "TCP 10.0.0.1:41234 -> 10.0.0.2:80"
+    message: str  # one sentence a user can act on
+    packets: tuple[str, ...]  # the packets concerned, as seen at `tap`
+    evidence: Mapping[str, JsonScalar] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, object]:
+        return _fields_as_json(self)
+
+
+@dataclass(frozen=True)
+class Diagnosis:
+    ok: bool  # no finding of severity "fault"
+    verdict: str  # one line: "FAULT: ..." / "WARNING: ..." / "OK: ..."
+    taps: tuple[TapSummary, ...]
+    flows: tuple[FlowTimeline, ...]
+    findings: tuple[Finding, ...]
+
+    def to_dict(self) -> dict[str, object]:
+        names = [tap.name for tap in self.taps]
+        return {
+            "ok": self.ok,
+            "verdict": self.verdict,
+            "taps": [tap.to_dict() for tap in self.taps],
+            "flows": [flow.to_dict(names) for flow in self.flows],
+            "findings": [finding.to_dict() for finding in self.findings],
+        }
+
+
+def _fields_as_json(instance: TapSummary | Finding) -> dict[str, object]:
+    """Fields in declaration order (stable keys), mappings and tuples made plain."""
+    plain: dict[str, object] = {}
+    for item in fields(instance):
+        value = getattr(instance, item.name)
+        if isinstance(value, Mapping):
+            value = dict(value)
+        elif isinstance(value, tuple):
+            value = list(value)
+        plain[item.name] = value
+    return plain
+
+
+# --------------------------------------------------------------------------
+# Entry points
+
+
+def diagnose(taps: Sequence[Tap]) -> Diagnosis:
+    """Read each tap's capture and analyse them together."""
+    return analyse([TapCapture(tap, _read(tap)) for tap in taps])
+
+
+def _read(tap: Tap) -> Capture:
+    try:
+        return read_pcap(tap.pcap)
+    except (OSError, ValueError) as error:
+        raise UsageError(f"tap {tap.name!r}: cannot read capture {tap.pcap}: {error}") from error
+
+
+def analyse(captures: Sequence[TapCapture]) -> Diagnosis:
+    """Pure: the diagnosis of captures already read, taps in path order."""
+    taps = [c.tap for c in captures]
+    packets = _match_packets(captures)
+    directions = _flow_directions(packets, taps)
+    connections = _connections(packets)
+    findings = _sorted_findings(
+        _checksum_findings(packets, taps, directions)
+        + _signature_findings(packets, taps, directions)
+        + _loss_findings(packets, taps, directions)
+        + _handshake_findings(connections, taps, directions)
+    )
+    ok = not any(f.severity == "fault" for f in findings)
+    return Diagnosis(
+        ok=ok,
+        verdict=_headline(findings, packets),
+        taps=tuple(_tap_summary(c) for c in captures),
+        flows=tuple(_timeline(c, len(taps)) for c in connections),
+        findings=tuple(findings),
+    )
+
+
+# --------------------------------------------------------------------------
+# Matching packets across taps
+
+
+@dataclass(frozen=True)
+class _Seen:
+    tap: int
+    record: PacketRecord
+    status: Status
+
+
+@dataclass
+class _Packet:
+    """One packet on the wire, as seen at zero or more taps."""
+
+    flow: FlowTuple
+    seen: dict[int, _Seen] = field(default_factory=dict)
+    retransmission: int = 0
+
+    @property
+    def first(self) -> _Seen:
+        return min(self.seen.values(), key=lambda s: (s.record.timestamp, s.tap))
+
+    @property
+    def record(self) -> PacketRecord:
+        return self.first.record
+
+
+def packet_identity(record: PacketRecord) -> tuple[object, ...]:
+    """What stays the same for one packet at every tap: no checksum, no
+    link layer. TSval tells apart IPv6 retransmissions, which lack an IP id."""
+    if record.proto == "tcp":
+        return (
+            record.flow,
+            record.tcp_flags,
+            record.seq,
+            record.ack,
+            record.payload_len,
+            record.ip_id,
+            record.tsval,
+        )
+    return (record.flow, record.ip_id, record.payload_len, record.payload_digest)
+
+
+def checksum_status(record: PacketRecord, tap: Tap) -> Status:
+    """How a receiver after this tap sees the packet's checksums."""
+    if record.ip_csum == "wrong":
+        return "bad"
+    verdict = record.l4_verdict
+    if verdict in ("valid", "zero-udp"):
+        return "ok"
+    if verdict == "unfinished":
+        return "offload" if record.src in tap.offload_senders else "bad"
+    if verdict == "wrong":
+        return "bad"
+    return "unknown"
+
+
+def _match_packets(captures: Sequence[TapCapture]) -> list[_Packet]:
+    packets: dict[tuple[object, ...], _Packet] = {}
+    for tap_index, capture in enumerate(captures):
+        ordinals: Counter[tuple[object, ...]] = Counter()
+        for record in capture.capture:
+            identity = packet_identity(record)
+            key = (identity, ordinals[identity])
+            ordinals[identity] += 1
+            packet = packets.setdefault(key, _Packet(record.flow))
+            status = checksum_status(record, capture.tap)
+            packet.seen[tap_index] = _Seen(tap_index, record, status)
+    ordered = sorted(packets.values(), key=lambda p: (p.first.record.timestamp, p.first.tap))
+    _mark_retransmissions(ordered)
+    return ordered
+
+
+def _mark_retransmissions(packets: Sequence[_Packet]) -> None:
+    """A TCP segment that occupies sequence space (SYN, FIN, data) sent again
+    with the same sequence number. Pure ACKs repeat theirs legitimately."""
+    sent: Counter[tuple[object, ...]] = Counter()
+    for packet in packets:
+        record = packet.record
+        consumes = record.payload_len > 0 or "S" in record.tcp_flags or "F" in record.tcp_flags
+        if record.proto != "tcp" or not consumes:
+            continue
+        key = (packet.flow, record.seq, record.payload_len, "S" in record.tcp_flags)
+        packet.retransmission = sent[key]
+        sent[key] += 1
+
+
+def _flow_directions(packets: Sequence[_Packet], taps: Sequence[Tap]) -> dict[FlowTuple, int]:
+    """+1 if a flow travels from the first tap to the last, -1 back, 0 unknown."""
+    votes: Counter[FlowTuple] = Counter()
+    for packet in packets:
+        if len(packet.seen) < 2:
+            continue
+        low, high = packet.seen[min(packet.seen)], packet.seen[max(packet.seen)]
+        delta = high.record.timestamp - low.record.timestamp
+        votes[packet.flow] += (delta > 0) - (delta < 0)
+    directions: dict[FlowTuple, int] = {}
+    for flow in {p.flow for p in packets}:
+        vote = votes[flow]
+        directions[flow] = (vote > 0) - (vote < 0) or _direction_from_senders(flow[1], taps)
+    return directions
+
+
+def _direction_from_senders(source: str, taps: Sequence[Tap]) -> int:
+    listed = [i for i, tap in enumerate(taps) if source in tap.offload_senders]
+    at_start, at_end = 0 in listed, len(taps) - 1 in listed
+    if at_start and not at_end:
+        return 1
+    if at_end and not at_start:
+        return -1
+    return 0
+
+
+def _path_order(direction: int, tap_count: int) -> list[int]:
+    """Tap indexes in the order a packet passes them (path order if unknown)."""
+    order = list(range(tap_count))
+    return order[::-1] if direction < 0 else order
+
+
+# --------------------------------------------------------------------------
+# Findings
+
+
+def _checksum_findings(
+    packets: Sequence[_Packet], taps: Sequence[Tap], directions: Mapping[FlowTuple, int]
+) -> list[Finding]:
+    """The first tap, along the packet's way, where its checksum is bad."""
+    groups: dict[tuple[object, ...], list[tuple[_Seen, _Seen | None]]] = defaultdict(list)
+    for packet in packets:
+        first_bad, before = _first_bad(packet, directions[packet.flow], len(taps))
+        if first_bad is None:
+            continue
+        history = None if before is None else (before.tap, before.status)
+        key = (packet.flow, first_bad.tap, _bad_kind(first_bad.record), history)
+        groups[key].append((first_bad, before))
+    return [_checksum_finding(group, taps) for group in groups.values()]
+
+
+def _first_bad(
+    packet: _Packet, direction: int, tap_count: int
+) -> tuple[_Seen | None, _Seen | None]:
+    before: _Seen | None = None
+    for tap_index in _path_order(direction, tap_count):
+        seen = packet.seen.get(tap_index)
+        if seen is None:
+            continue
+        if seen.status == "bad":
+            return seen, before
+        before = seen
+    return None, None
+
+
+def _bad_kind(record: PacketRecord) -> str:
+    return "ip-header" if record.ip_csum == "wrong" else record.l4_verdict
+
+
+def _checksum_finding(group: Sequence[tuple[_Seen, _Seen | None]], taps: Sequence[Tap]) -> Finding:
+    seen, before = group[0]
+    record = seen.record
+    kind = _bad_kind(record)
+    message = (
+        f"{_subject(record)} reaches tap '{taps[seen.tap].name}' with {_what_is_bad(record)}; "
+        f"its receiver drops it; {_history(before, taps)}"
+        f"{_count_note([s.record for s, _ in group])}"
+    )
+    return Finding(
+        kind="bad-checksum",
+        severity="fault",
+        tap=taps[seen.tap].name,
+        flow=_flow_label(record),
+        message=message,
+        packets=tuple(_packet_ref(s.record) for s, _ in group),
+        evidence={
+            "verdict": kind,
+            "checksum": _hex(record.l4_csum),
+            "expected": _hex(record.l4_expected),
+            "pseudo_header": _hex(record.l4_pseudo),
+            "pseudo_header_signature": record.l4_csum == record.l4_pseudo,
+            "previous_tap": None if before is None else taps[before.tap].name,
+            "previous_status": None if before is None else before.status,
+            "count": len(group),
+            "first_time": record.timestamp,
+        },
+    )
+
+
+def _what_is_bad(record: PacketRecord) -> str:
+    if record.ip_csum == "wrong":
+        return "a wrong IPv4 header checksum"
+    if record.l4_verdict == "unfinished":
+        return f"an unfinished checksum (pseudo-header only, {_hex(record.l4_csum)})"
+    return (
+        f"a wrong checksum {_hex(record.l4_csum)} (correct: {_hex(record.l4_expected)}; "
+        f"not the pseudo-header sum {_hex(record.l4_pseudo)})"
+    )
+
+
+def _history(before: _Seen | None, taps: Sequence[Tap]) -> str:
+    if before is None:
+        return "no tap before it saw it"
+    name = taps[before.tap].name
+    if before.status == "ok":
+        return f"it was correct at tap '{name}'"
+    if before.status == "offload":
+        return (
+            f"it left its sender unfinished at tap '{name}', as TX offload does, "
+            "and nothing on the way finished it"
+        )
+    return f"at tap '{name}' it could not be checked ({before.record.l4_verdict})"
+
+
+def _signature_findings(
+    packets: Sequence[_Packet], taps: Sequence[Tap], directions: Mapping[FlowTuple, int]
+) -> list[Finding]:
+    """The seed bug's fingerprint: a bad SYN/ACK whose checksum field holds
+    the very value the client's SYN carried. Both are the pseudo-header sum,
+    which does not depend on the direction."""
+    syn_values: dict[tuple[FlowTuple, int | None], list[_Seen]] = defaultdict(list)
+    for packet in packets:
+        if packet.record.tcp_flags == "S":
+            for seen in packet.seen.values():
+                syn_values[(packet.flow, seen.record.l4_csum)].append(seen)
+    findings: list[Finding] = []
+    reported: set[FlowTuple] = set()
+    for packet in packets:
+        if packet.record.tcp_flags != "SA" or packet.flow in reported:
+            continue
+        bad, _ = _first_bad(packet, directions[packet.flow], len(taps))
+        if bad is None:
+            continue
+        syns = syn_values.get((_reverse(packet.flow), bad.record.l4_csum))
+        if syns:
+            reported.add(packet.flow)
+            findings.append(_signature_finding(bad, syns[0], taps))
+    return findings
+
+
+def _signature_finding(synack: _Seen, syn: _Seen, taps: Sequence[Tap]) -> Finding:
+    record = synack.record
+    value = record.l4_csum
+    message = (
+        f"TCP SYN/ACK {_endpoint(record.src, record.sport)} -> "
+        f"{_endpoint(record.dst, record.dport)} carries at tap '{taps[synack.tap].name}' "
+        f"the checksum {_hex(value)} that the client's SYN carried at tap '{taps[syn.tap].name}'"
+    )
+    if value == record.l4_pseudo:
+        message += (
+            ": both hold only the pseudo-header sum, which is the same in both directions "
+            "for segments of equal length (TX checksum offload, and a switch that forwards "
+            "the packet without finishing its checksum)"
+        )
+    return Finding(
+        kind="synack-repeats-syn-checksum",
+        severity="fault",
+        tap=taps[synack.tap].name,
+        flow=_flow_label(record),
+        message=message,
+        packets=(_packet_ref(record), f"{_packet_ref(syn.record)} at '{taps[syn.tap].name}'"),
+        evidence={
+            "checksum": _hex(value),
+            "syn_tap": taps[syn.tap].name,
+            "pseudo_header_signature": value == record.l4_pseudo,
+            "first_time": record.timestamp,
+        },
+    )
+
+
+def _loss_findings(
+    packets: Sequence[_Packet], taps: Sequence[Tap], directions: Mapping[FlowTuple, int]
+) -> list[Finding]:
+    """Seen at a tap, never at the next one nor any after it. Taps are
+    assumed to capture over the same time span; flows whose direction is
+    unknown are not judged."""
+    groups: dict[tuple[FlowTuple, int, int], list[PacketRecord]] = defaultdict(list)
+    for packet in packets:
+        direction = directions[packet.flow]
+        if direction == 0:
+            continue
+        order = _path_order(direction, len(taps))
+        last = max(order.index(tap) for tap in packet.seen)
+        if last + 1 < len(order):
+            last_tap, next_tap = order[last], order[last + 1]
+            groups[(packet.flow, last_tap, next_tap)].append(packet.seen[last_tap].record)
+    findings = []
+    for (_, last_tap, next_tap), records in groups.items():
+        first = records[0]
+        findings.append(
+            Finding(
+                kind="lost-between-taps",
+                severity="fault",
+                tap=taps[last_tap].name,
+                flow=_flow_label(first),
+                message=(
+                    f"{_subject(first)} seen at tap '{taps[last_tap].name}' never reached "
+                    f"tap '{taps[next_tap].name}'{_count_note(records)}"
+                ),
+                packets=tuple(_packet_ref(r) for r in records),
+                evidence={
+                    "next_tap": taps[next_tap].name,
+                    "count": len(records),
+                    "first_time": first.timestamp,
+                },
+            )
+        )
+    return findings
+
+
+@dataclass
+class _Connection:
+    proto: str
+    client: tuple[str, int]
+    server: tuple[str, int]
+    packets: list[_Packet] = field(default_factory=list)
+
+    @property
+    def forward(self) -> FlowTuple:
+        return (self.proto, *self.client, *self.server)
+
+
+def _connections(packets: Sequence[_Packet]) -> list[_Connection]:
+    """Both directions of a flow together; the client is who sent the SYN."""
+    by_pair: dict[tuple[object, ...], list[_Packet]] = defaultdict(list)
+    for packet in packets:
+        proto, src, sport, dst, dport = packet.flow
+        by_pair[(proto, *sorted([(src, sport), (dst, dport)]))].append(packet)
+    connections = []
+    for members in by_pair.values():
+        opener = next((p for p in members if p.record.tcp_flags == "S"), members[0])
+        proto, src, sport, dst, dport = opener.flow
+        connections.append(_Connection(proto, (src, sport), (dst, dport), members))
+    return connections
+
+
+def _handshake_findings(
+    connections: Sequence[_Connection], taps: Sequence[Tap], directions: Mapping[FlowTuple, int]
+) -> list[Finding]:
+    findings = []
+    for connection in connections:
+        syns = [p for p in connection.packets if p.flow == connection.forward and _is_syn(p)]
+        if not syns:
+            continue
+        replies = {p.record.tcp_flags for p in connection.packets if p.flow != connection.forward}
+        if any("S" in flags and "A" in flags for flags in replies):
+            continue
+        refused = any("R" in flags for flags in replies)
+        findings.append(_handshake_finding(syns, refused, taps, directions[connection.forward]))
+    return findings
+
+
+def _is_syn(packet: _Packet) -> bool:
+    return packet.record.tcp_flags == "S"
+
+
+def _handshake_finding(
+    syns: Sequence[_Packet], refused: bool, taps: Sequence[Tap], direction: int
+) -> Finding:
+    order = _path_order(direction, len(taps))
+    furthest = max((order.index(t) for p in syns for t in p.seen), default=0)
+    tap_index = order[furthest]
+    at_tap = [p.seen[tap_index].record for p in syns if tap_index in p.seen]
+    first = syns[0].record
+    times = "once" if len(syns) == 1 else f"{len(syns)} times"
+    subject = f"TCP SYN {_endpoint(first.src, first.sport)} -> {_endpoint(first.dst, first.dport)}"
+    if refused:
+        message = f"{subject} was refused: the answer was a RST, nothing listens on that port"
+    else:
+        message = (
+            f"{subject} was sent {times} and never answered: no SYN/ACK at any tap; "
+            f"last seen at tap '{taps[tap_index].name}'"
+        )
+    return Finding(
+        kind="syn-refused" if refused else "syn-unanswered",
+        severity="fault" if len(syns) > 1 and not refused else "warning",
+        tap=taps[tap_index].name,
+        flow=_flow_label(first),
+        message=message,
+        packets=tuple(_packet_ref(r) for r in at_tap),
+        evidence={"transmissions": len(syns), "first_time": first.timestamp},
+    )
+
+
+def _sorted_findings(findings: Iterable[Finding]) -> list[Finding]:
+    def key(finding: Finding) -> tuple[int, float, str, str]:
+        first_time = finding.evidence.get("first_time")
+        time = float(first_time) if isinstance(first_time, int | float) else 0.0
+        return (FINDING_KINDS.index(finding.kind), time, finding.tap, finding.flow)
+
+    return sorted(findings, key=key)
+
+
+def _headline(findings: Sequence[Finding], packets: Sequence[_Packet]) -> str:
+    if findings:
+        worst = next((f for f in findings if f.severity == "fault"), findings[0])
+        return f"{worst.severity.upper()}: {worst.message}"
+    unknown = sum(1 for p in packets if all(s.status == "unknown" for s in p.seen.values()))
+    plural = "s" if unknown != 1 else ""
+    note = f" ({unknown} packet{plural} could not be checked)" if unknown else ""
+    return f"OK: no checksum a receiver checks is bad, no packet lost between taps{note}"
+
+
+# --------------------------------------------------------------------------
+# Summaries and timelines
+
+
+def _tap_summary(capture: TapCapture) -> TapSummary:
+    verdicts: Counter[str] = Counter()
+    for record in capture.capture:
+        status = checksum_status(record, capture.tap)
+        offload = record.l4_verdict == "unfinished" and status == "offload"
+        verdicts["offload" if offload else record.l4_verdict] += 1
+    return TapSummary(
+        name=capture.tap.name,
+        pcap=str(capture.tap.pcap),
+        frames=capture.capture.frames,
+        packets=len(capture.capture),
+        skipped=dict(capture.capture.skipped),
+        ip_header_wrong=sum(1 for r in capture.capture if r.ip_csum == "wrong"),
+        verdicts={key: verdicts[key] for key in VERDICT_KEYS},
+    )
+
+
+def _timeline(connection: _Connection, tap_count: int) -> FlowTimeline:
+    start = connection.packets[0].first.record.timestamp
+    initial = _initial_sequences(connection.packets)
+    events = tuple(
+        TimelineEvent(
+            time=packet.first.record.timestamp - start,
+            direction="->" if packet.flow == connection.forward else "<-",
+            packet=_describe(packet.record, initial),
+            retransmission=packet.retransmission,
+            cells=tuple(_cell(packet.seen.get(t)) for t in range(tap_count)),
+        )
+        for packet in connection.packets
+    )
+    return FlowTimeline(
+        proto=connection.proto,
+        client=_endpoint(*connection.client),
+        server=_endpoint(*connection.server),
+        events=events,
+    )
+
+
+def _initial_sequences(packets: Sequence[_Packet]) -> dict[FlowTuple, int]:
+    """Per direction the first sequence number, so timelines read like
+    tcpdump's relative numbers (SYN seq=0, SYN/ACK ack=1)."""
+    initial: dict[FlowTuple, int] = {}
+    for packet in packets:
+        record = packet.record
+        if record.seq is None:
+            continue
+        if "S" in record.tcp_flags:
+            initial[packet.flow] = record.seq
+        else:
+            initial.setdefault(packet.flow, record.seq)
+    return initial
+
+
+def _cell(seen: _Seen | None) -> str:
+    if seen is None:
+        return "."
+    record = seen.record
+    if seen.status == "ok":
+        return "ok"
+    if seen.status == "offload":
+        return "offload"
+    if seen.status == "bad":
+        if record.ip_csum == "wrong":
+            return "BAD-IP"
+        return "UNFINISHED" if record.l4_verdict == "unfinished" else "WRONG"
+    return "trunc" if record.l4_verdict == "truncated" else "frag"
+
+
+# --------------------------------------------------------------------------
+# Words
+
+
+def tcp_label(record: PacketRecord) -> str:
+    """SYN, SYN/ACK, ACK, DATA, FIN/ACK, RST, RST/ACK; UDP for datagrams."""
+    if record.proto != "tcp":
+        return "UDP"
+    flags = record.tcp_flags
+    parts = [name for letter, name in (("S", "SYN"), ("F", "FIN"), ("R", "RST")) if letter in flags]
+    if record.payload_len:
+        parts.append("DATA")
+    if "A" in flags and (len(parts) == 1 and parts[0] != "DATA" or not parts):
+        parts.append("ACK")
+    return "/".join(parts) or "NULL"
+
+
+def _describe(record: PacketRecord, initial: Mapping[FlowTuple, int] | None = None) -> str:
+    """Like "SYN/ACK seq=0 ack=1": relative to `initial` when given, else absolute."""
+    label = tcp_label(record)
+    if record.proto != "tcp" or record.seq is None or record.ack is None:
+        return f"{label} len={record.payload_len}"
+    initial = initial or {}
+    seq = (record.seq - initial.get(record.flow, 0)) % 2**32
+    text = f"{label} seq={seq}"
+    if "A" in record.tcp_flags:
+        ack = (record.ack - initial.get(_reverse(record.flow), 0)) % 2**32
+        text += f" ack={ack}"
+    if record.payload_len:
+        text += f" len={record.payload_len}"
+    return text
+
+
+def _packet_ref(record: PacketRecord) -> str:
+    ip_id = f" id={_hex(record.ip_id)}" if record.ip_id is not None else ""
+    return f"frame {record.index}: {_describe(record)}{ip_id} csum={_hex(record.l4_csum)}"
+
+
+def _subject(record: PacketRecord) -> str:
+    """Like "TCP SYN 10.0.0.1:41234 -> 10.0.0.2:80"; UDP has no flags to name."""
+    label = f" {tcp_label(record)}" if record.proto == "tcp" else ""
+    return (
+        f"{record.proto.upper()}{label} {_endpoint(record.src, record.sport)} -> "
+        f"{_endpoint(record.dst, record.dport)}"
+    )
+
+
+def _flow_label(record: PacketRecord) -> str:
+    return (
+        f"{record.proto.upper()} {_endpoint(record.src, record.sport)} -> "
+        f"{_endpoint(record.dst, record.dport)}"
+    )
+
+
+def _endpoint(address: str, port: int) -> str:
+    return f"[{address}]:{port}" if ":" in address else f"{address}:{port}"
+
+
+def _reverse(flow: FlowTuple) -> FlowTuple:
+    proto, src, sport, dst, dport = flow
+    return (proto, dst, dport, src, sport)
+
+
+def _hex(value: int | None) -> str | None:
+    return None if value is None else f"0x{value:04x}"
+
+
+def _count_note(records: Sequence[PacketRecord]) -> str:
+    if len(records) < 2:
+        return ""
+    labels = Counter(tcp_label(r) for r in records)
+    parts = ", ".join(f"{label} x{n}" if n > 1 else label for label, n in labels.items())
+    return f" ({len(records)} packets: {parts})"
+
+
+# --------------------------------------------------------------------------
+# Text
+
+
+def render_text(diagnosis: Diagnosis, width: int = 100, max_events: int = 40) -> str:
+    """A report for a terminal: verdict, taps, per-flow timelines, findings."""
+    sections = [
+        _wrap(diagnosis.verdict, width),
+        _render_taps(diagnosis),
+        *(_render_flow(flow, diagnosis, width, max_events) for flow in diagnosis.flows),
+        *([_wrap("Legend: " + CELL_LEGEND, width)] if diagnosis.flows else []),
+        _render_findings(diagnosis, width),
+    ]
+    return "\n\n".join(sections) + "\n"
+
+
+# Short headers for VERDICT_KEYS so that the tap table fits 100 columns.
+VERDICT_HEADERS = ("valid", "offload", "unfinished", "wrong", "no-csum", "trunc", "frag")
+
+
+def _render_taps(diagnosis: Diagnosis) -> str:
+    headers = ["#", "tap", "tcp/udp", *VERDICT_HEADERS, "bad-ip"]
+    rows = [
+        [
+            str(number),
+            tap.name,
+            str(tap.packets),
+            *(str(tap.verdicts[key]) for key in VERDICT_KEYS),
+            str(tap.ip_header_wrong),
+        ]
+        for number, tap in enumerate(diagnosis.taps, start=1)
+    ]
+    frames = [
+        f"  [{number}] {tap.name}: {tap.frames} frames"
+        + "".join(f", {n} {reason}" for reason, n in tap.skipped.items())
+        for number, tap in enumerate(diagnosis.taps, start=1)
+        if tap.skipped
+    ]
+    skipped = "\nSkipped frames\n" + "\n".join(frames) if frames else ""
+    return "Taps, in path order\n" + format_table(headers, rows, indent=2) + skipped
+
+
+def _render_flow(flow: FlowTimeline, diagnosis: Diagnosis, width: int, max_events: int) -> str:
+    names = [tap.name for tap in diagnosis.taps]
+    events = flow.events[:max_events]
+    rows = [
+        [
+            f"{event.time:.6f}",
+            event.direction,
+            event.packet + (f" (resent #{event.retransmission})" if event.retransmission else ""),
+            *event.cells,
+        ]
+        for event in events
+    ]
+    table = format_table(["time", "dir", "packet", *names], rows, indent=2)
+    if max(len(line) for line in table.splitlines()) > width:
+        # Long tap names: number the columns as in the tap table.
+        numbers = [f"[{n}]" for n in range(1, len(names) + 1)]
+        table = format_table(["time", "dir", "packet", *numbers], rows, indent=2)
+    more = len(flow.events) - len(events)
+    tail = f"\n  ... {more} more packets" if more > 0 else ""
+    return f"Flow {flow.label}\n{table}{tail}"
+
+
+def _render_findings(diagnosis: Diagnosis, width: int) -> str:
+    if not diagnosis.findings:
+        return "Findings: none"
+    lines = ["Findings"]
+    for number, finding in enumerate(diagnosis.findings, start=1):
+        head = f"{number}. {finding.severity.upper()} {finding.kind} at '{finding.tap}': "
+        lines.append(_wrap(head + finding.message, width, indent="  ", hanging="     "))
+        lines.extend(_wrap(p, width, indent="     - ", hanging="       ") for p in finding.packets)
+    return "\n".join(lines)
+
+
+def _wrap(text: str, width: int, indent: str = "", hanging: str = "") -> str:
+    return textwrap.fill(
+        text,
+        width=width,
+        initial_indent=indent,
+        subsequent_indent=hanging or indent,
+        break_on_hyphens=False,
+        break_long_words=False,
+    )
