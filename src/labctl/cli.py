@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
+import shutil
 import sys
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import Any
 
 from labctl import __version__
@@ -47,10 +50,41 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="print the lab state as JSON")
     p.set_defaults(func=cmd_up)
 
-    p = sub.add_parser("run", help="run the HTTP traffic of a lab (exit 1 if requests fail)")
+    p = sub.add_parser(
+        "run",
+        help="run the HTTP traffic with captures at every tap, then diagnose "
+        "(exit 1 if requests fail)",
+    )
     p.add_argument("lab", nargs="?", help="lab name (default: the only lab that is up)")
     p.add_argument("--json", action="store_true", help="machine-readable output")
+    p.add_argument(
+        "--runs-dir",
+        default=None,
+        help="where run directories go (default: $LABCTL_RUNS_DIR or ./runs)",
+    )
     p.set_defaults(func=cmd_run)
+
+    p = sub.add_parser(
+        "analyze",
+        help="checksum forensics on pcaps (any pcaps, or a labctl run directory)",
+    )
+    p.add_argument(
+        "pcaps",
+        nargs="+",
+        metavar="PCAP|RUN_DIR",
+        help="pcap/pcapng files in path order, or one run directory",
+    )
+    p.add_argument("--order", help="tap names (file stems) in path order, comma-separated")
+    p.add_argument(
+        "--sender",
+        action="append",
+        default=[],
+        metavar="TAP=ADDR[,ADDR]",
+        help="addresses whose packets are still inside their sender's kernel at "
+        "TAP (an unfinished checksum there is normal TX offload); repeatable",
+    )
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+    p.set_defaults(func=cmd_analyze)
 
     p = sub.add_parser("down", help="tear a lab down; finds leftovers by label, idempotent")
     p.add_argument("lab", nargs="?", help="lab name (default: the only lab known)")
@@ -164,18 +198,85 @@ def _pick_lab(engine: Any, given: str | None, up_only: bool) -> str:
     raise UsageError(f"several labs exist ({', '.join(labs)}); name one")
 
 
+def runs_root(given: str | None) -> Path:
+    return Path(given or os.environ.get("LABCTL_RUNS_DIR", "runs"))
+
+
 def cmd_run(args: argparse.Namespace) -> int:
+    from labctl.analysis.diagnose import render_text
+    from labctl.engine import RunRecorder
+
     engine, close = _engine(args)
     try:
         lab = _pick_lab(engine, args.lab, up_only=True)
-        summary = engine.run_traffic(lab)
+        record = RunRecorder(engine, runs_root(args.runs_dir)).run(lab)
     finally:
         close()
     if args.json:
-        print(json.dumps({"lab": lab, "http": summary.to_dict()}, indent=2))
+        print(json.dumps(record.to_dict(), indent=2, default=str))
+        return 0 if record.ok else 1
+    if record.http is not None:
+        print(record.http.render_text())
+    if record.diagnosis is not None:
+        print()
+        print(render_text(record.diagnosis, width=_width(), max_flows=2))
+    print(f"\nartifacts: {record.run_dir} (pcaps, manifest.json, diagnosis.txt)")
+    return 0 if record.ok else 1
+
+
+def _width() -> int:
+    return min(shutil.get_terminal_size((100, 20)).columns, 120)
+
+
+def cmd_analyze(args: argparse.Namespace) -> int:
+    from labctl.analysis.diagnose import Tap, diagnose, render_text
+    from labctl.engine import diagnose_run_dir
+
+    paths = [Path(p) for p in args.pcaps]
+    if len(paths) == 1 and paths[0].is_dir():
+        if not (paths[0] / "manifest.json").is_file():
+            raise UsageError(
+                f"{paths[0]} is a directory without manifest.json; name the pcap files instead"
+            )
+        diagnosis = diagnose_run_dir(paths[0])
     else:
-        print(summary.render_text())
-    return 0 if summary.ok else 1
+        missing = [str(p) for p in paths if not p.is_file()]
+        if missing:
+            raise UsageError(f"no such file: {', '.join(missing)}")
+        by_name = {p.stem: p for p in paths}
+        if len(by_name) != len(paths):
+            raise UsageError("two pcaps have the same file stem; taps are named by it")
+        order = list(by_name)
+        if args.order:
+            order = [name.strip() for name in args.order.split(",") if name.strip()]
+            unknown = sorted(set(order) ^ set(by_name))
+            if unknown:
+                raise UsageError(
+                    f"--order must name each pcap's stem exactly once "
+                    f"(stems: {', '.join(by_name)}; mismatch: {', '.join(unknown)})"
+                )
+        senders = _parse_senders(args.sender, set(by_name))
+        diagnosis = diagnose(
+            [Tap(name, by_name[name], frozenset(senders.get(name, ()))) for name in order]
+        )
+    if args.json:
+        print(json.dumps(diagnosis.to_dict(), indent=2))
+    else:
+        print(render_text(diagnosis, width=_width()))
+    return 0 if diagnosis.ok else 1
+
+
+def _parse_senders(values: list[str], taps: set[str]) -> dict[str, list[str]]:
+    senders: dict[str, list[str]] = {}
+    for value in values:
+        tap, sep, addresses = value.partition("=")
+        if not sep or tap not in taps:
+            raise UsageError(
+                f"--sender {value!r}: expected TAP=ADDR[,ADDR] with TAP one of "
+                f"{', '.join(sorted(taps))}"
+            )
+        senders.setdefault(tap, []).extend(a.strip() for a in addresses.split(",") if a.strip())
+    return senders
 
 
 def cmd_down(args: argparse.Namespace) -> int:

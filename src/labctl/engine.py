@@ -9,16 +9,23 @@ every backend, so it also works after a crash or with the state file gone.
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
+from labctl.analysis.diagnose import Diagnosis, Tap, diagnose
 from labctl.backends.base import (
     AddressSpec,
+    CaptureBackend,
+    CaptureResult,
+    CaptureSpec,
     LinkBackend,
     NodeHandle,
     NodeRuntime,
+    OffloadBackend,
     Owned,
     SwitchBackend,
 )
@@ -37,6 +44,7 @@ from labctl.core.plan import (
     Step,
     make_plan,
 )
+from labctl.core.taps import default_filter, offload_senders
 from labctl.errors import BackendError, LabctlError, TeardownError, UsageError
 from labctl.state import LabState, StateStore
 
@@ -51,6 +59,33 @@ class Backends:
     """Maps a switch kind to its backend: one table, see labctl.backends.registry."""
     all_switches: Callable[[], list[SwitchBackend]]
     """Every switch backend, for sweeping a lab whose switch kind is unknown."""
+    capture: CaptureBackend | None = None
+    offload: OffloadBackend | None = None
+    host_versions: Callable[[], dict[str, Any]] = dict
+
+
+@dataclass
+class RunRecord:
+    """One `labctl run`: where its artifacts are and what they say."""
+
+    lab: str
+    run_dir: Path
+    http: http.TrafficSummary | None
+    diagnosis: Diagnosis | None
+    manifest: dict[str, Any]
+
+    @property
+    def ok(self) -> bool:
+        return self.http is not None and self.http.ok
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "lab": self.lab,
+            "run_dir": str(self.run_dir),
+            "http": self.http.to_dict() if self.http else None,
+            "diagnosis": self.diagnosis.to_dict() if self.diagnosis else None,
+            "manifest": self.manifest,
+        }
 
 
 def _address_spec(settings: InterfaceSettings) -> AddressSpec:
@@ -281,6 +316,9 @@ class Engine:
 
     def run_traffic(self, lab: str) -> http.TrafficSummary:
         _state, topology = self.load_state(lab)
+        return self._traffic(lab, topology)
+
+    def _traffic(self, lab: str, topology: Topology) -> http.TrafficSummary:
         traffic = topology.traffic
         if traffic is None:
             raise UsageError(f"lab {lab!r} has no `traffic:` section to run")
@@ -308,3 +346,153 @@ def _one_line(error: BaseException) -> str:
         return "interrupted"
     text = str(error).splitlines()[0] if str(error) else type(error).__name__
     return text
+
+
+SETTLE_SECONDS = 0.5
+"""After the last request, let packets still in flight reach every tap."""
+
+
+class RunRecorder:
+    """`labctl run`: captures at every tap around the traffic, then the diagnosis.
+
+    Artifacts go to <runs_root>/<lab>/<timestamp>/: one pcap per tap,
+    manifest.json, http.json, diagnosis.json and diagnosis.txt. They are
+    written even when the traffic or the capture fails.
+    """
+
+    def __init__(self, engine: Engine, runs_root: Path):
+        self.engine = engine
+        self.runs_root = runs_root
+
+    def run(self, lab: str) -> RunRecord:
+        engine = self.engine
+        state, topology = engine.load_state(lab)
+        plan = make_plan(topology)
+        run_dir = self._new_run_dir(lab)
+        specs = self._capture_specs(lab, topology, plan, run_dir)
+        manifest: dict[str, Any] = {
+            "lab": lab,
+            "topology_file": state.topology_file,
+            "topology": state.topology,
+            "switch_kind": plan.switch_kind,
+            "taps": [
+                self._tap_entry(topology, tap, spec)
+                for tap, spec in zip(plan.taps, specs, strict=True)
+            ],
+            "versions": engine.backends.host_versions(),
+            "offload": self._offload_readback(lab, topology, plan),
+            "started_at": _now(),
+        }
+        record = RunRecord(lab, run_dir, None, None, manifest)
+        results: list[CaptureResult] = []
+        try:
+            capture = engine.backends.capture
+            if specs and capture is not None:
+                engine.emit(Event("phase", f"capturing at {len(specs)} taps into {run_dir}"))
+                with capture.capturing(specs) as results:
+                    record.http = engine._traffic(lab, topology)
+                    time.sleep(SETTLE_SECONDS)
+            else:
+                record.http = engine._traffic(lab, topology)
+        finally:
+            manifest["ended_at"] = _now()
+            manifest["captures"] = [
+                {
+                    "tap": r.tap,
+                    "pcap": r.pcap.name,
+                    "packets_captured": r.packets_captured,
+                    "packets_dropped": r.packets_dropped,
+                }
+                for r in results
+            ]
+            _write_json(run_dir / "manifest.json", manifest)
+            if record.http is not None:
+                _write_json(run_dir / "http.json", record.http.to_dict())
+            if results:
+                record.diagnosis = self._diagnose(manifest, run_dir)
+        return record
+
+    def _new_run_dir(self, lab: str) -> Path:
+        stamp = time.strftime("%Y%m%d-%H%M%S")
+        run_dir = self.runs_root / lab / stamp
+        suffix = 1
+        while run_dir.exists():
+            suffix += 1
+            run_dir = self.runs_root / lab / f"{stamp}-{suffix}"
+        run_dir.mkdir(parents=True)
+        return run_dir
+
+    def _capture_specs(
+        self, lab: str, topology: Topology, plan: Plan, run_dir: Path
+    ) -> list[CaptureSpec]:
+        specs = []
+        for tap in plan.taps:
+            netns = None
+            if tap.namespace != "host":
+                netns = self.engine.node(lab, tap.namespace).netns_path
+            specs.append(
+                CaptureSpec(
+                    tap.name,
+                    tap.ifname,
+                    run_dir / f"{tap.name}.pcap",
+                    netns,
+                    tap.filter or default_filter(topology),
+                )
+            )
+        return specs
+
+    @staticmethod
+    def _tap_entry(topology: Topology, tap: Any, spec: CaptureSpec) -> dict[str, Any]:
+        return {
+            "name": tap.name,
+            "where": tap.description,
+            "namespace": tap.namespace,
+            "ifname": tap.ifname,
+            "filter": spec.filter,
+            "pcap": spec.pcap.name,
+            "offload_senders": sorted(offload_senders(topology, tap)),
+        }
+
+    def _offload_readback(self, lab: str, topology: Topology, plan: Plan) -> dict[str, Any]:
+        control = self.engine.backends.offload
+        if control is None:
+            return {}
+        readings: dict[str, Any] = {}
+        for step in plan.steps:
+            if isinstance(step, CreateSwitchLink):
+                node = self.engine.node(lab, step.node)
+                readings[f"{step.node}:{step.ifname}"] = control.read(node.netns_path, step.ifname)
+                readings[f"host:{step.host_ifname}"] = control.read(None, step.host_ifname)
+            elif isinstance(step, CreateNodeLink):
+                for node_name, ifname in (step.a, step.b):
+                    node = self.engine.node(lab, node_name)
+                    readings[f"{node_name}:{ifname}"] = control.read(node.netns_path, ifname)
+        return readings
+
+    def _diagnose(self, manifest: dict[str, Any], run_dir: Path) -> Diagnosis | None:
+        diagnosis = diagnose_run_dir(run_dir, manifest)
+        _write_json(run_dir / "diagnosis.json", diagnosis.to_dict())
+        from labctl.analysis.diagnose import render_text
+
+        (run_dir / "diagnosis.txt").write_text(render_text(diagnosis) + "\n")
+        return diagnosis
+
+
+def diagnose_run_dir(run_dir: Path, manifest: dict[str, Any] | None = None) -> Diagnosis:
+    """The diagnosis of a run directory, taps in the topology's (path) order."""
+    if manifest is None:
+        manifest = json.loads((run_dir / "manifest.json").read_text())
+    taps = [
+        Tap(t["name"], run_dir / t["pcap"], frozenset(t["offload_senders"]))
+        for t in manifest["taps"]
+        if (run_dir / t["pcap"]).exists()
+    ]
+    return diagnose(taps)
+
+
+def _now() -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%S%z")
+
+
+def _write_json(path: Path, data: Any) -> None:
+    path.write_text(json.dumps(data, indent=2, default=str) + "\n")

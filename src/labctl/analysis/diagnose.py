@@ -795,16 +795,38 @@ def _count_note(records: Sequence[PacketRecord]) -> str:
 # Text
 
 
-def render_text(diagnosis: Diagnosis, width: int = 100, max_events: int = 40) -> str:
-    """A report for a terminal: verdict, taps, per-flow timelines, findings."""
+def render_text(
+    diagnosis: Diagnosis, width: int = 100, max_events: int = 40, max_flows: int | None = None
+) -> str:
+    """A report for a terminal: verdict, taps, per-flow timelines, findings.
+
+    With max_flows, the flows that findings name come first and the rest are
+    counted, so a run of many healthy requests still fits a screen.
+    """
+    flows = _flows_to_show(diagnosis, max_flows)
+    hidden = len(diagnosis.flows) - len(flows)
     sections = [
         _wrap(diagnosis.verdict, width),
         _render_taps(diagnosis),
-        *(_render_flow(flow, diagnosis, width, max_events) for flow in diagnosis.flows),
-        *([_wrap("Legend: " + CELL_LEGEND, width)] if diagnosis.flows else []),
+        *(_render_flow(flow, diagnosis, width, max_events) for flow in flows),
+        *([f"(+{hidden} more flows like these; all are in the JSON report)"] if hidden else []),
+        *([_wrap("Legend: " + CELL_LEGEND, width)] if flows else []),
         _render_findings(diagnosis, width),
     ]
     return "\n\n".join(sections) + "\n"
+
+
+def _flows_to_show(diagnosis: Diagnosis, max_flows: int | None) -> list[FlowTimeline]:
+    flows = list(diagnosis.flows)
+    if max_flows is None or len(flows) <= max_flows:
+        return flows
+
+    def named(flow: FlowTimeline) -> bool:
+        return any(flow.client in f.flow and flow.server in f.flow for f in diagnosis.findings)
+
+    chosen = [flow for flow in flows if named(flow)][:max_flows]
+    chosen += [flow for flow in flows if flow not in chosen][: max_flows - len(chosen)]
+    return [flow for flow in flows if flow in chosen]
 
 
 # Short headers for VERDICT_KEYS so that the tap table fits 100 columns.

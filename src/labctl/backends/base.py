@@ -11,10 +11,12 @@ exceptions.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Protocol
 
-from labctl.core.model import Node, Switch
+from labctl.core.model import Node, Offload, Switch
 
 
 @dataclass(frozen=True)
@@ -59,6 +61,35 @@ class Owned:
         return f"{self.kind} {self.name} (lab {self.lab})"
 
 
+@dataclass(frozen=True)
+class CaptureSpec:
+    tap: str
+    ifname: str
+    pcap: Path
+    netns_path: str | None = None  # None: the host namespace
+    filter: str | None = None
+
+
+@dataclass
+class CaptureResult:
+    tap: str
+    pcap: Path
+    packets_captured: int | None = None
+    packets_dropped: int | None = None
+    stderr_tail: list[str] = field(default_factory=list)
+
+
+class CaptureBackend(Protocol):
+    def capturing(
+        self, specs: Sequence[CaptureSpec]
+    ) -> AbstractContextManager[list[CaptureResult]]: ...
+
+
+class OffloadBackend(Protocol):
+    def read(self, netns_path: str | None, ifname: str) -> dict[str, bool]: ...
+    def apply(self, netns_path: str | None, ifname: str, offload: Offload) -> dict[str, bool]: ...
+
+
 class NodeRuntime(Protocol):
     def ensure_node(self, lab: str, name: str, node: Node) -> NodeHandle: ...
     def remove_node(self, lab: str, name: str) -> None: ...
@@ -81,8 +112,8 @@ class LinkBackend(Protocol):
         settings: AddressSpec,
         role: str,
     ) -> dict[str, Any]:
-        """veth with one end in the host namespace (left down, for the switch to
-        bring up) and the other end in the node, renamed, addressed and up."""
+        """veth with one end in the host namespace (up, IPv6 off, for the switch)
+        and the other end in the node, renamed, addressed and up."""
         ...
 
     def ensure_veth_between_nodes(

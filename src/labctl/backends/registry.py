@@ -60,7 +60,9 @@ class SwitchTable:
 
 def real_backends(on_event: EventSink = discard) -> tuple[Backends, Callable[[], None]]:
     """The production wiring: Docker, netlink, Linux bridge and OVS. Returns a closer."""
+    from labctl.backends.capture import TcpdumpCapture
     from labctl.backends.docker_runtime import DockerRuntime, connect
+    from labctl.backends.hostinfo import host_versions
     from labctl.backends.image import ImageBuilder
     from labctl.backends.links import NetlinkLinks
 
@@ -72,6 +74,8 @@ def real_backends(on_event: EventSink = discard) -> tuple[Backends, Callable[[],
         links=NetlinkLinks(),
         switch_for=switches,
         all_switches=switches.sweepers,
+        capture=TcpdumpCapture(),
+        host_versions=lambda: host_versions(client),
     )
 
     def close() -> None:

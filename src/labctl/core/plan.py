@@ -210,13 +210,21 @@ def _tap_point(
     if tap.switch_port is not None:
         host_ifname = port_of_host_end[tap.switch_port]
         node = next(n for (n, _i), h in host_ends.items() if h == host_ifname)
-        return TapPoint(tap.name, "host", host_ifname, f"switch port {tap.switch_port}",
-                        tap.filter, node)
+        return TapPoint(
+            tap.name, "host", host_ifname, f"switch port {tap.switch_port}", tap.filter, node
+        )
     where = tap.node or tap.host
     end = parse_endpoint(where or "")
     assert end is not None
     if tap.node is not None:
-        return TapPoint(tap.name, end.node, end.name, f"{end} inside the node", tap.filter,
-                        end.node)
-    return TapPoint(tap.name, "host", host_ends[(end.node, end.name)], f"host end of {end}",
-                    tap.filter, end.node)
+        return TapPoint(
+            tap.name, end.node, end.name, f"{end} inside the node", tap.filter, end.node
+        )
+    return TapPoint(
+        tap.name,
+        "host",
+        host_ends[(end.node, end.name)],
+        f"host end of {end}",
+        tap.filter,
+        end.node,
+    )

@@ -1,0 +1,134 @@
+"""Capture backend: one tcpdump per tap, in the tap's network namespace.
+
+The host's tcpdump is started through `nsenter --net=<node netns>` for taps
+inside a node, so the node image needs no capture tools and the pcaps are
+written straight into the run directory on the host. Each process is started
+and confirmed listening before traffic starts, and stopped and flushed after.
+tcpdump gets PR_SET_PDEATHSIG, so it dies with labctl even on SIGKILL: a
+crashed run never leaves a capture running.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import os
+import re
+import select
+import shutil
+import signal
+import subprocess
+import time
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+
+from labctl.backends.base import CaptureResult, CaptureSpec
+from labctl.errors import BackendError, PrerequisiteError
+
+PR_SET_PDEATHSIG = 1
+SNAPLEN = 262144
+LISTEN_TIMEOUT = 10.0
+STOP_TIMEOUT = 10.0
+
+
+def _die_with_parent() -> None:
+    # Runs in the child between fork and exec.
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+
+
+def tcpdump_argv(spec: CaptureSpec, tcpdump: str = "tcpdump") -> list[str]:
+    argv = [
+        tcpdump,
+        "-i",
+        spec.ifname,
+        "-w",
+        str(spec.pcap),
+        "-s",
+        str(SNAPLEN),
+        "--immediate-mode",
+        "-U",
+        "-n",
+        "-Z",
+        "root",
+    ]
+    if spec.filter:
+        argv.append(spec.filter)  # one argv element: never reaches a shell
+    if spec.netns_path:
+        argv = ["nsenter", f"--net={spec.netns_path}", "--", *argv]
+    return argv
+
+
+class TcpdumpCapture:
+    def __init__(self, tcpdump: str = "tcpdump"):
+        self.tcpdump = tcpdump
+
+    def check(self) -> None:
+        for tool, package in ((self.tcpdump, "tcpdump"), ("nsenter", "util-linux")):
+            if shutil.which(tool) is None:
+                raise PrerequisiteError(
+                    f"{tool} is not installed (taps need it)",
+                    f"apt-get install {package}, or run scripts/provision.sh",
+                )
+
+    @contextmanager
+    def capturing(self, specs: Sequence[CaptureSpec]) -> Iterator[list[CaptureResult]]:
+        """Start every capture, wait until each listens, yield; always stop and flush."""
+        self.check()
+        running: list[tuple[CaptureSpec, subprocess.Popen[bytes]]] = []
+        results = [CaptureResult(s.tap, s.pcap) for s in specs]
+        try:
+            for spec in specs:
+                spec.pcap.parent.mkdir(parents=True, exist_ok=True)
+                process = subprocess.Popen(
+                    tcpdump_argv(spec, self.tcpdump),
+                    stdout=subprocess.DEVNULL,
+                    stderr=subprocess.PIPE,
+                    preexec_fn=_die_with_parent,
+                )
+                running.append((spec, process))
+                self._wait_listening(spec, process)
+            yield results
+        finally:
+            for (spec, process), result in zip(running, results, strict=False):
+                self._stop(spec, process, result)
+
+    def _wait_listening(self, spec: CaptureSpec, process: subprocess.Popen[bytes]) -> None:
+        assert process.stderr is not None
+        deadline = time.monotonic() + LISTEN_TIMEOUT
+        seen = b""
+        while time.monotonic() < deadline:
+            ready, _, _ = select.select([process.stderr], [], [], 0.1)
+            if ready:
+                chunk = os.read(process.stderr.fileno(), 4096)
+                seen += chunk
+                if b"listening on" in seen:
+                    return
+                if not chunk:
+                    break
+            if process.poll() is not None:
+                break
+        text = seen.decode(errors="replace").strip().splitlines()
+        raise BackendError(
+            f"starting the capture for tap {spec.tap} on {spec.ifname}",
+            " | ".join(text[-3:]) or "tcpdump did not start listening in time",
+            "check the tap's interface and its capture filter",
+        )
+
+    def _stop(
+        self, spec: CaptureSpec, process: subprocess.Popen[bytes], result: CaptureResult
+    ) -> None:
+        if process.poll() is None:
+            process.send_signal(signal.SIGINT)  # tcpdump flushes and prints its counters
+        try:
+            _, stderr = process.communicate(timeout=STOP_TIMEOUT)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            _, stderr = process.communicate()
+        lines = stderr.decode(errors="replace").strip().splitlines()
+        result.stderr_tail = lines[-5:]
+        for line in lines:
+            match = re.match(r"(\d+) packets? (captured|dropped by kernel)", line)
+            if match and match.group(2) == "captured":
+                result.packets_captured = int(match.group(1))
+            elif match:
+                result.packets_dropped = int(match.group(1))
