@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import shutil
@@ -63,6 +64,15 @@ def _parser() -> argparse.ArgumentParser:
         help="where run directories go (default: $LABCTL_RUNS_DIR or ./runs)",
     )
     p.set_defaults(func=cmd_run)
+
+    p = sub.add_parser("capture", help="capture at one tap of a running lab, on demand")
+    p.add_argument("tap", help="tap name from the topology")
+    p.add_argument("--lab", help="lab name (default: the only lab that is up)")
+    p.add_argument("--seconds", type=float, default=10.0, help="how long (default 10)")
+    p.add_argument("--filter", help="pcap filter (default: the tap's, or the traffic under test)")
+    p.add_argument("-o", "--output", help="pcap file (default: <runs-dir>/<lab>/capture-...)")
+    p.add_argument("--runs-dir", default=None, help="default: $LABCTL_RUNS_DIR or ./runs")
+    p.set_defaults(func=cmd_capture)
 
     p = sub.add_parser(
         "analyze",
@@ -222,6 +232,50 @@ def cmd_run(args: argparse.Namespace) -> int:
         print(render_text(record.diagnosis, width=_width(), max_flows=2))
     print(f"\nartifacts: {record.run_dir} (pcaps, manifest.json, diagnosis.txt)")
     return 0 if record.ok else 1
+
+
+def cmd_capture(args: argparse.Namespace) -> int:
+    import time
+
+    from labctl.backends.base import CaptureSpec
+    from labctl.core.plan import make_plan
+    from labctl.core.taps import default_filter
+
+    if not 0 < args.seconds <= 3600:
+        raise UsageError("--seconds must be between 0 and 3600")
+    engine, close = _engine(args)
+    try:
+        lab = _pick_lab(engine, args.lab, up_only=True)
+        _state, topology = engine.load_state(lab)
+        taps = {t.name: t for t in make_plan(topology).taps}
+        tap = taps.get(args.tap)
+        if tap is None:
+            raise UsageError(f"lab {lab} has no tap {args.tap!r} (taps: {', '.join(taps) or '-'})")
+        netns = None if tap.namespace == "host" else engine.node(lab, tap.namespace).netns_path
+        stamp = time.strftime("%Y%m%d-%H%M%S")
+        output = Path(
+            args.output or runs_root(args.runs_dir) / lab / f"capture-{stamp}" / f"{tap.name}.pcap"
+        )
+        spec = CaptureSpec(
+            tap.name,
+            tap.ifname,
+            output,
+            netns,
+            args.filter or tap.filter or default_filter(topology),
+        )
+        assert engine.backends.capture is not None
+        print(
+            f"capturing at {tap.name} ({tap.description}) for {args.seconds:g} s "
+            f"(Ctrl-C stops early)",
+            file=sys.stderr,
+        )
+        capture = engine.backends.capture.capturing([spec])
+        with capture as results, contextlib.suppress(KeyboardInterrupt):
+            time.sleep(args.seconds)
+    finally:
+        close()
+    print(f"{output}: {results[0].packets_captured} packets")
+    return 0
 
 
 def _width() -> int:
