@@ -22,7 +22,10 @@ command -v apt-get >/dev/null || die "needs a Debian or Ubuntu host (apt-get not
 DEB_PACKAGES=(
   docker.io            # node runtime (dockerd + containerd)
   openvswitch-switch-dpdk  # ovsdb-server, ovs-vswitchd and its DPDK build
-  iproute2 iptables ethtool kmod procps
+  # DPDK drivers are separate packages: af_packet attaches a veth as a DPDK port,
+  # mempool-ring backs every port's mbuf pool ("Failed to create mempool" without it).
+  librte-net-af-packet23 librte-mempool-ring23 librte-net-af-xdp23
+  iproute2 iptables ethtool kmod procps util-linux
   tcpdump tshark       # taps and a second opinion on the pcaps
   debootstrap debian-archive-keyring  # builds the node image locally (no registry needed)
   iperf3 curl ca-certificates
@@ -75,6 +78,9 @@ if [ "$current" -lt "$HUGEPAGES" ]; then
   say "reserving $HUGEPAGES hugepages of 2 MiB (had $current)"
   echo "$HUGEPAGES" > /proc/sys/vm/nr_hugepages
 fi
+# The kernel may reserve fewer than asked when memory is fragmented.
+reserved="$(cat /proc/sys/vm/nr_hugepages)"
+[ "$reserved" -ge 128 ] || die "only $reserved hugepages could be reserved; OVS-DPDK needs at least 128 (256 MiB): free memory or reboot, then run this again"
 if ! grep -qs ' hugetlbfs ' /proc/mounts; then
   mkdir -p /dev/hugepages
   mount -t hugetlbfs nodev /dev/hugepages

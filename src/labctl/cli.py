@@ -229,7 +229,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         print(record.http.render_text())
     if record.diagnosis is not None:
         print()
-        print(render_text(record.diagnosis, width=_width(), max_flows=2))
+        print(render_text(record.diagnosis, width=_width(), max_flows=2, findings_per_kind=1))
     print(f"\nartifacts: {record.run_dir} (pcaps, manifest.json, diagnosis.txt)")
     return 0 if record.ok else 1
 

@@ -28,11 +28,21 @@ class HostSnapshot:
     def take(cls) -> HostSnapshot:
         links = json.loads(_run(["ip", "-j", "link", "show"]) or "[]")
         containers = _run(["docker", "ps", "-a", "--format", "{{.Names}}"]).split()
-        procs = _run(["ps", "-eo", "comm="]).split()
+        # Zombies are not left behind by labctl: they wait for pid 1 to reap them.
+        procs = [
+            fields[1]
+            for fields in (
+                line.split(None, 1) for line in _run(["ps", "-eo", "stat=,comm="]).splitlines()
+            )
+            if len(fields) == 2 and not fields[0].startswith("Z")
+        ]
         return cls(
             links=frozenset(f"{link['ifname']}" for link in links),
-            netns=frozenset(line.split()[0] for line in _run(["ip", "netns", "list"]).splitlines()
-                            if line.strip()),
+            netns=frozenset(
+                line.split()[0]
+                for line in _run(["ip", "netns", "list"]).splitlines()
+                if line.strip()
+            ),
             containers=frozenset(containers),
             iptables=frozenset(_run(["iptables", "-S"]).splitlines()),
             ip6tables=frozenset(_run(["ip6tables", "-S"]).splitlines()),

@@ -278,10 +278,10 @@ def test_two_namespaces_ping_across_the_switch_and_the_host_is_clean_after(
             assert requests >= 3, "the tap misses what the namespace sends"
             assert replies >= 3, "the tap misses what DPDK transmits (qdisc bypassed?)"
         elif port_driver == "af_xdp":
-            # XDP takes received frames before any packet tap sees them: a tcpdump
-            # on the host veth shows only what DPDK transmits.
-            requests, replies = tap_directions(a.host_veth, a.namespace, b.address)
-            assert (requests, replies >= 3) == (0, True)
+            # Forwarding works, but XDP takes received frames before any packet tap
+            # and AF_XDP transmits past them: a host-veth tcpdump saw nothing here
+            # (kernel 6.18), which the port details warn about.
+            assert "warning" in ports[0]
 
         for ep in (a, b):
             switch.remove_port(LAB, bridge, ep.port, ep.host_veth)

@@ -7,11 +7,7 @@ lab name so a failed test cannot poison the next one.
 from __future__ import annotations
 
 import json
-import os
 import subprocess
-import sys
-import uuid
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -19,61 +15,10 @@ import pytest
 from labctl import Lab
 from labctl.errors import UsageError
 from tests.integration.host_snapshot import HostSnapshot
+from tests.integration.lab_fixtures import SEED, labctl
 
-pytestmark = pytest.mark.integration
-ROOT = Path(__file__).resolve().parents[2]
-SEED = ROOT / "topologies" / "seed.yaml"
-
-
-def _docker_reachable() -> str | None:
-    if os.geteuid() != 0:
-        return "needs root (netlink, iptables, Docker)"
-    try:
-        from labctl.backends.docker_runtime import connect
-
-        connect().close()
-    except Exception as error:  # noqa: BLE001 - any failure means: no Docker here
-        return f"Docker daemon not reachable: {error}"
-    return None
-
-
-@pytest.fixture(scope="module", autouse=True)
-def requirements() -> None:
-    reason = _docker_reachable()
-    if reason:
-        pytest.skip(reason)
-
-
-@pytest.fixture
-def lab_name() -> Iterator[str]:
-    name = f"it-{uuid.uuid4().hex[:8]}"
-    yield name
-    # Whatever the test did, nothing of this lab may survive it.
-    subprocess.run(
-        [sys.executable, "-m", "labctl.cli", "down", name], capture_output=True, timeout=120
-    )
-
-
-@pytest.fixture
-def state_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    path = tmp_path / "state"
-    monkeypatch.setenv("LABCTL_STATE_DIR", str(path))
-    return path
-
-
-def labctl(*argv: str, check: bool = True) -> subprocess.CompletedProcess[str]:
-    done = subprocess.run(
-        [sys.executable, "-m", "labctl.cli", *argv],
-        capture_output=True,
-        text=True,
-        timeout=600,
-        env=os.environ.copy(),
-    )
-    if check and done.returncode != 0:
-        raise AssertionError(
-            f"labctl {' '.join(argv)} exited {done.returncode}:\n{done.stdout}\n{done.stderr}"
-        )
-    return done
+pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("docker_host")]
+pytest_plugins = ["tests.integration.lab_fixtures"]
 
 
 def test_seed_lab_on_linux_bridge_passes_http_and_leaves_host_clean(

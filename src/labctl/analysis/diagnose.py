@@ -796,7 +796,11 @@ def _count_note(records: Sequence[PacketRecord]) -> str:
 
 
 def render_text(
-    diagnosis: Diagnosis, width: int = 100, max_events: int = 40, max_flows: int | None = None
+    diagnosis: Diagnosis,
+    width: int = 100,
+    max_events: int = 40,
+    max_flows: int | None = None,
+    findings_per_kind: int | None = None,
 ) -> str:
     """A report for a terminal: verdict, taps, per-flow timelines, findings.
 
@@ -811,7 +815,7 @@ def render_text(
         *(_render_flow(flow, diagnosis, width, max_events) for flow in flows),
         *([f"(+{hidden} more flows like these; all are in the JSON report)"] if hidden else []),
         *([_wrap("Legend: " + CELL_LEGEND, width)] if flows else []),
-        _render_findings(diagnosis, width),
+        _render_findings(diagnosis, width, findings_per_kind),
     ]
     return "\n\n".join(sections) + "\n"
 
@@ -877,14 +881,23 @@ def _render_flow(flow: FlowTimeline, diagnosis: Diagnosis, width: int, max_event
     return f"Flow {flow.label}\n{table}{tail}"
 
 
-def _render_findings(diagnosis: Diagnosis, width: int) -> str:
+def _render_findings(diagnosis: Diagnosis, width: int, per_kind: int | None = None) -> str:
     if not diagnosis.findings:
         return "Findings: none"
     lines = ["Findings"]
+    shown: Counter[tuple[str, str]] = Counter()
+    hidden: Counter[tuple[str, str]] = Counter()
     for number, finding in enumerate(diagnosis.findings, start=1):
+        key = (finding.kind, finding.tap)
+        if per_kind is not None and shown[key] >= per_kind:
+            hidden[key] += 1
+            continue
+        shown[key] += 1
         head = f"{number}. {finding.severity.upper()} {finding.kind} at '{finding.tap}': "
         lines.append(_wrap(head + finding.message, width, indent="  ", hanging="     "))
         lines.extend(_wrap(p, width, indent="     - ", hanging="       ") for p in finding.packets)
+    for (kind, tap), count in hidden.items():
+        lines.append(f"  (+{count} more {kind} at '{tap}' in other flows; see the JSON report)")
     return "\n".join(lines)
 
 
