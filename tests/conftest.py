@@ -31,3 +31,7 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
         return
     report.outcome = "failed"
     report.longrepr = f"skipped under CI=true, which only allows {ALLOWED_CI_SKIPS}: {reason}"
+
+
+# Fixtures of the privileged layers; plain modules so tests can import their helpers too.
+pytest_plugins = ["tests.integration.lab_fixtures", "tests.integration.netns_fixtures"]

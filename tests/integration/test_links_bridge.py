@@ -26,7 +26,6 @@ if TYPE_CHECKING:
 pytestmark = pytest.mark.integration
 # Fixtures (lab, host, make_node, make_decoy, ...) live in a plugin module that
 # other netlink tests share; loaded as a plugin so its asserts are rewritten.
-pytest_plugins = ["tests.integration.netns_fixtures"]
 
 SERVER = AddressSpec(addresses=("10.77.0.2/24", "fd00:77::2/64"), mac="02:00:00:77:00:02", mtu=1400)
 CLIENT = AddressSpec(addresses=("10.77.0.3/24", "fd00:77::3/64"), mac="02:00:00:77:00:03")

@@ -18,7 +18,6 @@ from tests.integration.host_snapshot import HostSnapshot
 from tests.integration.lab_fixtures import SEED, labctl
 
 pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("docker_host")]
-pytest_plugins = ["tests.integration.lab_fixtures"]
 
 
 def test_seed_lab_on_linux_bridge_passes_http_and_leaves_host_clean(

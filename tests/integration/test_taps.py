@@ -17,7 +17,6 @@ from tests.integration.host_snapshot import HostSnapshot
 from tests.integration.lab_fixtures import SEED, labctl
 
 pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("docker_host")]
-pytest_plugins = ["tests.integration.lab_fixtures"]
 
 
 def test_linux_bridge_run_captures_every_tap_and_finds_no_fault(
@@ -86,7 +85,9 @@ def test_capture_on_demand(lab_name: str, state_dir: Path, tmp_path: Path) -> No
         output = tmp_path / "on-demand.pcap"
         capture = subprocess.Popen(
             [
-                "labctl",
+                sys.executable,
+                "-m",
+                "labctl.cli",
                 "capture",
                 "server-host",
                 "--lab",
