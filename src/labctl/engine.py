@@ -34,6 +34,7 @@ from labctl.core.events import Event, EventSink, discard
 from labctl.core.model import SwitchKind, Topology
 from labctl.core.plan import (
     AttachPort,
+    ConfigureOffload,
     CreateNode,
     CreateNodeLink,
     CreateSwitch,
@@ -185,9 +186,20 @@ class Engine:
                 (handles[step.b[0]], step.b[1], _address_spec(step.b_settings)),
                 role=f"link {step.a[0]}:{step.a[1]}-{step.b[0]}:{step.b[1]}",
             )
+        if isinstance(step, ConfigureOffload):
+            return self._configure_offload(handles[step.node], step)
         if isinstance(step, StartHttpServer):
             return self._start_http_server(handles[step.node], step)
         raise AssertionError(f"no handler for {step.action}")
+
+    def _configure_offload(self, handle: NodeHandle, step: ConfigureOffload) -> dict[str, Any]:
+        control = self.backends.offload
+        if control is None:
+            raise BackendError(step.description, "this labctl has no offload backend")
+        result = {"node": control.apply(handle.netns_path, step.ifname, step.offload)}
+        if step.host_ifname and step.host_offload is not None:
+            result["host"] = control.apply(None, step.host_ifname, step.host_offload)
+        return result
 
     def _start_http_server(self, handle: NodeHandle, step: StartHttpServer) -> dict[str, Any]:
         runtime = self.backends.runtime

@@ -178,3 +178,18 @@ def switch_table(host: FakeHost, unavailable: dict[SwitchKind, str] | None = Non
     unavailable = unavailable or {}
     backends = {kind: FakeSwitch(host, unavailable.get(kind)) for kind in SwitchKind}
     return backends.__getitem__, lambda: [backends[SwitchKind.LINUX_BRIDGE]]
+
+
+class FakeOffload:
+    def __init__(self, host: FakeHost):
+        self.host = host
+        self.state: dict[tuple[str | None, str], dict[str, bool]] = {}
+
+    def read(self, netns_path: str | None, ifname: str) -> dict[str, bool]:
+        defaults = {"tx": True, "rx": True, "tso": True, "gso": True, "gro": False}
+        return {**defaults, **self.state.get((netns_path, ifname), {})}
+
+    def apply(self, netns_path: str | None, ifname: str, offload: Any) -> dict[str, bool]:
+        self.host.op(f"offload:{ifname}")
+        self.state.setdefault((netns_path, ifname), {}).update(offload.as_dict())
+        return self.read(netns_path, ifname)

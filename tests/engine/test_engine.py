@@ -8,11 +8,11 @@ import pytest
 
 from labctl.core.events import Event
 from labctl.core.loader import load_topology
-from labctl.core.model import SwitchKind
+from labctl.core.model import Offload, SwitchKind
 from labctl.engine import Backends, Engine
 from labctl.errors import BackendError, PrerequisiteError, UsageError
 from labctl.state import StateStore
-from tests.engine.fakes import FakeHost, FakeLinks, FakeRuntime, switch_table
+from tests.engine.fakes import FakeHost, FakeLinks, FakeOffload, FakeRuntime, switch_table
 
 pytestmark = pytest.mark.engine
 SEED = Path(__file__).resolve().parents[2] / "topologies" / "seed.yaml"
@@ -30,7 +30,9 @@ def make_engine(
     unavailable: dict[SwitchKind, str] | None = None,
 ) -> Engine:
     switch_for, all_switches = switch_table(host, unavailable)
-    backends = Backends(FakeRuntime(host), FakeLinks(host), switch_for, all_switches)
+    backends = Backends(
+        FakeRuntime(host), FakeLinks(host), switch_for, all_switches, offload=FakeOffload(host)
+    )
     sink = events.append if events is not None else (lambda e: None)
     return Engine(backends, StateStore(tmp_path / "state"), sink)
 
@@ -155,3 +157,29 @@ def test_run_on_a_lab_that_is_not_up(host: FakeHost, tmp_path: Path) -> None:
     engine = make_engine(host, tmp_path)
     with pytest.raises(UsageError, match="not up"):
         engine.run_traffic("seed")
+
+
+def test_offload_is_applied_after_the_link_and_recorded(host: FakeHost, tmp_path: Path) -> None:
+    topology = seed()
+    nodes = {
+        name: node.model_copy(update={"offload": Offload(tx=False)})
+        for name, node in topology.nodes.items()
+    }
+    engine = make_engine(host, tmp_path)
+    state = engine.up(topology.model_copy(update={"nodes": nodes}), str(SEED))
+    assert host.log.index("offload:eth0") == host.log.index("ensure_veth:lc19b25-cli") + 1
+    recorded = [c for c in state.completed if c["action"] == "ConfigureOffload"]
+    assert [c["result"]["node"]["tx"] for c in recorded] == [False, False]
+
+
+def test_offload_failure_rolls_back(host: FakeHost, tmp_path: Path) -> None:
+    topology = seed()
+    nodes = {
+        name: node.model_copy(update={"offload": Offload(tx=False)})
+        for name, node in topology.nodes.items()
+    }
+    host.fail_on.add("offload:eth0")
+    engine = make_engine(host, tmp_path)
+    with pytest.raises(BackendError):
+        engine.up(topology.model_copy(update={"nodes": nodes}), str(SEED))
+    assert host.empty()

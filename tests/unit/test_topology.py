@@ -147,3 +147,28 @@ def test_generated_names_fit_and_differ_per_lab() -> None:
     assert names.lab_of_alias(names.interface_alias("seed", "link a:eth0")) == "seed"
     assert names.lab_of_alias("something else") is None
     assert names.lab_of_alias(None) is None
+
+
+def test_plan_configures_offload_only_where_the_topology_sets_it(tmp_path: Path) -> None:
+    path = write(
+        tmp_path,
+        """
+name: offl
+nodes:
+  a:
+    offload: {tx: off}
+    interfaces: {eth0: {ipv4: 10.0.0.1/24, offload: {gro: on}, host_offload: {tx: off}}}
+  b: {interfaces: {eth0: {ipv4: 10.0.0.2/24}}}
+switch: {kind: ovs-userspace}
+links:
+  - {a: a:eth0, b: switch:pa}
+  - {a: b:eth0, b: switch:pb}
+""",
+    )
+    topology, _ = load_topology(path)
+    steps = [s for s in make_plan(topology).steps if s.action == "ConfigureOffload"]
+    assert len(steps) == 1
+    step = steps[0]
+    assert step.description == "offload a:eth0: tx off, gro on; host end tx off"
+    assert step.offload.as_dict() == {"tx": False, "gro": True}  # type: ignore[attr-defined]
+    assert step.host_ifname == names.host_veth_name("offl", "pa")  # type: ignore[attr-defined]

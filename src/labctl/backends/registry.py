@@ -65,6 +65,7 @@ def real_backends(on_event: EventSink = discard) -> tuple[Backends, Callable[[],
     from labctl.backends.hostinfo import host_versions
     from labctl.backends.image import ImageBuilder
     from labctl.backends.links import NetlinkLinks
+    from labctl.backends.offload import OffloadControl
 
     client = connect()
     images = ImageBuilder(client, on_event=on_event)
@@ -75,6 +76,7 @@ def real_backends(on_event: EventSink = discard) -> tuple[Backends, Callable[[],
         switch_for=switches,
         all_switches=switches.sweepers,
         capture=TcpdumpCapture(),
+        offload=OffloadControl(),
         host_versions=lambda: host_versions(client),
     )
 

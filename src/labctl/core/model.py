@@ -59,7 +59,10 @@ class Interface(_Spec):
     ipv6: StrictStr | None = Field(None, description="IPv6 address with prefix, e.g. fd00::2/64")
     mac: StrictStr | None = Field(None, description="unicast MAC address, e.g. 02:00:00:00:00:02")
     mtu: Annotated[StrictInt, Field(ge=68, le=65535)] | None = None
-    offload: Offload | None = None
+    offload: Offload | None = Field(None, description="offload of this (the node's) end")
+    host_offload: Offload | None = Field(
+        None, description="offload of the host end of its veth (links to the switch)"
+    )
 
 
 class Node(_Spec):

@@ -73,6 +73,17 @@ class CreateNodeLink(Step):
 
 
 @dataclass(frozen=True)
+class ConfigureOffload(Step):
+    """Offload features of a node interface and, for switch links, of its host end."""
+
+    node: str
+    ifname: str
+    offload: Offload
+    host_ifname: str | None = None
+    host_offload: Offload | None = None
+
+
+@dataclass(frozen=True)
 class StartHttpServer(Step):
     node: str
     port: int
@@ -155,6 +166,7 @@ def make_plan(topology: Topology) -> Plan:
                     settings=interface_settings(topology, a.node, a.name),
                 )
             )
+            steps.extend(_offload_step(topology, a.node, a.name, host_ifname))
             steps.append(
                 AttachPort(
                     f"port:{b.name}",
@@ -181,6 +193,8 @@ def make_plan(topology: Topology) -> Plan:
                     b_settings=interface_settings(topology, b.node, b.name),
                 )
             )
+            steps.extend(_offload_step(topology, a.node, a.name, None))
+            steps.extend(_offload_step(topology, b.node, b.name, None))
     traffic = topology.traffic
     if traffic is not None and traffic.start_server:
         steps.append(
@@ -198,6 +212,32 @@ def make_plan(topology: Topology) -> Plan:
     )
     kind = topology.switch.kind.value if topology.switch else None
     return Plan(lab=lab, switch_kind=kind, bridge=bridge, steps=tuple(steps), taps=taps)
+
+
+def _offload_step(
+    topology: Topology, node: str, ifname: str, host_ifname: str | None
+) -> list[Step]:
+    """A ConfigureOffload step, or none when the topology leaves both ends at their defaults."""
+    offload = topology.nodes[node].effective_offload(ifname)
+    host_offload = topology.nodes[node].interfaces[ifname].host_offload if host_ifname else None
+    if not offload.as_dict() and not (host_offload and host_offload.as_dict()):
+        return []
+    settings = ", ".join(f"{k} {'on' if v else 'off'}" for k, v in offload.as_dict().items())
+    where = f"{node}:{ifname}"
+    if host_offload and host_offload.as_dict():
+        host = ", ".join(f"{k} {'on' if v else 'off'}" for k, v in host_offload.as_dict().items())
+        settings = f"{settings or 'defaults'}; host end {host}"
+    return [
+        ConfigureOffload(
+            f"offload:{where}",
+            f"offload {where}: {settings}",
+            node=node,
+            ifname=ifname,
+            offload=offload,
+            host_ifname=host_ifname,
+            host_offload=host_offload,
+        )
+    ]
 
 
 def _tap_point(
