@@ -376,11 +376,15 @@ class RunRecorder:
         self.engine = engine
         self.runs_root = runs_root
 
-    def run(self, lab: str) -> RunRecord:
+    def run(self, lab: str, run_dir: Path | None = None) -> RunRecord:
+        """Run the lab's traffic with captures; artifacts in `run_dir` (default: a new one)."""
         engine = self.engine
         state, topology = engine.load_state(lab)
         plan = make_plan(topology)
-        run_dir = self._new_run_dir(lab)
+        if run_dir is None:
+            run_dir = self._new_run_dir(lab)
+        else:
+            run_dir.mkdir(parents=True, exist_ok=True)
         specs = self._capture_specs(lab, topology, plan, run_dir)
         manifest: dict[str, Any] = {
             "lab": lab,

@@ -70,7 +70,10 @@ class _Builder:
                 key = self._scalar(key_node)
                 child = (*path, key if isinstance(key, str | int) else str(key))
                 if not isinstance(key, str):
-                    self._add(key_node, path, f"keys must be strings, got {key!r}")
+                    hint = ""
+                    if isinstance(key, bool | int | float):
+                        hint = " (YAML reads unquoted on/off/yes/no as booleans: quote the key)"
+                    self._add(key_node, path, f"keys must be strings, got {key!r}{hint}")
                     continue
                 if key in result:
                     self._add(key_node, child, f"duplicate key {key!r}")
@@ -176,12 +179,12 @@ def structure_problems(doc: Document) -> tuple[Topology | None, list[Problem]]:
         return None, [_pydantic_problem(doc, e) for e in err.errors()]
 
 
-def _pydantic_problem(doc: Document, error: Any) -> Problem:
+def _pydantic_problem(doc: Document, error: Any, root: type[Any] = Topology) -> Problem:
     loc: PathKey = tuple(part for part in error["loc"] if not _is_union_tag(part))
     kind = error["type"]
     value = error.get("input")
     if kind == "extra_forbidden":
-        parent = _model_fields_at(loc[:-1])
+        parent = _model_fields_at(loc[:-1], root)
         allowed = f" (allowed: {', '.join(parent)})" if parent else ""
         return doc.problem(loc, f"unknown key {loc[-1]!r}{allowed}")
     if kind == "missing":
@@ -243,11 +246,11 @@ def _is_union_tag(part: object) -> bool:
     }
 
 
-def _model_fields_at(path: PathKey) -> list[str]:
+def _model_fields_at(path: PathKey, root: type[Any] = Topology) -> list[str]:
     """Names of the keys allowed at a path, for 'unknown key' messages."""
     from pydantic import BaseModel
 
-    current: type[BaseModel] | None = Topology
+    current: type[BaseModel] | None = root
     depth = 0
     while current is not None and depth < len(path):
         field_info = current.model_fields.get(str(path[depth]))
@@ -277,6 +280,16 @@ def _describe(value: object) -> str:
     if isinstance(value, list):
         return "a list"
     return f"{type(value).__name__} {value!r}"
+
+
+def model_problems(doc: Document, model: type[Any]) -> tuple[Any, list[Problem]]:
+    """Check `doc` against any pydantic model; problems carry file positions."""
+    if not isinstance(doc.data, dict):
+        return None, [doc.problem((), "expected a mapping at the top level")]
+    try:
+        return model.model_validate(doc.data), []
+    except ValidationError as err:
+        return None, [_pydantic_problem(doc, e, model) for e in err.errors()]
 
 
 def load_topology(path: str | Path) -> tuple[Topology, Document]:
