@@ -21,13 +21,23 @@ def _labctl(*argv: str) -> None:
         raise Exit(code=code)
 
 
-@task(help={"file": f"topology file (default {SEED})",
-            "switch": "linux-bridge | ovs-kernel | ovs-userspace | ovs-dpdk (overrides the file)",
-            "name": "lab name (overrides the file)", "json": "print the lab state as JSON"})
+@task(
+    help={
+        "file": f"topology file (default {SEED})",
+        "switch": "linux-bridge | ovs-kernel | ovs-userspace | ovs-dpdk (overrides the file)",
+        "name": "lab name (overrides the file)",
+        "json": "print the lab state as JSON",
+    }
+)
 def up(c, file=SEED, switch="", name="", json=False):
     """Build a lab (default: the seed lab)."""
-    _labctl("up", file, *(["--switch", switch] if switch else []),
-            *(["--name", name] if name else []), "--json" if json else "")
+    _labctl(
+        "up",
+        file,
+        *(["--switch", switch] if switch else []),
+        *(["--name", name] if name else []),
+        "--json" if json else "",
+    )
 
 
 @task(help={"lab": "lab name (default: the only lab that is up)", "json": "JSON output"})
@@ -76,6 +86,23 @@ def demo(c, switch="linux-bridge", file=SEED):
         raise Exit(code=code or down_code)
 
 
+@task(
+    help={
+        "lab": "lab directory (default labs/veth-checksum)",
+        "switch": "only this switch kind",
+        "offload": "only this offload setting",
+    }
+)
+def matrix(c, lab="labs/veth-checksum", switch="", offload=""):
+    """Run a lab over switch kinds x offload settings; writes JSON, Markdown, JUnit, HTML."""
+    _labctl(
+        "matrix",
+        lab,
+        *(["--switch", switch] if switch else []),
+        *(["--offload", offload] if offload else []),
+    )
+
+
 @task(help={"pytest": "extra pytest arguments, e.g. '-m unit' or '-k seed'"})
 def test(c, pytest=""):
     """The project's checks: ruff, mypy on the pure core, then the whole pytest suite."""
@@ -86,4 +113,4 @@ def test(c, pytest=""):
 
 
 ns = Collection()
-ns.add_collection(Collection("lab", up, run, down, status, validate, image, demo, test))
+ns.add_collection(Collection("lab", up, run, down, status, validate, image, demo, matrix, test))

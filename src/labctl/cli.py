@@ -96,6 +96,19 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="machine-readable output")
     p.set_defaults(func=cmd_analyze)
 
+    p = sub.add_parser(
+        "matrix",
+        help="run a lab over switch kinds x offload settings and compare with its expectations",
+    )
+    p.add_argument("lab", help="lab directory or lab.yaml, e.g. labs/veth-checksum")
+    p.add_argument(
+        "--switch", action="append", choices=SWITCH_KINDS, help="only this switch kind (repeatable)"
+    )
+    p.add_argument("--offload", action="append", help="only this offload setting (repeatable)")
+    p.add_argument("--runs-dir", default=None, help="default: $LABCTL_RUNS_DIR or ./runs")
+    p.add_argument("--json", action="store_true", help="print the full result as JSON")
+    p.set_defaults(func=cmd_matrix)
+
     p = sub.add_parser("down", help="tear a lab down; finds leftovers by label, idempotent")
     p.add_argument("lab", nargs="?", help="lab name (default: the only lab known)")
     p.add_argument("--all", action="store_true", help="tear down every labctl lab on this host")
@@ -331,6 +344,53 @@ def _parse_senders(values: list[str], taps: set[str]) -> dict[str, list[str]]:
             )
         senders.setdefault(tap, []).extend(a.strip() for a in addresses.split(",") if a.strip())
     return senders
+
+
+def cmd_matrix(args: argparse.Namespace) -> int:
+    from labctl.core.matrix import cells, load_lab
+    from labctl.matrix import MatrixRunner, exit_code, write_reports
+    from labctl.render import table
+
+    lab = load_lab(args.lab)
+    chosen = cells(lab, args.switch, args.offload)
+    runner = MatrixRunner(lab, runs_root(args.runs_dir), on_event=_progress(args))
+    result = runner.run(chosen)
+    reports = write_reports(result)
+    if args.json:
+        print(json.dumps(result, indent=2, default=str))
+        return exit_code(result)
+    rows = []
+    for cell in result["cells"]:
+        observed = cell["observed"] or {}
+        http = (
+            f"{observed['succeeded']}/{observed['succeeded'] + observed['failed']}"
+            if observed
+            else "-"
+        )
+        rows.append(
+            [
+                cell["switch"],
+                cell["offload"],
+                http,
+                ", ".join(observed.get("findings", [])) or "-",
+                cell["status"],
+                _clip(cell["reason"] or "", 60),
+            ]
+        )
+    print(table(rows, ["switch", "offload", "http", "faults", "status", "note"]))
+    summary = result["summary"]
+    print(
+        f"\n{summary['passed']} passed, {summary['failed']} failed, "
+        f"{summary['skipped']} skipped, {summary['error']} error "
+        f"in {result['seconds']:.0f} s"
+    )
+    for kind, path in reports.items():
+        print(f"  {kind:8} {path}")
+    return exit_code(result)
+
+
+def _clip(text: str, width: int) -> str:
+    return text if len(text) <= width else text[: width - 3] + "..."
 
 
 def cmd_down(args: argparse.Namespace) -> int:

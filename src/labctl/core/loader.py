@@ -41,6 +41,8 @@ class Document:
     file: str
     data: Any
     positions: dict[PathKey, tuple[int, int]] = field(default_factory=dict)
+    parse_problems: list[Problem] = field(default_factory=list)
+    """Duplicate or non-string keys: reported together with the later checks."""
 
     def position(self, path: PathKey) -> tuple[int, int]:
         """Best position for a path: the path itself, else its nearest ancestor."""
@@ -131,8 +133,7 @@ def parse_yaml(text: str, file: str) -> Document:
         )
     builder = _Builder(doc)
     doc.data = builder.build(root, ())
-    if builder.problems:
-        raise ConfigError(builder.problems)
+    doc.parse_problems = builder.problems
     return doc
 
 
@@ -174,9 +175,9 @@ def structure_problems(doc: Document) -> tuple[Topology | None, list[Problem]]:
     if not isinstance(doc.data, dict):
         return None, [doc.problem((), "a topology must be a mapping with `name:` and `nodes:`")]
     try:
-        return Topology.model_validate(doc.data), []
+        return Topology.model_validate(doc.data), list(doc.parse_problems)
     except ValidationError as err:
-        return None, [_pydantic_problem(doc, e) for e in err.errors()]
+        return None, doc.parse_problems + [_pydantic_problem(doc, e) for e in err.errors()]
 
 
 def _pydantic_problem(doc: Document, error: Any, root: type[Any] = Topology) -> Problem:
@@ -287,9 +288,9 @@ def model_problems(doc: Document, model: type[Any]) -> tuple[Any, list[Problem]]
     if not isinstance(doc.data, dict):
         return None, [doc.problem((), "expected a mapping at the top level")]
     try:
-        return model.model_validate(doc.data), []
+        return model.model_validate(doc.data), list(doc.parse_problems)
     except ValidationError as err:
-        return None, [_pydantic_problem(doc, e, model) for e in err.errors()]
+        return None, doc.parse_problems + [_pydantic_problem(doc, e, model) for e in err.errors()]
 
 
 def load_topology(path: str | Path) -> tuple[Topology, Document]:
@@ -299,7 +300,7 @@ def load_topology(path: str | Path) -> tuple[Topology, Document]:
     doc = parse_yaml(read_topology_text(path), str(path))
     topology, problems = structure_problems(doc)
     if topology is not None:
-        problems = semantic_problems(topology, doc)
+        problems += semantic_problems(topology, doc)
     if problems:
         raise ConfigError(problems)
     assert topology is not None

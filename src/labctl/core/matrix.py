@@ -74,6 +74,7 @@ class Lab:
     file: Path
     topology_file: Path
     topology: Topology
+    topology_document: Document
 
     @property
     def name(self) -> str:
@@ -112,13 +113,13 @@ def load_lab(path: str | Path) -> Lab:
     doc = parse_yaml(read_topology_text(file), str(file))
     spec, problems = model_problems(doc, LabSpec)
     if spec is not None:
-        problems = _lab_problems(spec, doc, file)
+        problems += _lab_problems(spec, doc, file)
     if problems:
         raise ConfigError(problems)
     from labctl.core.loader import load_topology
 
     topology_file = (file.parent / spec.topology).resolve()
-    topology, _ = load_topology(topology_file)
+    topology, topology_doc = load_topology(topology_file)
     if topology.switch is None:
         raise ConfigError(
             [
@@ -131,7 +132,7 @@ def load_lab(path: str | Path) -> Lab:
     if spec.requests is not None and topology.traffic is not None:
         traffic = topology.traffic.model_copy(update={"requests": spec.requests})
         topology = topology.model_copy(update={"traffic": traffic})
-    return Lab(spec, file, topology_file, topology)
+    return Lab(spec, file, topology_file, topology, topology_doc)
 
 
 def _lab_problems(spec: LabSpec, doc: Document, file: Path) -> list[Problem]:
