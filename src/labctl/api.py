@@ -57,11 +57,14 @@ class Lab:
         backends: Backends | None = None,
         store: StateStore | None = None,
         on_event: EventSink = discard,
+        host_checks: bool | None = None,
     ):
         self.topology = topology
         self.document = document
         self.emit = on_event
         self._close: Callable[[], None] = lambda: None
+        # The doctor's checks run before `up` on the real host, not with injected backends.
+        self.host_checks = backends is None if host_checks is None else host_checks
         if backends is None:
             from labctl.backends.registry import real_backends
 
@@ -86,8 +89,25 @@ class Lab:
     def plan(self) -> Plan:
         return make_plan(self.topology)
 
+    def check_host(self) -> None:
+        """The doctor's checks for this lab's switch kind; refuse with the first failing one."""
+        from labctl.backends.host_probe import probe
+        from labctl.core.doctor import blocking, evaluate
+        from labctl.errors import PrerequisiteError
+
+        switch = self.topology.switch
+        checks = evaluate(probe(switch.dpdk if switch else None))
+        failing = blocking(checks, switch.kind if switch else SwitchKind.LINUX_BRIDGE)
+        if failing:
+            check = failing[0]
+            raise PrerequisiteError(
+                f"{check.name}: {check.detail}", check.fix or "see labctl doctor"
+            )
+
     def preflight(self) -> None:
-        """Everything that can be checked before creating anything: node images."""
+        """Everything that can be checked before creating anything: host, node images."""
+        if self.host_checks:
+            self.check_host()
         runtime = self.engine.backends.runtime
         problems = []
         need_default = False

@@ -119,6 +119,13 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="machine-readable output")
     p.set_defaults(func=cmd_status)
 
+    p = sub.add_parser("doctor", help="check every host requirement; print ok or the fix")
+    p.add_argument(
+        "--switch", choices=SWITCH_KINDS, help="exit non-zero when this switch kind cannot run here"
+    )
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+    p.set_defaults(func=cmd_doctor)
+
     p = sub.add_parser("image", help="the default node image")
     image_sub = p.add_subparsers(dest="image_command", required=True, metavar="ACTION")
     b = image_sub.add_parser("build", help="build it (cached: only when its recipe changed)")
@@ -461,6 +468,40 @@ def cmd_status(args: argparse.Namespace) -> int:
         ]
         print(table(rows, ["kind", "name", "details"]) if rows else "  (nothing on the host)")
     return 0
+
+
+def cmd_doctor(args: argparse.Namespace) -> int:
+    from labctl.backends.host_probe import probe
+    from labctl.core.doctor import blocking, evaluate, runnable
+
+    checks = evaluate(probe())
+    kind = SwitchKind(args.switch) if args.switch else None
+    failing = blocking(checks, kind)
+    if args.json:
+        print(
+            json.dumps(
+                {
+                    "checks": [c.to_dict() for c in checks],
+                    "runnable": runnable(checks),
+                    "switch": args.switch,
+                    "ok": not failing,
+                },
+                indent=2,
+            )
+        )
+        return 1 if failing else 0
+    for check in checks:
+        if kind is not None and kind not in check.needed_by:
+            continue
+        mark = "ok  " if check.ok else ("FAIL" if check.required else "warn")
+        print(f"{mark}  {check.name:24} {check.detail}")
+        if check.fix and not check.ok:
+            print(f"      {'':24} fix: {check.fix}")
+    can = runnable(checks)
+    print(
+        "\nswitch kinds that can run here: " + ", ".join(k for k, ok in can.items() if ok) or "none"
+    )
+    return 1 if failing else 0
 
 
 def cmd_image_build(args: argparse.Namespace) -> int:

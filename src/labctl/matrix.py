@@ -54,11 +54,13 @@ class MatrixRunner:
         runs_root: Path,
         on_event: EventSink = discard,
         backends_factory: BackendsFactory = _real_backends,
+        host_checks: bool = True,
     ):
         self.lab = lab
         self.runs_root = runs_root
         self.emit = on_event
         self.backends_factory = backends_factory
+        self.host_checks = host_checks
 
     def run(self, cells: list[Cell]) -> dict[str, Any]:
         started = time.monotonic()
@@ -127,7 +129,12 @@ class MatrixRunner:
         backends, close = self.backends_factory(discard)
         try:
             versions = backends.host_versions()
-            live = LiveLab(topology, self.lab.topology_document, backends=backends)
+            live = LiveLab(
+                topology,
+                self.lab.topology_document,
+                backends=backends,
+                host_checks=self.host_checks,
+            )
             with live:
                 record = RunRecorder(live.engine, self.runs_root).run(live.name, run_dir)
             observation = observe(record)

@@ -28,6 +28,7 @@ from typing import Any, Protocol
 
 from labctl.backends.base import Owned
 from labctl.backends.ovs import ovsdb
+from labctl.core.doctor import hugepage_problem
 from labctl.core.model import DpdkOptions
 from labctl.errors import BackendError, PrerequisiteError
 
@@ -37,10 +38,6 @@ VSWITCHD = Path("/usr/lib/openvswitch-switch/ovs-vswitchd")
 VSWITCHD_DPDK = Path("/usr/lib/openvswitch-switch-dpdk/ovs-vswitchd-dpdk")
 DPDK_PMD_GLOB = "/usr/lib/*/dpdk/pmds-*/librte_{plugin}.so*"
 DPDK_PMD_PACKAGE = "librte-{package}23"
-HUGEPAGES_FIX = (
-    "echo 1024 > /proc/sys/vm/nr_hugepages; mkdir -p /dev/hugepages; "
-    "mount -t hugetlbfs nodev /dev/hugepages (or run scripts/provision.sh)"
-)
 LOG_TAIL_LINES = 15
 
 # other_config keys vswitchd reads once at start: changing them needs a restart.
@@ -272,19 +269,15 @@ class OvsDaemons:
             wanted_mib = sum(int(part) for part in dpdk.socket_mem.split(",") if part)
         except ValueError:
             wanted_mib = 0
-        if free_mib < max(wanted_mib, 1):
-            raise PrerequisiteError(
-                f"OVS-DPDK needs {wanted_mib} MiB of free hugepages, {free_mib} MiB are free",
-                HUGEPAGES_FIX,
-            )
         mounted = False
         with contextlib.suppress(OSError):
             mounted = any(
                 len(fields) > 2 and fields[2] == "hugetlbfs"
                 for fields in (line.split() for line in self.mounts.read_text().splitlines())
             )
-        if not mounted:
-            raise PrerequisiteError("no hugetlbfs is mounted (OVS-DPDK needs one)", HUGEPAGES_FIX)
+        problem = hugepage_problem(free_mib, mounted, wanted_mib)
+        if problem is not None:
+            raise PrerequisiteError(*problem)
 
     # -- ensure / release ------------------------------------------------------
 

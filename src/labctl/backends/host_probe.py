@@ -1,0 +1,130 @@
+"""Gathers the facts labctl.core.doctor judges. Reads only; changes nothing."""
+
+from __future__ import annotations
+
+import contextlib
+import glob
+import os
+import platform
+import shutil
+import subprocess
+from pathlib import Path
+
+from labctl.core.doctor import HostFacts
+from labctl.core.model import DpdkOptions
+
+TOOLS = (
+    "tcpdump",
+    "nsenter",
+    "iptables",
+    "debootstrap",
+    "ovsdb-server",
+    "ovs-vswitchd",
+    "ovsdb-tool",
+)
+OVS_SCHEMA = "/usr/share/openvswitch/vswitch.ovsschema"
+VSWITCHD_DPDK = "/usr/lib/openvswitch-switch-dpdk/ovs-vswitchd-dpdk"
+DPDK_PMD_GLOB = "/usr/lib/*/dpdk/pmds-*/librte_{plugin}.so*"
+
+
+def _module_available(name: str) -> bool | None:
+    """Loaded (/sys/module), built in (modules.builtin) or loadable (modprobe --dry-run);
+    None when the kernel has no module tree to tell from."""
+    if Path(f"/sys/module/{name}").exists():
+        return True
+    tree = Path("/lib/modules") / platform.release()
+    with contextlib.suppress(OSError):
+        builtin = (tree / "modules.builtin").read_text()
+        if f"/{name}.ko" in builtin:
+            return True
+    if not tree.is_dir() or shutil.which("modprobe") is None:
+        return None
+    try:
+        done = subprocess.run(["modprobe", "--dry-run", name], capture_output=True, timeout=10)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    return done.returncode == 0
+
+
+def _forward_policy() -> tuple[str | None, bool]:
+    if shutil.which("iptables") is None:
+        return None, False
+    try:
+        done = subprocess.run(
+            ["iptables", "-w", "5", "-S"], capture_output=True, text=True, timeout=15
+        )
+    except (OSError, subprocess.TimeoutExpired):
+        return None, False
+    policy = None
+    for line in done.stdout.splitlines():
+        if line.startswith("-P FORWARD "):
+            policy = line.split()[2]
+    return policy, "-N DOCKER-USER" in done.stdout
+
+
+def _meminfo() -> tuple[int, int]:
+    info: dict[str, int] = {}
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            key, _, value = line.partition(":")
+            if value.split():
+                info[key.strip()] = int(value.split()[0])
+    size_mib = info.get("Hugepagesize", 2048) // 1024
+    return info.get("HugePages_Free", 0) * size_mib, info.get("HugePages_Total", 0) * size_mib
+
+
+def _docker() -> tuple[str | None, str | None]:
+    """(error or None, default node image tag or None)."""
+    try:
+        from labctl.backends.docker_runtime import connect
+        from labctl.backends.image import ImageBuilder
+
+        client = connect(timeout=10)
+    except Exception as error:  # noqa: BLE001 - reported as the check's detail
+        return str(error), None
+    try:
+        builder = ImageBuilder(client)
+        return None, builder.recipe.tag if builder.exists() else None
+    finally:
+        client.close()
+
+
+def probe(dpdk: DpdkOptions | None = None) -> HostFacts:
+    docker_error, image = _docker()
+    policy, docker_user = _forward_policy()
+    free_mib, total_mib = _meminfo()
+    nf_call = None
+    with contextlib.suppress(OSError, ValueError):
+        nf_call = Path("/proc/sys/net/bridge/bridge-nf-call-iptables").read_text().strip() == "1"
+    mounts = ""
+    with contextlib.suppress(OSError):
+        mounts = Path("/proc/mounts").read_text()
+    socket_mem = (dpdk or DpdkOptions()).socket_mem
+    try:
+        wanted = sum(int(part) for part in socket_mem.split(",") if part)
+    except ValueError:
+        wanted = 0
+    return HostFacts(
+        is_root=os.geteuid() == 0,
+        docker_error=docker_error,
+        node_image=image,
+        tools={tool: shutil.which(tool) is not None for tool in TOOLS},
+        kernel_modules={m: _module_available(m) for m in ("veth", "bridge", "openvswitch")},
+        forward_policy=policy,
+        bridge_nf_call_iptables=nf_call,
+        docker_user_chain=docker_user,
+        ovs_schema=Path(OVS_SCHEMA).is_file(),
+        vswitchd_dpdk=os.access(VSWITCHD_DPDK, os.X_OK),
+        dpdk_drivers={
+            p: bool(glob.glob(DPDK_PMD_GLOB.format(plugin=p)))
+            for p in ("net_af_packet", "mempool_ring")
+        },
+        hugepages_free_mib=free_mib,
+        hugepages_total_mib=total_mib,
+        hugetlbfs_mounted=any(
+            len(f) > 2 and f[2] == "hugetlbfs"
+            for f in (line.split() for line in mounts.splitlines())
+        ),
+        dpdk_socket_mem_mib=wanted,
+        kernel=platform.release(),
+    )

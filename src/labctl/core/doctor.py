@@ -1,0 +1,260 @@
+"""Host requirements: facts in, one verdict per requirement out, each with its fix.
+
+Pure: labctl.backends.host_probe gathers the facts; this module decides.
+Tests feed it facts with each requirement missing in turn.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+
+from labctl.core.model import SwitchKind
+
+ALL = frozenset(SwitchKind)
+OVS = frozenset({SwitchKind.OVS_KERNEL, SwitchKind.OVS_USERSPACE, SwitchKind.OVS_DPDK})
+HUGEPAGES_FIX = (
+    "echo 1024 > /proc/sys/vm/nr_hugepages; mkdir -p /dev/hugepages; "
+    "mount -t hugetlbfs nodev /dev/hugepages (or run scripts/provision.sh)"
+)
+PROVISION = "run scripts/provision.sh"
+
+
+@dataclass(frozen=True)
+class HostFacts:
+    is_root: bool = False
+    docker_error: str | None = "not probed"  # None: the daemon answers
+    node_image: str | None = None  # tag of the default node image, if built
+    tools: dict[str, bool] = field(default_factory=dict)  # tcpdump, nsenter, iptables, ...
+    # bridge, openvswitch, veth: True, False, or None when the kernel has no module tree
+    kernel_modules: dict[str, bool | None] = field(default_factory=dict)
+    forward_policy: str | None = None  # iptables FORWARD policy
+    bridge_nf_call_iptables: bool | None = None
+    docker_user_chain: bool = False
+    ovs_schema: bool = False
+    vswitchd_dpdk: bool = False
+    dpdk_drivers: dict[str, bool] = field(default_factory=dict)  # net_af_packet, mempool_ring
+    hugepages_free_mib: int = 0
+    hugepages_total_mib: int = 0
+    hugetlbfs_mounted: bool = False
+    dpdk_socket_mem_mib: int = 256
+    kernel: str = ""
+
+
+@dataclass(frozen=True)
+class Check:
+    name: str
+    ok: bool
+    detail: str
+    fix: str | None
+    needed_by: frozenset[SwitchKind]
+    required: bool = True  # False: a warning, labctl copes (e.g. builds the image itself)
+
+    def to_dict(self) -> dict[str, object]:
+        data = asdict(self)
+        data["needed_by"] = sorted(k.value for k in self.needed_by)
+        return data
+
+
+def hugepage_problem(free_mib: int, mounted: bool, wanted_mib: int) -> tuple[str, str] | None:
+    """(requirement, fix) when OVS-DPDK cannot get its socket memory, else None."""
+    if free_mib < max(wanted_mib, 1):
+        return (
+            f"OVS-DPDK needs {wanted_mib} MiB of free hugepages, {free_mib} MiB are free",
+            HUGEPAGES_FIX,
+        )
+    if not mounted:
+        return "no hugetlbfs is mounted (OVS-DPDK needs one)", HUGEPAGES_FIX
+    return None
+
+
+def _tool(
+    facts: HostFacts, name: str, package: str, why: str, needed_by: frozenset[SwitchKind] = ALL
+) -> Check:
+    ok = facts.tools.get(name, False)
+    return Check(
+        f"{name}",
+        ok,
+        f"{why}: {'found' if ok else 'not found'}",
+        None if ok else f"apt-get install {package} (or {PROVISION})",
+        needed_by,
+    )
+
+
+def evaluate(facts: HostFacts) -> list[Check]:
+    checks = [
+        Check(
+            "root",
+            facts.is_root,
+            "netlink, namespaces, iptables and Docker need root"
+            if facts.is_root
+            else "not running as root",
+            None if facts.is_root else "run labctl as root (sudo)",
+            ALL,
+        ),
+        Check(
+            "docker daemon",
+            facts.docker_error is None,
+            "reachable" if facts.docker_error is None else facts.docker_error,
+            None
+            if facts.docker_error is None
+            else "start dockerd (`dockerd &`, `systemctl start docker`, or " + PROVISION + ")",
+            ALL,
+        ),
+        Check(
+            "node image",
+            facts.node_image is not None,
+            f"{facts.node_image} present"
+            if facts.node_image
+            else "not built yet: `labctl up` builds it on first use (about 30 s)",
+            None if facts.node_image else "labctl image build",
+            ALL,
+            required=False,
+        ),
+        _tool(facts, "debootstrap", "debootstrap", "builds the node image"),
+        _tool(facts, "tcpdump", "tcpdump", "captures at the taps"),
+        _tool(facts, "nsenter", "util-linux", "enters node namespaces for taps and IPv6"),
+        _tool(
+            facts,
+            "iptables",
+            "iptables",
+            "scoped ACCEPT rule for the lab's Linux bridge",
+            frozenset({SwitchKind.LINUX_BRIDGE}),
+        ),
+        _module(facts, "veth", ALL, "veth pairs"),
+        _module(facts, "bridge", frozenset({SwitchKind.LINUX_BRIDGE}), "the Linux bridge"),
+        _forward_check(facts),
+        Check(
+            "ovs tools",
+            all(facts.tools.get(t, False) for t in ("ovsdb-server", "ovs-vswitchd", "ovsdb-tool"))
+            and facts.ovs_schema,
+            "ovsdb-server, ovs-vswitchd, ovsdb-tool and the vswitch schema",
+            None
+            if facts.tools.get("ovs-vswitchd") and facts.ovs_schema
+            else "apt-get install openvswitch-switch-dpdk (or " + PROVISION + ")",
+            OVS,
+        ),
+        _openvswitch_module(facts),
+        Check(
+            "dpdk ovs-vswitchd",
+            facts.vswitchd_dpdk,
+            "the DPDK build of ovs-vswitchd" + (" found" if facts.vswitchd_dpdk else " missing"),
+            None if facts.vswitchd_dpdk else "apt-get install openvswitch-switch-dpdk",
+            frozenset({SwitchKind.OVS_DPDK}),
+        ),
+    ]
+    for driver, package in (
+        ("net_af_packet", "librte-net-af-packet23"),
+        ("mempool_ring", "librte-mempool-ring23"),
+    ):
+        ok = facts.dpdk_drivers.get(driver, False)
+        checks.append(
+            Check(
+                f"dpdk driver {driver}",
+                ok,
+                "installed" if ok else "the DPDK plugin is not installed",
+                None if ok else f"apt-get install {package}",
+                frozenset({SwitchKind.OVS_DPDK}),
+            )
+        )
+    problem = hugepage_problem(
+        facts.hugepages_free_mib, facts.hugetlbfs_mounted, facts.dpdk_socket_mem_mib
+    )
+    checks.append(
+        Check(
+            "hugepages",
+            problem is None,
+            problem[0]
+            if problem
+            else (
+                f"{facts.hugepages_free_mib} of {facts.hugepages_total_mib} "
+                "MiB free, hugetlbfs mounted"
+            ),
+            problem[1] if problem else None,
+            frozenset({SwitchKind.OVS_DPDK}),
+        )
+    )
+    return checks
+
+
+def _module(facts: HostFacts, module: str, needed_by: frozenset[SwitchKind], what: str) -> Check:
+    state = facts.kernel_modules.get(module)
+    if state is None:
+        # Kernels without a module tree have what they need built in; `up` tells if not.
+        return Check(
+            f"kernel: {module}", True, f"{what}: assumed built in (no module tree)", None, needed_by
+        )
+    return Check(
+        f"kernel: {module}",
+        state,
+        f"{what}: {'available' if state else 'missing'}",
+        None if state else f"modprobe {module} (the kernel needs it for {what})",
+        needed_by,
+    )
+
+
+def _ovs_tools(facts: HostFacts) -> Check:
+    wanted = ("ovsdb-server", "ovs-vswitchd", "ovsdb-tool")
+    missing = [t for t in wanted if not facts.tools.get(t, False)]
+    if not facts.ovs_schema:
+        missing.append("vswitch.ovsschema")
+    return Check(
+        "ovs tools",
+        not missing,
+        "ovsdb-server, ovs-vswitchd, ovsdb-tool and the vswitch schema: "
+        + (f"missing {', '.join(missing)}" if missing else "found"),
+        f"apt-get install openvswitch-switch-dpdk (or {PROVISION})" if missing else None,
+        OVS,
+    )
+
+
+def _openvswitch_module(facts: HostFacts) -> Check:
+    ok = bool(facts.kernel_modules.get("openvswitch"))
+    return Check(
+        "kernel: openvswitch",
+        ok,
+        "the OVS kernel datapath is available"
+        if ok
+        else f"the openvswitch kernel module is missing on this kernel ({facts.kernel})",
+        None
+        if ok
+        else "use --switch ovs-userspace or --switch ovs-dpdk, or a host whose kernel "
+        "has the module (modprobe openvswitch)",
+        frozenset({SwitchKind.OVS_KERNEL}),
+    )
+
+
+def _forward_check(facts: HostFacts) -> Check:
+    """Informational: labctl copes with dockerd's FORWARD DROP by a scoped rule."""
+    drops = facts.forward_policy == "DROP" and bool(facts.bridge_nf_call_iptables)
+    detail = (
+        f"FORWARD policy {facts.forward_policy or 'unknown'}, bridge-nf-call-iptables "
+        f"{'on' if facts.bridge_nf_call_iptables else 'off'}"
+    )
+    if drops:
+        detail += (
+            "; bridged frames are filtered: labctl adds an ACCEPT rule for its bridge "
+            f"in {'DOCKER-USER' if facts.docker_user_chain else 'FORWARD'}"
+        )
+    return Check(
+        "iptables forwarding",
+        True,
+        detail,
+        None,
+        frozenset({SwitchKind.LINUX_BRIDGE}),
+        required=False,
+    )
+
+
+def blocking(checks: list[Check], kind: SwitchKind | None) -> list[Check]:
+    """Required checks that fail for `kind` (or for every kind when None)."""
+    return [
+        c
+        for c in checks
+        if c.required
+        and not c.ok
+        and (kind is None and c.needed_by == ALL or kind is not None and kind in c.needed_by)
+    ]
+
+
+def runnable(checks: list[Check]) -> dict[str, bool]:
+    return {kind.value: not blocking(checks, kind) for kind in SwitchKind}

@@ -1,0 +1,155 @@
+"""Doctor: each requirement missing in turn, at the level of the check's inputs."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+
+from labctl.core.doctor import HostFacts, blocking, evaluate, hugepage_problem, runnable
+from labctl.core.model import SwitchKind
+
+pytestmark = pytest.mark.unit
+
+HEALTHY = HostFacts(
+    is_root=True,
+    docker_error=None,
+    node_image="labctl-node:abc",
+    tools={
+        t: True
+        for t in (
+            "tcpdump",
+            "nsenter",
+            "iptables",
+            "debootstrap",
+            "ovsdb-server",
+            "ovs-vswitchd",
+            "ovsdb-tool",
+        )
+    },
+    kernel_modules={"veth": True, "bridge": True, "openvswitch": True},
+    forward_policy="DROP",
+    bridge_nf_call_iptables=True,
+    docker_user_chain=True,
+    ovs_schema=True,
+    vswitchd_dpdk=True,
+    dpdk_drivers={"net_af_packet": True, "mempool_ring": True},
+    hugepages_free_mib=2048,
+    hugepages_total_mib=2048,
+    hugetlbfs_mounted=True,
+    dpdk_socket_mem_mib=256,
+    kernel="6.1.0",
+)
+
+
+def failing_names(facts: HostFacts, kind: SwitchKind | None) -> list[str]:
+    return [c.name for c in blocking(evaluate(facts), kind)]
+
+
+def test_healthy_host_runs_every_switch_kind() -> None:
+    assert runnable(evaluate(HEALTHY)) == {k.value: True for k in SwitchKind}
+    assert all(c.ok for c in evaluate(HEALTHY))
+
+
+@pytest.mark.parametrize(
+    ("change", "check", "kinds_blocked", "fix_mentions"),
+    [
+        ({"is_root": False}, "root", set(SwitchKind), "sudo"),
+        ({"docker_error": "connection refused"}, "docker daemon", set(SwitchKind), "dockerd"),
+        (
+            {"kernel_modules": {"veth": False, "bridge": True, "openvswitch": True}},
+            "kernel: veth",
+            set(SwitchKind),
+            "modprobe veth",
+        ),
+        (
+            {"kernel_modules": {"veth": True, "bridge": False, "openvswitch": True}},
+            "kernel: bridge",
+            {SwitchKind.LINUX_BRIDGE},
+            "modprobe bridge",
+        ),
+        (
+            {"kernel_modules": {"veth": True, "bridge": True, "openvswitch": False}},
+            "kernel: openvswitch",
+            {SwitchKind.OVS_KERNEL},
+            "--switch ovs-userspace",
+        ),
+        (
+            {"tools": {**HEALTHY.tools, "tcpdump": False}},
+            "tcpdump",
+            set(SwitchKind),
+            "apt-get install tcpdump",
+        ),
+        (
+            {"tools": {**HEALTHY.tools, "iptables": False}},
+            "iptables",
+            {SwitchKind.LINUX_BRIDGE},
+            "apt-get install iptables",
+        ),
+        (
+            {"tools": {**HEALTHY.tools, "ovs-vswitchd": False}},
+            "ovs tools",
+            {SwitchKind.OVS_KERNEL, SwitchKind.OVS_USERSPACE, SwitchKind.OVS_DPDK},
+            "openvswitch-switch-dpdk",
+        ),
+        (
+            {"vswitchd_dpdk": False},
+            "dpdk ovs-vswitchd",
+            {SwitchKind.OVS_DPDK},
+            "openvswitch-switch-dpdk",
+        ),
+        (
+            {"dpdk_drivers": {"net_af_packet": False, "mempool_ring": True}},
+            "dpdk driver net_af_packet",
+            {SwitchKind.OVS_DPDK},
+            "librte-net-af-packet23",
+        ),
+        (
+            {"dpdk_drivers": {"net_af_packet": True, "mempool_ring": False}},
+            "dpdk driver mempool_ring",
+            {SwitchKind.OVS_DPDK},
+            "librte-mempool-ring23",
+        ),
+        ({"hugepages_free_mib": 0}, "hugepages", {SwitchKind.OVS_DPDK}, "nr_hugepages"),
+        ({"hugetlbfs_mounted": False}, "hugepages", {SwitchKind.OVS_DPDK}, "hugetlbfs"),
+    ],
+)
+def test_each_missing_requirement_blocks_exactly_the_kinds_that_need_it(
+    change: dict[str, object], check: str, kinds_blocked: set[SwitchKind], fix_mentions: str
+) -> None:
+    facts = dataclasses.replace(HEALTHY, **change)  # type: ignore[arg-type]
+    results = {c.name: c for c in evaluate(facts)}
+    assert not results[check].ok
+    assert fix_mentions in (results[check].fix or "")
+    for kind in SwitchKind:
+        assert (check in failing_names(facts, kind)) == (kind in kinds_blocked), kind
+
+
+def test_missing_image_is_a_warning_not_a_blocker() -> None:
+    facts = dataclasses.replace(HEALTHY, node_image=None)
+    image = next(c for c in evaluate(facts) if c.name == "node image")
+    assert not image.ok and not image.required and image.fix == "labctl image build"
+    assert runnable(evaluate(facts))["linux-bridge"]
+
+
+def test_unknown_module_tree_assumes_built_in_but_not_openvswitch() -> None:
+    facts = dataclasses.replace(HEALTHY, kernel_modules={})
+    assert failing_names(facts, SwitchKind.LINUX_BRIDGE) == []
+    assert failing_names(facts, SwitchKind.OVS_KERNEL) == ["kernel: openvswitch"]
+
+
+def test_hugepages_need_the_socket_memory() -> None:
+    assert hugepage_problem(256, True, 256) is None
+    problem = hugepage_problem(128, True, 256)
+    assert problem is not None
+    assert problem[0] == "OVS-DPDK needs 256 MiB of free hugepages, 128 MiB are free"
+    assert hugepage_problem(512, False, 256) == (
+        "no hugetlbfs is mounted (OVS-DPDK needs one)",
+        problem[1],
+    )
+
+
+def test_forward_drop_is_explained_not_blocking() -> None:
+    forward = next(c for c in evaluate(HEALTHY) if c.name == "iptables forwarding")
+    assert forward.ok and not forward.required
+    assert "labctl adds an ACCEPT rule for its bridge in DOCKER-USER" in forward.detail
