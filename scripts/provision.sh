@@ -31,6 +31,10 @@ DEB_PACKAGES=(
   iperf3 curl ca-certificates
   python3 python3-venv python3-dev gcc
 )
+# The test suite validates the Vagrantfile; the Vagrant VM itself does not need vagrant.
+if [ "${INSTALL_VAGRANT:-1}" = "1" ]; then
+  DEB_PACKAGES+=(vagrant)
+fi
 
 missing=()
 for pkg in "${DEB_PACKAGES[@]}"; do
