@@ -1,0 +1,160 @@
+"""A matrix result as GitHub-flavoured Markdown, fit to paste into a bug report.
+
+Strings from the result are escaped so that a reason such as "<script>" or
+"a | b" shows as written instead of becoming HTML or breaking the table. The
+lab's own description and notes are Markdown already and go in as written.
+"""
+
+from __future__ import annotations
+
+import re
+from collections import Counter
+from collections.abc import Mapping
+
+from labctl.reports.common import (
+    ICON_DIFFERS,
+    LEGEND,
+    LEGEND_MATCHED,
+    Cell,
+    FindingRecord,
+    Matrix,
+    host_versions,
+    offload_settings,
+    one_line,
+    outcome,
+    read_matrix,
+    summarize_cell,
+)
+
+MAX_PACKETS = 5  # packet lines quoted per finding; the HTML report has them all
+
+# ">" only matters at the start of a line (a quote); "&" only where it starts an entity.
+_MARKDOWN_SPECIAL = re.compile(r"([\\`*_\[\]<|~]|^>|&(?=#?\w+;))")
+
+
+def render(result: Mapping[str, object]) -> str:
+    matrix = read_matrix(result)
+    word, sentence = outcome(matrix)
+    lines = [f"# {escape(matrix.lab)}: labctl matrix", "", f"**{word}**: {escape(sentence)}", ""]
+    lines += _context(matrix)
+    if matrix.description.strip():
+        lines += [matrix.description.strip(), ""]
+    lines += _table(matrix)
+    lines += ["", "Legend: " + " · ".join(f"{icon} {text}" for icon, text in LEGEND) + ".  "]
+    lines += [LEGEND_MATCHED, ""]
+    evidence = _evidence(matrix)
+    if evidence:
+        lines += ["## Fault evidence", "", *evidence]
+    if matrix.notes.strip():
+        lines += ["## Notes", "", matrix.notes.strip(), ""]
+    return "\n".join(lines).rstrip("\n") + "\n"
+
+
+def escape(text: str) -> str:
+    """Inline text, on one line, with Markdown and HTML syntax neutralised."""
+    return _MARKDOWN_SPECIAL.sub(r"\\\1", one_line(text))
+
+
+def code(text: str) -> str:
+    """An inline code span that survives backticks in `text`."""
+    text = one_line(text)
+    longest = max((len(run) for run in re.findall(r"`+", text)), default=0)
+    fence = "`" * (longest + 1)
+    pad = " " if text.startswith("`") or text.endswith("`") else ""
+    return f"{fence}{pad}{text}{pad}{fence}"
+
+
+def _context(matrix: Matrix) -> list[str]:
+    lines = []
+    versions = host_versions(matrix)
+    if versions:
+        lines.append("Host: " + " · ".join(escape(v) for v in versions))
+    run = []
+    if matrix.topology_file:
+        run.append(f"topology {code(matrix.topology_file)}")
+    if matrix.started_at:
+        span = matrix.started_at + (f" to {matrix.ended_at}" if matrix.ended_at else "")
+        run.append(escape(span))
+    if run:
+        lines.append("Run: " + ", ".join(run))
+    # Two trailing spaces: a line break between the two lines, not a new paragraph.
+    return [line + "  " for line in lines[:-1]] + lines[-1:] + [""] if lines else []
+
+
+def _table(matrix: Matrix) -> list[str]:
+    headers = ["switch"]
+    for name, settings in matrix.offloads:
+        described = offload_settings(settings)
+        headers.append(f"offload {name}" + (f" ({described})" if described else ""))
+    lines = [
+        "| " + " | ".join(escape(h) for h in headers) + " |",
+        "|" + "---|" * len(headers),
+    ]
+    for switch in matrix.switches:
+        row = [escape(switch)]
+        for offload, _ in matrix.offloads:
+            cell = matrix.cell(switch, offload)
+            row.append("" if cell is None else escape(summarize_cell(cell).line()))
+        lines.append("| " + " | ".join(row) + " |")
+    return lines
+
+
+def _evidence(matrix: Matrix) -> list[str]:
+    lines: list[str] = []
+    for cell in matrix.ordered_cells():
+        if not cell.failing:
+            continue
+        summary = summarize_cell(cell)
+        judged = (
+            f"{ICON_DIFFERS} differs: {escape(summary.reason or 'not as expected')}"
+            if summary.differs
+            else "no expectation"
+            if summary.unchecked
+            else "as expected"
+        )
+        lines += [
+            f"### {escape(cell.title)}",
+            "",
+            f"{summary.icon} {escape(summary.text)}; {judged}.",
+            "",
+        ]
+        lines += _quote(cell)
+    return lines
+
+
+def _quote(cell: Cell) -> list[str]:
+    finding = cell.first_finding()
+    if finding is None:
+        verdict = cell.verdict
+        text = escape(verdict) if verdict else "no finding in the captures"
+        return [f"> {text}", ""]
+    # Two trailing spaces: a line break inside the quote.
+    lines = [f"> {_finding_head(finding)}  ", f"> {escape(finding.message)}"]
+    if finding.packets:
+        packets = [one_line(p) for p in finding.packets[:MAX_PACKETS]]
+        if len(finding.packets) > MAX_PACKETS:
+            packets.append(f"... {len(finding.packets) - MAX_PACKETS} more")
+        fence = "`" * max(3, 1 + max(len(r) for p in packets for r in re.findall("`+", p) or [""]))
+        lines += [">", f"> {fence}", *(f"> {p}" for p in packets), f"> {fence}"]
+    others = _other_findings(cell, finding)
+    if others:
+        lines += [">", f"> {others}"]
+    return [*lines, ""]
+
+
+def _finding_head(finding: FindingRecord) -> str:
+    where = f" at tap {code(finding.tap)}" if finding.tap else ""
+    flow = f", {escape(finding.flow)}" if finding.flow else ""
+    return f"**{escape(finding.severity.upper())} {escape(finding.kind)}**{where}{flow}:"
+
+
+def _other_findings(cell: Cell, shown: FindingRecord) -> str:
+    if cell.diagnosis is None:
+        return ""
+    rest = list(cell.diagnosis.findings)
+    rest.remove(shown)
+    if not rest:
+        return ""
+    kinds = Counter(f.kind for f in rest)
+    listed = ", ".join(f"{kind} x{count}" if count > 1 else kind for kind, count in kinds.items())
+    return f"_and {len(rest)} more: {escape(listed)}_"
