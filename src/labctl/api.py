@@ -26,7 +26,10 @@ from labctl.state import LabState, StateStore
 
 
 def load(
-    path: str | Path, switch: str | SwitchKind | None = None, name: str | None = None
+    path: str | Path,
+    switch: str | SwitchKind | None = None,
+    name: str | None = None,
+    runtime: str | None = None,
 ) -> tuple[Topology, Document]:
     """Load a topology and apply command-line overrides (switch kind, lab name)."""
     topology, doc = load_topology(path)
@@ -45,6 +48,10 @@ def load(
         if not names.LAB_NAME_RE.match(name):
             raise UsageError(f"--name {name!r} must be 1-31 characters of a-z, 0-9 and '-'")
         topology = topology.with_name(name)
+    if runtime is not None:
+        if runtime not in ("docker", "netns"):
+            raise UsageError(f"--runtime {runtime!r} is not one of docker, netns")
+        topology = topology.with_runtime(runtime)
     return topology, doc
 
 
@@ -77,9 +84,10 @@ class Lab:
         path: str | Path,
         switch: str | SwitchKind | None = None,
         name: str | None = None,
+        runtime: str | None = None,
         **kwargs: object,
     ) -> Lab:
-        topology, doc = load(path, switch, name)
+        topology, doc = load(path, switch, name, runtime)
         return cls(topology, doc, **kwargs)  # type: ignore[arg-type]
 
     @property
@@ -108,7 +116,7 @@ class Lab:
         """Everything that can be checked before creating anything: host, node images."""
         if self.host_checks:
             self.check_host()
-        runtime = self.engine.backends.runtime
+        runtime = self.engine.runtime(self.topology)
         problems = []
         need_default = False
         for node_name, node in self.topology.nodes.items():

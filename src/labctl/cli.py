@@ -33,6 +33,11 @@ def _parser() -> argparse.ArgumentParser:
         p.add_argument("file", help="topology YAML file, e.g. topologies/seed.yaml")
         p.add_argument("--switch", choices=SWITCH_KINDS, help="override the switch kind")
         p.add_argument("--name", help="override the lab name (run two copies side by side)")
+        p.add_argument(
+            "--runtime",
+            choices=["docker", "netns"],
+            help="override the node runtime: Docker containers or plain namespaces",
+        )
 
     p = sub.add_parser("validate", help="check a topology file; exit 2 listing every problem")
     topology_args(p)
@@ -143,7 +148,7 @@ def _progress(args: argparse.Namespace) -> Callable[[Any], None]:
 def cmd_validate(args: argparse.Namespace) -> int:
     from labctl.api import load
 
-    topology, _ = load(args.file, args.switch, args.name)
+    topology, _ = load(args.file, args.switch, args.name, args.runtime)
     kind = topology.switch.kind.value if topology.switch else "none"
     print(
         f"{args.file}: ok (lab {topology.name}, {len(topology.nodes)} nodes, switch {kind}, "
@@ -163,7 +168,7 @@ def cmd_plan(args: argparse.Namespace) -> int:
     from labctl.api import load
     from labctl.core.plan import make_plan
 
-    topology, _ = load(args.file, args.switch, args.name)
+    topology, _ = load(args.file, args.switch, args.name, args.runtime)
     plan = make_plan(topology)
     if args.json:
         print(
@@ -192,7 +197,7 @@ def cmd_plan(args: argparse.Namespace) -> int:
 def cmd_up(args: argparse.Namespace) -> int:
     from labctl.api import Lab
 
-    lab = Lab.from_file(args.file, args.switch, args.name, on_event=_progress(args))
+    lab = Lab.from_file(args.file, args.switch, args.name, args.runtime, on_event=_progress(args))
     try:
         state = lab.up()
     finally:

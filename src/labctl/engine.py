@@ -46,7 +46,13 @@ from labctl.core.plan import (
     make_plan,
 )
 from labctl.core.taps import default_filter, offload_senders
-from labctl.errors import BackendError, LabctlError, TeardownError, UsageError
+from labctl.errors import (
+    BackendError,
+    LabctlError,
+    PrerequisiteError,
+    TeardownError,
+    UsageError,
+)
 from labctl.state import LabState, StateStore
 
 SwitchFactory = Callable[[SwitchKind], SwitchBackend]
@@ -54,7 +60,8 @@ SwitchFactory = Callable[[SwitchKind], SwitchBackend]
 
 @dataclass(frozen=True)
 class Backends:
-    runtime: NodeRuntime
+    runtimes: Mapping[str, NodeRuntime]
+    """Node runtime per topology `runtime:` ("docker", "netns")."""
     links: LinkBackend
     switch_for: SwitchFactory
     """Maps a switch kind to its backend: one table, see labctl.backends.registry."""
@@ -144,7 +151,7 @@ class Engine:
                 )
         except BaseException as error:  # also Ctrl-C: nothing half-built may remain
             self.emit(Event("step-failed", f"{_one_line(error)}; undoing {len(done)} steps"))
-            leftovers = self._undo(plan.lab, [(s, r) for s, r in done], handles_known=handles)
+            leftovers = self._undo(topology, done)
             if not leftovers:
                 self.store.delete(plan.lab)
             else:
@@ -159,7 +166,7 @@ class Engine:
         b = self.backends
         lab = topology.name
         if isinstance(step, CreateNode):
-            handle = b.runtime.ensure_node(lab, step.node, topology.nodes[step.node])
+            handle = self.runtime(topology).ensure_node(lab, step.node, topology.nodes[step.node])
             handles[step.node] = handle
             state.nodes[step.node] = {"container_id": handle.container_id, "pid": handle.pid}
             return {"container_id": handle.container_id, "pid": handle.pid}
@@ -189,7 +196,7 @@ class Engine:
         if isinstance(step, ConfigureOffload):
             return self._configure_offload(handles[step.node], step)
         if isinstance(step, StartHttpServer):
-            return self._start_http_server(handles[step.node], step)
+            return self._start_http_server(self.runtime(topology), handles[step.node], step)
         raise AssertionError(f"no handler for {step.action}")
 
     def _configure_offload(self, handle: NodeHandle, step: ConfigureOffload) -> dict[str, Any]:
@@ -201,8 +208,9 @@ class Engine:
             result["host"] = control.apply(None, step.host_ifname, step.host_offload)
         return result
 
-    def _start_http_server(self, handle: NodeHandle, step: StartHttpServer) -> dict[str, Any]:
-        runtime = self.backends.runtime
+    def _start_http_server(
+        self, runtime: NodeRuntime, handle: NodeHandle, step: StartHttpServer
+    ) -> dict[str, Any]:
         runtime.exec(handle, http.server_argv(step.port), detach=True)
         # Bounded wait until the server listens, so `run` does not race its start.
         deadline = time.monotonic() + 10
@@ -225,25 +233,21 @@ class Engine:
 
     # ---- undo / down ------------------------------------------------------------------
 
-    def _undo(
-        self,
-        lab: str,
-        done: list[tuple[Step, dict[str, Any]]],
-        handles_known: Mapping[str, NodeHandle] | None = None,
-    ) -> list[str]:
+    def _undo(self, topology: Topology, done: list[tuple[Step, dict[str, Any]]]) -> list[str]:
         leftovers: list[str] = []
         for step, _result in reversed(done):
             self.emit(Event("undo", f"undo: {step.description}"))
             try:
-                self._undo_step(lab, step)
+                self._undo_step(topology, step)
             except LabctlError as error:
                 leftovers.append(f"{step.description}: {error}")
         return leftovers
 
-    def _undo_step(self, lab: str, step: Step) -> None:
+    def _undo_step(self, topology: Topology, step: Step) -> None:
         b = self.backends
+        lab = topology.name
         if isinstance(step, CreateNode):
-            b.runtime.remove_node(lab, step.node)
+            self.runtime(topology).remove_node(lab, step.node)
         elif isinstance(step, CreateSwitch):
             b.switch_for(step.switch.kind).remove_switch(lab, step.bridge)
         elif isinstance(step, CreateSwitchLink):
@@ -269,7 +273,7 @@ class Engine:
                 done = [
                     (by_key[c["key"]], c["result"]) for c in state.completed if c["key"] in by_key
                 ]
-                leftovers = self._undo(lab, done)
+                leftovers = self._undo(topology, done)
             else:
                 self.emit(Event("phase", f"no state for lab {lab}; sweeping by labels"))
             swept = self._sweep(lab)
@@ -283,7 +287,12 @@ class Engine:
         # Nodes first: removing a container destroys its namespace and its veth ends.
         b = self.backends
         swept: list[Owned] = []
-        for sweeper in (b.runtime.sweep, b.links.sweep, *[s.sweep for s in b.all_switches()]):
+        runtimes = list(b.runtimes.values())
+        for sweeper in (
+            *[r.sweep for r in runtimes],
+            b.links.sweep,
+            *[s.sweep for s in b.all_switches()],
+        ):
             try:
                 found = sweeper(lab)
             except LabctlError as error:
@@ -298,12 +307,21 @@ class Engine:
         b = self.backends
         found: list[Owned] = []
         for lister in (
-            b.runtime.list_owned,
+            *[r.list_owned for r in b.runtimes.values()],
             b.links.list_owned,
             *[s.list_owned for s in b.all_switches()],
         ):
-            found.extend(lister(lab))
+            try:
+                found.extend(lister(lab))
+            except PrerequisiteError:
+                continue  # e.g. no Docker on a host that runs netns labs only
         return found
+
+    def runtime(self, topology: Topology) -> NodeRuntime:
+        try:
+            return self.backends.runtimes[topology.runtime]
+        except KeyError:
+            raise UsageError(f"no node runtime {topology.runtime!r} in this labctl") from None
 
     def known_labs(self) -> list[str]:
         labs = set(self.store.labs())
@@ -319,7 +337,8 @@ class Engine:
         return state, Topology.model_validate(state.topology)
 
     def node(self, lab: str, name: str) -> NodeHandle:
-        handle = self.backends.runtime.get_node(lab, name)
+        _state, topology = self.load_state(lab)
+        handle = self.runtime(topology).get_node(lab, name)
         if handle is None:
             raise UsageError(
                 f"node {name!r} of lab {lab!r} is not running; `labctl down {lab}` and up again"
@@ -338,7 +357,7 @@ class Engine:
         argv = http.client_argv(topology, traffic)
         results = []
         for index in range(1, traffic.requests + 1):
-            outcome = self.backends.runtime.exec(client, argv, timeout=float(traffic.timeout) + 10)
+            outcome = self.runtime(topology).exec(client, argv, timeout=float(traffic.timeout) + 10)
             result = http.parse_curl(index, outcome.exit_code, outcome.stdout, outcome.stderr)
             results.append(result)
             self.emit(

@@ -31,7 +31,11 @@ def make_engine(
 ) -> Engine:
     switch_for, all_switches = switch_table(host, unavailable)
     backends = Backends(
-        FakeRuntime(host), FakeLinks(host), switch_for, all_switches, offload=FakeOffload(host)
+        {"docker": FakeRuntime(host)},
+        FakeLinks(host),
+        switch_for,
+        all_switches,
+        offload=FakeOffload(host),
     )
     sink = events.append if events is not None else (lambda e: None)
     return Engine(backends, StateStore(tmp_path / "state"), sink)

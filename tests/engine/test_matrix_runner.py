@@ -30,7 +30,7 @@ def factory(host: FakeHost, failing_http: set[str]):
             host, {SwitchKind.OVS_KERNEL: "the openvswitch kernel module is missing"}
         )
         backends = Backends(
-            Runtime(host),
+            {"docker": Runtime(host)},
             FakeLinks(host),
             switch_for,
             all_switches,

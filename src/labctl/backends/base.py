@@ -24,12 +24,13 @@ class NodeHandle:
     """A running node: what the other backends need to reach its namespaces."""
 
     name: str
-    container_id: str
-    pid: int
+    container_id: str  # the Docker container id, or the netns name for the netns runtime
+    pid: int  # a process in the node's namespace; 0 when the namespace is a bind mount
+    netns: str | None = None  # path of a bind-mounted namespace (/run/netns/...)
 
     @property
     def netns_path(self) -> str:
-        return f"/proc/{self.pid}/ns/net"
+        return self.netns or f"/proc/{self.pid}/ns/net"
 
 
 @dataclass(frozen=True)

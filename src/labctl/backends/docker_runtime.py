@@ -7,7 +7,7 @@ itself. Each container carries the labels labctl.lab / labctl.node so that
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import docker
@@ -43,14 +43,32 @@ def _short(error: BaseException) -> str:
 
 
 class DockerRuntime:
-    def __init__(self, client: docker.DockerClient, image_resolver: Any = None):
-        self.client = client
+    def __init__(
+        self,
+        client: docker.DockerClient | Callable[[], docker.DockerClient],
+        image_resolver: Any = None,
+    ):
+        # A client, or a factory: connecting late lets netns-only hosts run without Docker.
+        self._client = client if isinstance(client, docker.DockerClient) else None
+        self._connect = None if isinstance(client, docker.DockerClient) else client
         # Maps the topology's logical default image to the built, recipe-tagged image.
         self.image_resolver = image_resolver
 
+    @property
+    def client(self) -> docker.DockerClient:
+        if self._client is None:
+            assert self._connect is not None
+            self._client = self._connect()
+        return self._client
+
+    def close(self) -> None:
+        if self._client is not None:
+            self._client.close()
+            self._client = None
+
     def resolve_image(self, image: str) -> str:
         if image == DEFAULT_IMAGE and self.image_resolver is not None:
-            return str(self.image_resolver(image))
+            return str(self.image_resolver(self.client))
         return image
 
     def image_exists(self, image: str) -> bool:

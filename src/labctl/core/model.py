@@ -144,6 +144,9 @@ class Traffic(_Spec):
 
 class Topology(_Spec):
     name: StrictStr
+    runtime: Literal["docker", "netns"] = Field(
+        "docker", description="node runtime: Docker containers, or plain network namespaces"
+    )
     nodes: dict[StrictStr, Node]
     switch: Switch | None = None
     links: list[Link] = Field(default_factory=list)
@@ -153,6 +156,9 @@ class Topology(_Spec):
     def with_switch_kind(self, kind: SwitchKind) -> Topology:
         switch = self.switch or Switch()
         return self.model_copy(update={"switch": switch.model_copy(update={"kind": kind})})
+
+    def with_runtime(self, runtime: str) -> Topology:
+        return self.model_copy(update={"runtime": runtime})
 
     def with_name(self, name: str) -> Topology:
         return self.model_copy(update={"name": name})
