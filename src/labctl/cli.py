@@ -110,6 +110,11 @@ def _parser() -> argparse.ArgumentParser:
         "--switch", action="append", choices=SWITCH_KINDS, help="only this switch kind (repeatable)"
     )
     p.add_argument("--offload", action="append", help="only this offload setting (repeatable)")
+    p.add_argument(
+        "--serial",
+        action="store_true",
+        help="one cell at a time (default: Linux bridge and OVS cells side by side)",
+    )
     p.add_argument("--runs-dir", default=None, help="default: $LABCTL_RUNS_DIR or ./runs")
     p.add_argument("--json", action="store_true", help="print the full result as JSON")
     p.set_defaults(func=cmd_matrix)
@@ -366,7 +371,7 @@ def cmd_matrix(args: argparse.Namespace) -> int:
     lab = load_lab(args.lab)
     chosen = cells(lab, args.switch, args.offload)
     runner = MatrixRunner(lab, runs_root(args.runs_dir), on_event=_progress(args))
-    result = runner.run(chosen)
+    result = runner.run(chosen, workers=1 if args.serial else 2)
     reports = write_reports(result)
     if args.json:
         print(json.dumps(result, indent=2, default=str))

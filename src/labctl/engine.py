@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -138,17 +139,24 @@ class Engine:
         handles: dict[str, NodeHandle] = {}
         done: list[tuple[Step, dict[str, Any]]] = []
         self.emit(Event("phase", f"building lab {plan.lab}: {total} steps"))
+
+        def record(index: int, step: Step, result: dict[str, Any], started: float) -> None:
+            done.append((step, result))
+            state.completed.append({"key": step.key, "action": step.action, "result": result})
+            self.store.save(state)
+            self.emit(
+                Event("step-done", step.description, index, total, time.monotonic() - started)
+            )
+
         try:
-            for index, step in enumerate(plan.steps, start=1):
-                started = time.monotonic()
-                self.emit(Event("step-start", step.description, index, total))
-                result = self._do(step, topology, handles, state)
-                done.append((step, result))
-                state.completed.append({"key": step.key, "action": step.action, "result": result})
-                self.store.save(state)
-                self.emit(
-                    Event("step-done", step.description, index, total, time.monotonic() - started)
-                )
+            for batch in _batches(plan.steps):
+                if len(batch) == 1:
+                    index, step = batch[0]
+                    started = time.monotonic()
+                    self.emit(Event("step-start", step.description, index, total))
+                    record(index, step, self._do(step, topology, handles, state), started)
+                else:
+                    self._apply_parallel(batch, topology, handles, state, record)
         except BaseException as error:  # also Ctrl-C: nothing half-built may remain
             self.emit(Event("step-failed", f"{_one_line(error)}; undoing {len(done)} steps"))
             leftovers = self._undo(topology, done)
@@ -159,6 +167,37 @@ class Engine:
                 self.store.save(state)
                 self.emit(Event("warning", "rollback left: " + "; ".join(leftovers)))
             raise
+
+    def _apply_parallel(
+        self,
+        batch: list[tuple[int, Step]],
+        topology: Topology,
+        handles: dict[str, NodeHandle],
+        state: LabState,
+        record: Callable[[int, Step, dict[str, Any], float], None],
+    ) -> None:
+        """Independent steps (starting nodes) side by side; each is journalled when it is
+        done, also those that finish after another one failed, so rollback sees them all."""
+        started = time.monotonic()
+        pool = ThreadPoolExecutor(max_workers=min(PARALLEL_WORKERS, len(batch)))
+        futures = [
+            (index, step, pool.submit(self._do, step, topology, handles, state))
+            for index, step in batch
+        ]
+        recorded: set[str] = set()
+        try:
+            for index, step, future in futures:
+                record(index, step, future.result(), started)
+                recorded.add(step.key)
+        except BaseException:
+            pool.shutdown(wait=True, cancel_futures=True)
+            for index, step, future in futures:
+                finished = future.done() and not future.cancelled()
+                if finished and step.key not in recorded and future.exception() is None:
+                    record(index, step, future.result(), started)
+            raise
+        finally:
+            pool.shutdown(wait=True)
 
     def _do(
         self, step: Step, topology: Topology, handles: dict[str, NodeHandle], state: LabState
@@ -235,13 +274,21 @@ class Engine:
 
     def _undo(self, topology: Topology, done: list[tuple[Step, dict[str, Any]]]) -> list[str]:
         leftovers: list[str] = []
-        for step, _result in reversed(done):
-            self.emit(Event("undo", f"undo: {step.description}"))
-            try:
-                self._undo_step(topology, step)
-            except LabctlError as error:
-                leftovers.append(f"{step.description}: {error}")
+        steps = [step for step, _result in reversed(done)]
+        for batch in _batches(steps):
+            with ThreadPoolExecutor(max_workers=min(PARALLEL_WORKERS, len(batch))) as pool:
+                for _index, step in batch:
+                    self.emit(Event("undo", f"undo: {step.description}"))
+                outcomes = list(pool.map(lambda item: self._try_undo(topology, item[1]), batch))
+            leftovers.extend(o for o in outcomes if o)
         return leftovers
+
+    def _try_undo(self, topology: Topology, step: Step) -> str | None:
+        try:
+            self._undo_step(topology, step)
+        except LabctlError as error:
+            return f"{step.description}: {error}"
+        return None
 
     def _undo_step(self, topology: Topology, step: Step) -> None:
         b = self.backends
@@ -377,6 +424,28 @@ def _one_line(error: BaseException) -> str:
         return "interrupted"
     text = str(error).splitlines()[0] if str(error) else type(error).__name__
     return text
+
+
+PARALLEL_WORKERS = 8
+"""Containers start (and are removed) this many at a time: dockerd works in parallel."""
+
+PARALLEL_STEPS = (CreateNode,)
+
+
+def _batches(steps: Sequence[Step]) -> list[list[tuple[int, Step]]]:
+    """Runs of consecutive independent steps, numbered from 1; everything else alone."""
+    batches: list[list[tuple[int, Step]]] = []
+    for index, step in enumerate(steps, start=1):
+        previous = batches[-1] if batches else None
+        if (
+            previous
+            and isinstance(step, PARALLEL_STEPS)
+            and isinstance(previous[-1][1], PARALLEL_STEPS)
+        ):
+            previous.append((index, step))
+        else:
+            batches.append([(index, step)])
+    return batches
 
 
 SETTLE_SECONDS = 0.5

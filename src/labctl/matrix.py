@@ -62,7 +62,9 @@ class MatrixRunner:
         self.backends_factory = backends_factory
         self.host_checks = host_checks
 
-    def run(self, cells: list[Cell]) -> dict[str, Any]:
+    def run(self, cells: list[Cell], workers: int = 1) -> dict[str, Any]:
+        """Run every cell; with workers > 1, cells of different switch families run side by
+        side (each cell is its own lab). The cells' results do not depend on it."""
         started = time.monotonic()
         out_dir = self._new_dir()
         result: dict[str, Any] = {
@@ -155,6 +157,16 @@ class MatrixRunner:
             close()
         entry["seconds"] = round(time.monotonic() - started, 2)
         return entry, versions
+
+
+def _groups(cells: list[Cell]) -> list[list[tuple[int, Cell]]]:
+    """Cells that share host daemons run one after the other: the OVS kinds share one
+    ovs-vswitchd (a userspace cell and a DPDK cell need different builds of it)."""
+    by_family: dict[str, list[tuple[int, Cell]]] = {}
+    for index, cell in enumerate(cells, start=1):
+        family = "ovs" if cell.switch.is_ovs else cell.switch.value
+        by_family.setdefault(family, []).append((index, cell))
+    return list(by_family.values())
 
 
 def summarise(cells: list[dict[str, Any]]) -> dict[str, int]:

@@ -66,3 +66,26 @@ def test_matrix_cells_pass_skip_and_fail(tmp_path: Path, monkeypatch: pytest.Mon
     assert exit_code(result) == 1
     assert host.empty()
     assert result["host"] == {"kernel": "test"}
+
+
+def test_parallel_cells_give_the_same_result(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("LABCTL_STATE_DIR", str(tmp_path / "state"))
+    lab = load_lab(LAB)
+    failing = {"veth-checksum-ou-on", "veth-checksum-od-on"}
+    outcomes = []
+    for workers in (1, 2):
+        host = FakeHost()
+        runner = MatrixRunner(
+            lab,
+            tmp_path / f"runs{workers}",
+            backends_factory=factory(host, failing),
+            host_checks=False,
+        )
+        result = runner.run(cells(lab), workers=workers)
+        outcomes.append(
+            [(c["switch"], c["offload"], c["status"], c["reason"]) for c in result["cells"]]
+        )
+        assert host.empty()
+    assert outcomes[0] == outcomes[1]
