@@ -397,9 +397,9 @@ def cmd_matrix(args: argparse.Namespace) -> int:
     print(table(rows, ["switch", "offload", "http", "faults", "status", "note"]))
     summary = result["summary"]
     print(
-        f"\n{summary['passed']} passed, {summary['failed']} failed, "
-        f"{summary['skipped']} skipped, {summary['error']} error "
-        f"in {result['seconds']:.0f} s"
+        f"\n{len(result['cells'])} cells: {summary['passed']} as expected, "
+        f"{summary['failed']} differ, {summary['skipped']} skipped, {summary['error']} errors "
+        f"({result['seconds']:.0f} s)"
     )
     for kind, path in reports.items():
         print(f"  {kind:8} {path}")
