@@ -29,6 +29,7 @@ DEB_PACKAGES=(
   tcpdump tshark       # taps and a second opinion on the pcaps
   debootstrap debian-archive-keyring  # builds the node image locally (no registry needed)
   iperf3 curl ca-certificates
+  busybox              # httpd of the netns runtime's nodes (host binaries in a namespace)
   python3 python3-venv python3-dev gcc
 )
 # The test suite validates the Vagrantfile; the Vagrant VM itself does not need vagrant.

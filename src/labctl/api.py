@@ -105,7 +105,9 @@ class Lab:
 
         switch = self.topology.switch
         checks = evaluate(probe(switch.dpdk if switch else None))
-        failing = blocking(checks, switch.kind if switch else SwitchKind.LINUX_BRIDGE)
+        failing = blocking(
+            checks, switch.kind if switch else SwitchKind.LINUX_BRIDGE, self.topology.runtime
+        )
         if failing:
             check = failing[0]
             raise PrerequisiteError(

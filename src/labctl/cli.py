@@ -133,6 +133,12 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--switch", choices=SWITCH_KINDS, help="exit non-zero when this switch kind cannot run here"
     )
+    p.add_argument(
+        "--runtime",
+        choices=["docker", "netns"],
+        default="docker",
+        help="the node runtime to check for (default docker)",
+    )
     p.add_argument("--json", action="store_true", help="machine-readable output")
     p.set_defaults(func=cmd_doctor)
 
@@ -486,14 +492,15 @@ def cmd_doctor(args: argparse.Namespace) -> int:
 
     checks = evaluate(probe())
     kind = SwitchKind(args.switch) if args.switch else None
-    failing = blocking(checks, kind)
+    failing = blocking(checks, kind, args.runtime)
     if args.json:
         print(
             json.dumps(
                 {
                     "checks": [c.to_dict() for c in checks],
-                    "runnable": runnable(checks),
+                    "runnable": runnable(checks, args.runtime),
                     "switch": args.switch,
+                    "runtime": args.runtime,
                     "ok": not failing,
                 },
                 indent=2,
@@ -501,13 +508,13 @@ def cmd_doctor(args: argparse.Namespace) -> int:
         )
         return 1 if failing else 0
     for check in checks:
-        if kind is not None and kind not in check.needed_by:
+        if (kind is not None and kind not in check.needed_by) or args.runtime not in check.runtimes:
             continue
         mark = "ok  " if check.ok else ("FAIL" if check.required else "warn")
         print(f"{mark}  {check.name:24} {check.detail}")
         if check.fix and not check.ok:
             print(f"      {'':24} fix: {check.fix}")
-    can = runnable(checks)
+    can = runnable(checks, args.runtime)
     print(
         "\nswitch kinds that can run here: " + ", ".join(k for k, ok in can.items() if ok) or "none"
     )

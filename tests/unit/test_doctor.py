@@ -25,6 +25,8 @@ HEALTHY = HostFacts(
             "ovsdb-server",
             "ovs-vswitchd",
             "ovsdb-tool",
+            "busybox",
+            "curl",
         )
     },
     kernel_modules={"veth": True, "bridge": True, "openvswitch": True},
@@ -153,3 +155,17 @@ def test_forward_drop_is_explained_not_blocking() -> None:
     forward = next(c for c in evaluate(HEALTHY) if c.name == "iptables forwarding")
     assert forward.ok and not forward.required
     assert "labctl adds an ACCEPT rule for its bridge in DOCKER-USER" in forward.detail
+
+
+def test_netns_runtime_needs_no_docker_but_host_tools() -> None:
+    no_docker = dataclasses.replace(
+        HEALTHY,
+        docker_error="no socket",
+        node_image=None,
+        tools={**HEALTHY.tools, "busybox": True, "curl": True},
+    )
+    assert failing_names(no_docker, SwitchKind.LINUX_BRIDGE) == ["docker daemon"]
+    assert [c.name for c in blocking(evaluate(no_docker), SwitchKind.LINUX_BRIDGE, "netns")] == []
+    no_busybox = dataclasses.replace(no_docker, tools={**no_docker.tools, "busybox": False})
+    assert [c.name for c in blocking(evaluate(no_busybox), None, "netns")] == ["busybox"]
+    assert runnable(evaluate(no_busybox), "docker")["linux-bridge"] is False

@@ -18,6 +18,8 @@ TOOLS = (
     "nsenter",
     "iptables",
     "debootstrap",
+    "busybox",
+    "curl",
     "ovsdb-server",
     "ovs-vswitchd",
     "ovsdb-tool",

@@ -8,6 +8,7 @@ from labctl.backends.base import SwitchBackend
 from labctl.core.events import EventSink, discard
 from labctl.core.model import SwitchKind
 from labctl.engine import Backends
+from labctl.errors import LabctlError
 
 
 def _linux_bridge(kind: SwitchKind) -> SwitchBackend:
@@ -59,29 +60,40 @@ class SwitchTable:
 
 
 def real_backends(on_event: EventSink = discard) -> tuple[Backends, Callable[[], None]]:
-    """The production wiring: Docker, netlink, Linux bridge and OVS. Returns a closer."""
+    """The production wiring: Docker or netns nodes, netlink, Linux bridge, OVS, tcpdump,
+    ethtool netlink. Docker is connected on first use. Returns a closer."""
     from labctl.backends.capture import TcpdumpCapture
     from labctl.backends.docker_runtime import DockerRuntime, connect
     from labctl.backends.hostinfo import host_versions
     from labctl.backends.image import ImageBuilder
     from labctl.backends.links import NetlinkLinks
+    from labctl.backends.netns_runtime import NetnsRuntime
     from labctl.backends.offload import OffloadControl
 
-    client = connect()
-    images = ImageBuilder(client, on_event=on_event)
+    def default_image(client: object) -> str:
+        return ImageBuilder(client).resolve()  # type: ignore[arg-type]
+
+    docker_runtime = DockerRuntime(connect, image_resolver=default_image)
     switches = SwitchTable(SWITCH_BACKENDS)
+
+    def versions() -> dict[str, object]:
+        try:
+            return host_versions(docker_runtime.client)
+        except LabctlError:
+            return host_versions(None)
+
     backends = Backends(
-        runtime=DockerRuntime(client, image_resolver=images.resolve),
+        runtimes={"docker": docker_runtime, "netns": NetnsRuntime()},
         links=NetlinkLinks(),
         switch_for=switches,
         all_switches=switches.sweepers,
         capture=TcpdumpCapture(),
         offload=OffloadControl(),
-        host_versions=lambda: host_versions(client),
+        host_versions=versions,
     )
 
     def close() -> None:
         switches.close()
-        client.close()
+        docker_runtime.close()
 
     return backends, close

@@ -17,6 +17,9 @@ HUGEPAGES_FIX = (
     "mount -t hugetlbfs nodev /dev/hugepages (or run scripts/provision.sh)"
 )
 PROVISION = "run scripts/provision.sh"
+RUNTIMES = frozenset({"docker", "netns"})
+DOCKER = frozenset({"docker"})
+NETNS = frozenset({"netns"})
 
 
 @dataclass(frozen=True)
@@ -48,10 +51,12 @@ class Check:
     fix: str | None
     needed_by: frozenset[SwitchKind]
     required: bool = True  # False: a warning, labctl copes (e.g. builds the image itself)
+    runtimes: frozenset[str] = frozenset({"docker", "netns"})  # node runtimes that need it
 
     def to_dict(self) -> dict[str, object]:
         data = asdict(self)
         data["needed_by"] = sorted(k.value for k in self.needed_by)
+        data["runtimes"] = sorted(self.runtimes)
         return data
 
 
@@ -68,7 +73,12 @@ def hugepage_problem(free_mib: int, mounted: bool, wanted_mib: int) -> tuple[str
 
 
 def _tool(
-    facts: HostFacts, name: str, package: str, why: str, needed_by: frozenset[SwitchKind] = ALL
+    facts: HostFacts,
+    name: str,
+    package: str,
+    why: str,
+    needed_by: frozenset[SwitchKind] = ALL,
+    runtimes: frozenset[str] = RUNTIMES,
 ) -> Check:
     ok = facts.tools.get(name, False)
     return Check(
@@ -77,6 +87,7 @@ def _tool(
         f"{why}: {'found' if ok else 'not found'}",
         None if ok else f"apt-get install {package} (or {PROVISION})",
         needed_by,
+        runtimes=runtimes,
     )
 
 
@@ -99,6 +110,7 @@ def evaluate(facts: HostFacts) -> list[Check]:
             if facts.docker_error is None
             else "start dockerd (`dockerd &`, `systemctl start docker`, or " + PROVISION + ")",
             ALL,
+            runtimes=DOCKER,
         ),
         Check(
             "node image",
@@ -109,8 +121,11 @@ def evaluate(facts: HostFacts) -> list[Check]:
             None if facts.node_image else "labctl image build",
             ALL,
             required=False,
+            runtimes=DOCKER,
         ),
-        _tool(facts, "debootstrap", "debootstrap", "builds the node image"),
+        _tool(facts, "debootstrap", "debootstrap", "builds the node image", runtimes=DOCKER),
+        _tool(facts, "busybox", "busybox", "HTTP server of netns nodes", runtimes=NETNS),
+        _tool(facts, "curl", "curl", "HTTP client of netns nodes", runtimes=NETNS),
         _tool(facts, "tcpdump", "tcpdump", "captures at the taps"),
         _tool(facts, "nsenter", "util-linux", "enters node namespaces for taps and IPv6"),
         _tool(
@@ -245,16 +260,17 @@ def _forward_check(facts: HostFacts) -> Check:
     )
 
 
-def blocking(checks: list[Check], kind: SwitchKind | None) -> list[Check]:
-    """Required checks that fail for `kind` (or for every kind when None)."""
+def blocking(checks: list[Check], kind: SwitchKind | None, runtime: str = "docker") -> list[Check]:
+    """Required checks that fail for `kind` (or for every kind when None) and `runtime`."""
     return [
         c
         for c in checks
         if c.required
         and not c.ok
+        and runtime in c.runtimes
         and (kind is None and c.needed_by == ALL or kind is not None and kind in c.needed_by)
     ]
 
 
-def runnable(checks: list[Check]) -> dict[str, bool]:
-    return {kind.value: not blocking(checks, kind) for kind in SwitchKind}
+def runnable(checks: list[Check], runtime: str = "docker") -> dict[str, bool]:
+    return {kind.value: not blocking(checks, kind, runtime) for kind in SwitchKind}
