@@ -20,13 +20,14 @@ from labctl.core.model import DEFAULT_IMAGE, Node
 from labctl.errors import BackendError, PrerequisiteError
 
 IDLE_COMMAND = ["sleep", "infinity"]
+DOCKER_SOCKET = "unix:///var/run/docker.sock"
 
 
 def connect(timeout: float = 30) -> docker.DockerClient:
     """A Docker client, or a PrerequisiteError naming how to start dockerd."""
     try:
         client = docker.DockerClient(
-            base_url="unix:///var/run/docker.sock", version="auto", timeout=int(timeout)
+            base_url=DOCKER_SOCKET, version="auto", timeout=int(timeout)
         )
         client.ping()
         return client

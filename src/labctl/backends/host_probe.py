@@ -11,6 +11,7 @@ import subprocess
 from pathlib import Path
 
 from labctl.core.doctor import HostFacts
+from labctl.errors import PrerequisiteError
 from labctl.core.model import DpdkOptions
 
 TOOLS = (
@@ -82,6 +83,8 @@ def _docker() -> tuple[str | None, str | None]:
         from labctl.backends.image import ImageBuilder
 
         client = connect(timeout=10)
+    except PrerequisiteError as error:
+        return error.requirement, None
     except Exception as error:  # noqa: BLE001 - reported as the check's detail
         return str(error), None
     try:
