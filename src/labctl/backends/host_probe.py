@@ -11,8 +11,8 @@ import subprocess
 from pathlib import Path
 
 from labctl.core.doctor import HostFacts
-from labctl.errors import PrerequisiteError
 from labctl.core.model import DpdkOptions
+from labctl.errors import PrerequisiteError
 
 TOOLS = (
     "tcpdump",
