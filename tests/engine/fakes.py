@@ -6,7 +6,6 @@ remove, sweep by lab) and can be told to fail at a given operation.
 
 from __future__ import annotations
 
-import itertools
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -40,8 +39,6 @@ class FakeHost:
 
 
 class FakeRuntime:
-    _pids = itertools.count(1000)
-
     def __init__(self, host: FakeHost):
         self.host = host
         self.images = {"labctl-node"}
@@ -52,12 +49,13 @@ class FakeRuntime:
     def ensure_node(self, lab: str, name: str, node: Node) -> NodeHandle:
         self.host.op(f"ensure_node:{name}")
         self.host.containers[f"{lab}/{name}"] = lab
-        return NodeHandle(name, f"id-{lab}-{name}", next(self._pids))
+        # pid 0: no host process to read /proc from, so probes go through exec().
+        return NodeHandle(name, f"id-{lab}-{name}", 0)
 
     def get_node(self, lab: str, name: str) -> NodeHandle | None:
         if f"{lab}/{name}" not in self.host.containers:
             return None
-        return NodeHandle(name, f"id-{lab}-{name}", 1)
+        return NodeHandle(name, f"id-{lab}-{name}", 0)
 
     def remove_node(self, lab: str, name: str) -> None:
         self.host.op(f"remove_node:{name}")
@@ -75,9 +73,12 @@ class FakeRuntime:
             row = "  0: 00000000:0050 00000000:0000 0A 0" if listening else ""
             return ExecResult(0, "  sl  local_address rem_address   st\n" + row + "\n")
         if argv[0] == "curl":
+            requests = argv.count("--output")
             if self.host.curl_exit:
-                return ExecResult(self.host.curl_exit, "000 0 3", "timed out")
-            return ExecResult(0, "200 0.0001 0.0005")
+                code = self.host.curl_exit
+                line = f"{code} 000 0.000000 3.000000\n"
+                return ExecResult(code, line * requests, f"curl: ({code}) timed out\n" * requests)
+            return ExecResult(0, "0 200 0.000100 0.000500\n" * requests)
         return ExecResult(127, "", "not found")
 
     def sweep(self, lab: str) -> list[Owned]:

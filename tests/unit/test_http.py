@@ -38,3 +38,33 @@ def test_summary_counts_and_renders() -> None:
     text = summary.render_text()
     assert "1/2 succeeded" in text and "FAIL curl exit 28: timed out" in text
     assert summary.to_dict()["latency_ms"] == {"min": 2.0, "median": 2.0, "max": 2.0}
+
+
+def test_batch_client_makes_one_transfer_per_request() -> None:
+    topology, _ = load_topology(SEED)
+    assert topology.traffic is not None
+    argv = http.batch_client_argv(topology, topology.traffic)
+    assert argv.count("http://10.0.0.2:80/") == 5 and argv.count("--output") == 5
+    assert argv[argv.index("--header") + 1] == "Connection: close"
+
+
+def test_parse_batch_maps_each_line_and_error_to_its_request() -> None:
+    stdout = "0 200 0.000300 0.001000\n28 000 0.000000 3.001000\n7 000 0.000000 0.000200\n"
+    stderr = "curl: (28) Connection timed out after 3001 milliseconds\ncurl: (7) Failed\n"
+    results = http.parse_batch(4, 7, stdout, stderr)
+    assert [r.ok for r in results] == [True, False, False, False]
+    assert results[0].total_seconds == pytest.approx(0.001)
+    assert results[1].error == "curl exit 28: timed out"
+    assert results[2].error == "curl exit 7: connection refused or unreachable"
+    assert results[3].error == "no result from curl (curl: (7) Failed)"
+
+
+def test_listening_reads_proc_net_tcp() -> None:
+    table = (
+        "  sl  local_address rem_address   st\n"
+        "   0: 00000000:0050 00000000:0000 0A 00000000:00000000\n"
+        "   1: 0100007F:1F90 0200007F:D431 01 00000000:00000000\n"
+    )
+    assert http.listening(table, 80)
+    assert not http.listening(table, 8080)  # 0x1F90 is established, not listening
+    assert not http.listening("", 80)

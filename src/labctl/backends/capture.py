@@ -77,6 +77,7 @@ class TcpdumpCapture:
         running: list[tuple[CaptureSpec, subprocess.Popen[bytes]]] = []
         results = [CaptureResult(s.tap, s.pcap) for s in specs]
         try:
+            # Start them all, then wait for each: the waits overlap.
             for spec in specs:
                 spec.pcap.parent.mkdir(parents=True, exist_ok=True)
                 process = subprocess.Popen(
@@ -86,6 +87,7 @@ class TcpdumpCapture:
                     preexec_fn=_die_with_parent,
                 )
                 running.append((spec, process))
+            for spec, process in running:
                 self._wait_listening(spec, process)
             yield results
         finally:

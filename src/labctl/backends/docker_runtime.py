@@ -26,9 +26,7 @@ DOCKER_SOCKET = "unix:///var/run/docker.sock"
 def connect(timeout: float = 30) -> docker.DockerClient:
     """A Docker client, or a PrerequisiteError naming how to start dockerd."""
     try:
-        client = docker.DockerClient(
-            base_url=DOCKER_SOCKET, version="auto", timeout=int(timeout)
-        )
+        client = docker.DockerClient(base_url=DOCKER_SOCKET, version="auto", timeout=int(timeout))
         client.ping()
         return client
     except (docker.errors.DockerException, OSError) as error:

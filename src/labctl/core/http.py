@@ -21,6 +21,7 @@ CURL_ERRORS = {
     56: "connection reset while receiving",
 }
 WRITE_OUT = "%{http_code} %{time_connect} %{time_total}"
+BATCH_WRITE_OUT = "%{exitcode} %{http_code} %{time_connect} %{time_total}\\n"
 
 
 def target_address(topology: Topology, traffic: Traffic) -> str:
@@ -51,6 +52,46 @@ def client_argv(topology: Topology, traffic: Traffic) -> list[str]:
         str(traffic.timeout),
         url(topology, traffic),
     ]
+
+
+def batch_client_argv(topology: Topology, traffic: Traffic) -> list[str]:
+    """One curl for all requests: one exec instead of one per request. Each URL is its own
+    transfer on its own connection (the server is asked to close it), so every request
+    still makes its own TCP handshake, which is where the checksum bug shows."""
+    target = url(topology, traffic)
+    argv = [
+        "curl",
+        "--silent",
+        "--show-error",
+        "--header",
+        "Connection: close",
+        "--max-time",
+        str(traffic.timeout),
+        "--write-out",
+        BATCH_WRITE_OUT,
+    ]
+    for _ in range(traffic.requests):
+        argv += ["--output", "/dev/null", target]
+    return argv
+
+
+def parse_batch(requests: int, exit_code: int, stdout: str, stderr: str) -> list[RequestResult]:
+    """Results of batch_client_argv: one write-out line per transfer, in order."""
+    results = []
+    lines = [line for line in stdout.splitlines() if line.strip()]
+    errors = [line for line in stderr.splitlines() if line.startswith("curl: (")]
+    for index in range(1, requests + 1):
+        fields = lines[index - 1].split() if index <= len(lines) else []
+        if len(fields) != 4:
+            reason = errors[-1] if errors else f"curl exit {exit_code}"
+            results.append(
+                RequestResult(index, False, None, None, None, f"no result from curl ({reason})")
+            )
+            continue
+        code = int(fields[0]) if fields[0].isdigit() else -1
+        transfer_err = next((e for e in errors if e.startswith(f"curl: ({code})")), "")
+        results.append(parse_curl(index, code, " ".join(fields[1:]), transfer_err))
+    return results
 
 
 def server_argv(port: int, www_root: str = "/srv/www") -> list[str]:
@@ -143,3 +184,13 @@ class TrafficSummary:
             )
         lines.append(summary)
         return "\n".join(lines)
+
+
+def listening(socket_tables: str, port: int) -> bool:
+    """Whether /proc/net/tcp{,6} text shows a socket listening (state 0A) on `port`."""
+    port_hex = f":{port:04X}"
+    for line in socket_tables.splitlines():
+        fields = line.split()
+        if len(fields) > 3 and fields[1].endswith(port_hex) and fields[3] == "0A":
+            return True
+    return False
