@@ -126,6 +126,7 @@ class DaemonManager(Protocol):
     def ensure(self, lab: str, needs: DaemonNeeds) -> OvsEndpoint: ...
     def release(self, lab: str) -> list[Owned]: ...
     def list_owned(self, lab: str | None = None) -> list[Owned]: ...
+    def revive(self) -> None: ...
 
 
 @dataclass
@@ -150,6 +151,9 @@ class ExternalOvs:
 
     def list_owned(self, lab: str | None = None) -> list[Owned]:
         return []
+
+    def revive(self) -> None:
+        pass
 
 
 @dataclass
@@ -314,6 +318,34 @@ class OvsDaemons:
             return OvsEndpoint(
                 self.own_connection, managed=True, dpdk=bool(state.ovs_vswitchd.get("dpdk"))
             )
+
+    def revive(self) -> None:
+        """Restart our daemons if one died while our bridges still exist.
+
+        Only a running ovs-vswitchd, talking to its database, removes the tap devices of
+        a netdev bridge (`ovs-netdev` and the bridge's internal port); stopping it with
+        bridges left, or deleting them in a database it cannot reach, would leave those
+        on the host. The database file keeps the bridges and the settings."""
+        if self.system_endpoint() is not None or not self.paths.state_file.exists():
+            return
+        with self._locked():
+            state = self._read_state()
+            if state.ovsdb_server and not self._alive(state.ovsdb_server):
+                if not self.paths.db_file.exists():
+                    return
+                self._start_ovsdb_server(state)
+                self._write_state(state)
+            info = state.ovs_vswitchd
+            if not info or self._alive(info) or not self._bridge_names():
+                return
+            self._spawn(
+                "ovs-vswitchd",
+                [info["binary"], f"unix:{self.paths.db_socket}", *self.vswitchd_extra_args],
+            )
+            state.ovs_vswitchd = {**info, "pid": self._pid_of("ovs-vswitchd")}
+            self._write_state(state)
+            if info.get("dpdk"):
+                self._wait_dpdk(state)
 
     def release(self, lab: str) -> list[Owned]:
         """Forget that `lab` uses our daemons; stop them if nothing uses them any more."""
@@ -630,6 +662,10 @@ class OvsDaemons:
 
     def _forget(self, database: bool = False) -> None:
         paths = [self.paths.state_file, self.paths.db_socket]
+        # A daemon that was killed leaves its pidfile and sockets behind.
+        for daemon in ("ovsdb-server", "ovs-vswitchd"):
+            paths += [self.paths.pidfile(daemon), self.paths.ctl_socket(daemon)]
+        paths += list(self.paths.run_dir.glob("*.mgmt")) + list(self.paths.run_dir.glob("*.snoop"))
         if database:  # empty by now: no bridges are left in it
             db = self.paths.db_file
             paths += [db, db.with_name(f".{db.name}.~lock~")]

@@ -242,6 +242,7 @@ class OvsSwitch:
             self._delete_port(api, bridge, ovs_port)
 
     def remove_switch(self, lab: str, bridge: str) -> None:
+        self.daemons.revive()
         endpoint = self.daemons.current()
         if endpoint is not None:
             with ovsdb.session(endpoint.connection, self.api_factory) as api:
@@ -255,6 +256,7 @@ class OvsSwitch:
 
     def sweep(self, lab: str) -> list[Owned]:
         removed: list[Owned] = []
+        self.daemons.revive()
         endpoint = self.daemons.current()
         if endpoint is not None:
             with ovsdb.session(endpoint.connection, self.api_factory) as api:
