@@ -91,15 +91,19 @@ def demo(c, switch="linux-bridge", file=SEED):
         "lab": "lab directory (default labs/veth-checksum)",
         "switch": "only this switch kind",
         "offload": "only this offload setting",
+        "runtime": "docker or netns (overrides the topology)",
+        "serial": "one cell at a time",
     }
 )
-def matrix(c, lab="labs/veth-checksum", switch="", offload=""):
+def matrix(c, lab="labs/veth-checksum", switch="", offload="", runtime="", serial=False):
     """Run a lab over switch kinds x offload settings; writes JSON, Markdown, JUnit, HTML."""
     _labctl(
         "matrix",
         lab,
         *(["--switch", switch] if switch else []),
         *(["--offload", offload] if offload else []),
+        *(["--runtime", runtime] if runtime else []),
+        "--serial" if serial else "",
     )
 
 

@@ -25,7 +25,7 @@ DEB_PACKAGES=(
   # DPDK drivers are separate packages: af_packet attaches a veth as a DPDK port,
   # mempool-ring backs every port's mbuf pool ("Failed to create mempool" without it).
   librte-net-af-packet23 librte-mempool-ring23 librte-net-af-xdp23
-  iproute2 iptables ethtool kmod procps util-linux
+  iproute2 iptables nftables ethtool kmod procps util-linux
   tcpdump tshark       # taps and a second opinion on the pcaps
   debootstrap debian-archive-keyring  # builds the node image locally (no registry needed)
   iperf3 curl ca-certificates

@@ -111,6 +111,9 @@ def _parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--offload", action="append", help="only this offload setting (repeatable)")
     p.add_argument(
+        "--runtime", choices=["docker", "netns"], help="override the node runtime of every cell"
+    )
+    p.add_argument(
         "--serial",
         action="store_true",
         help="one cell at a time (default: Linux bridge and OVS cells side by side)",
@@ -376,7 +379,9 @@ def cmd_matrix(args: argparse.Namespace) -> int:
 
     lab = load_lab(args.lab)
     chosen = cells(lab, args.switch, args.offload)
-    runner = MatrixRunner(lab, runs_root(args.runs_dir), on_event=_progress(args))
+    runner = MatrixRunner(
+        lab, runs_root(args.runs_dir), on_event=_progress(args), runtime=args.runtime
+    )
     result = runner.run(chosen, workers=1 if args.serial else 2)
     reports = write_reports(result)
     if args.json:

@@ -508,6 +508,9 @@ class RunRecorder:
                 record.http = engine._traffic(lab, topology)
         finally:
             manifest["ended_at"] = _now()
+            manifest["switch_health"] = self._switch_health(topology)
+            for problem in manifest["switch_health"]:
+                engine.emit(Event("warning", problem))
             manifest["captures"] = [
                 {
                     "tap": r.tap,
@@ -523,6 +526,16 @@ class RunRecorder:
             if results:
                 record.diagnosis = self._diagnose(manifest, run_dir)
         return record
+
+    def _switch_health(self, topology: Topology) -> list[str]:
+        if topology.switch is None:
+            return []
+        backend = self.engine.backends.switch_for(topology.switch.kind)
+        health = getattr(backend, "health", None)
+        try:
+            return list(health()) if health is not None else []
+        except LabctlError as error:
+            return [str(error)]
 
     def _new_run_dir(self, lab: str) -> Path:
         stamp = time.strftime("%Y%m%d-%H%M%S")

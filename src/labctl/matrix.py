@@ -55,12 +55,14 @@ class MatrixRunner:
         on_event: EventSink = discard,
         backends_factory: BackendsFactory = _real_backends,
         host_checks: bool = True,
+        runtime: str | None = None,
     ):
         self.lab = lab
         self.runs_root = runs_root
         self.emit = on_event
         self.backends_factory = backends_factory
         self.host_checks = host_checks
+        self.runtime = runtime  # overrides the topology's node runtime
 
     def run(self, cells: list[Cell], workers: int = 1) -> dict[str, Any]:
         """Run every cell; with workers > 1, cells of different switch families run side by
@@ -69,6 +71,7 @@ class MatrixRunner:
         out_dir = self._new_dir()
         result: dict[str, Any] = {
             "lab": self.lab.name,
+            "runtime": self.runtime or self.lab.topology.runtime,
             "description": self.lab.spec.description,
             "notes": self.lab.spec.notes,
             "lab_file": str(self.lab.file),
@@ -128,6 +131,8 @@ class MatrixRunner:
         }
         versions: dict[str, Any] = {}
         topology = cell.topology(self.lab.topology, self.lab.name)
+        if self.runtime is not None:
+            topology = topology.with_runtime(self.runtime)
         backends, close = self.backends_factory(discard)
         try:
             versions = backends.host_versions()

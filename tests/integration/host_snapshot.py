@@ -6,8 +6,16 @@ Taken before `up` and after `down`; the difference must be empty.
 from __future__ import annotations
 
 import json
+import os
+import shutil
 import subprocess
 from dataclasses import dataclass
+from pathlib import Path
+
+# Where labctl keeps run-time files outside a run directory. Lock files stay on purpose
+# (flock needs a file; they are empty); logs in /var/log/labctl are kept for debugging.
+WATCHED_DIRS = ("/run/labctl", "/etc/netns", "/run/netns")
+HOST_PROCESSES = {"tcpdump", "ovs-vswitchd", "ovsdb-server", "busybox", "curl", "iperf3"}
 
 
 def _run(argv: list[str]) -> str:
@@ -22,7 +30,9 @@ class HostSnapshot:
     containers: frozenset[str]
     iptables: frozenset[str]
     ip6tables: frozenset[str]
+    nft: frozenset[str]
     processes: frozenset[str]
+    files: frozenset[str]
 
     @classmethod
     def take(cls) -> HostSnapshot:
@@ -46,10 +56,12 @@ class HostSnapshot:
             containers=frozenset(containers),
             iptables=frozenset(_run(["iptables", "-S"]).splitlines()),
             ip6tables=frozenset(_run(["ip6tables", "-S"]).splitlines()),
+            nft=frozenset(_run(["nft", "--stateless", "list", "ruleset"]).splitlines())
+            if shutil.which("nft")
+            else frozenset(),
             # Processes labctl might start on the host and must stop again.
-            processes=frozenset(
-                p for p in procs if p in {"tcpdump", "ovs-vswitchd", "ovsdb-server"}
-            ),
+            processes=frozenset(p for p in procs if p in HOST_PROCESSES),
+            files=frozenset(_files()),
         )
 
     def added_since(self, before: HostSnapshot) -> dict[str, list[str]]:
@@ -59,3 +71,11 @@ class HostSnapshot:
             if added:
                 diff[field] = added
         return diff
+
+
+def _files() -> list[str]:
+    found = []
+    for root in WATCHED_DIRS:
+        for directory, _dirs, names in os.walk(root):
+            found += [str(Path(directory) / name) for name in names if not name.endswith(".lock")]
+    return found

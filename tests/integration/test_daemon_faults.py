@@ -37,6 +37,7 @@ def test_vswitchd_killed_during_a_lab(
         assert time.monotonic() - started < 120
         assert run.returncode == 1  # no switch: every request fails, clearly
         assert "0/5 succeeded" in run.stdout
+        assert "labctl's ovs-vswitchd" in run.stderr and "is not running" in run.stderr
         # The run's artifacts are still written.
         run_dir = next((tmp_path / "runs" / lab_name).iterdir())
         assert (run_dir / "manifest.json").is_file() and (run_dir / "diagnosis.json").is_file()

@@ -40,7 +40,11 @@ def seed_with_offload_off(tmp_path: Path) -> Path:
 
 def ping(lab: Lab, source: str, address: str) -> int:
     node = lab.engine.node(lab.name, source)
-    return lab.engine.backends.runtime.exec(node, ["ping", "-c", "2", "-W", "2", address]).exit_code
+    return (
+        lab.engine.runtime(lab.topology)
+        .exec(node, ["ping", "-c", "2", "-W", "2", address])
+        .exit_code
+    )
 
 
 @pytest.mark.parametrize("kind", USERSPACE_KINDS)

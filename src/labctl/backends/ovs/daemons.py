@@ -127,6 +127,7 @@ class DaemonManager(Protocol):
     def release(self, lab: str) -> list[Owned]: ...
     def list_owned(self, lab: str | None = None) -> list[Owned]: ...
     def revive(self) -> None: ...
+    def health(self) -> list[str]: ...
 
 
 @dataclass
@@ -154,6 +155,9 @@ class ExternalOvs:
 
     def revive(self) -> None:
         pass
+
+    def health(self) -> list[str]:
+        return []
 
 
 @dataclass
@@ -318,6 +322,23 @@ class OvsDaemons:
             return OvsEndpoint(
                 self.own_connection, managed=True, dpdk=bool(state.ovs_vswitchd.get("dpdk"))
             )
+
+    def health(self) -> list[str]:
+        """Problems of the daemons we started, each with the end of its log."""
+        if self.system_endpoint() is not None or not self.paths.state_file.exists():
+            return []
+        state = self._read_state()
+        problems = []
+        for daemon, info in (
+            ("ovsdb-server", state.ovsdb_server),
+            ("ovs-vswitchd", state.ovs_vswitchd),
+        ):
+            if info and not self._alive(info):
+                tail = self._log_tail(daemon).splitlines()[-3:]
+                problems.append(
+                    f"labctl's {daemon} (pid {info.get('pid')}) is not running; " + " | ".join(tail)
+                )
+        return problems
 
     def revive(self) -> None:
         """Restart our daemons if one died while our bridges still exist.

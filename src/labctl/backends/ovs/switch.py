@@ -225,7 +225,13 @@ class OvsSwitch:
         except Exception as exc:
             raise BackendError(action, exc) from exc
 
+    def health(self) -> list[str]:
+        """Why the switch may not be forwarding (a daemon of ours died), else []."""
+        return self.daemons.health()
+
     def remove_port(self, lab: str, bridge: str, port: str, host_ifname: str) -> None:
+        # A transaction waits for ovs-vswitchd to apply it: a dead one must come back first.
+        self.daemons.revive()
         endpoint = self.daemons.current()
         if endpoint is None:
             return
