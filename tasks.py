@@ -109,9 +109,10 @@ def matrix(c, lab="labs/veth-checksum", switch="", offload="", runtime="", seria
 
 @task(help={"pytest": "extra pytest arguments, e.g. '-m unit' or '-k seed'"})
 def test(c, pytest=""):
-    """The project's checks: ruff, mypy on the pure core, then the whole pytest suite."""
+    """The project's checks: ruff (lint, format), mypy on the pure core, then every test."""
     python = sys.executable  # the virtualenv's tools, activated or not
-    c.run(f"{python} -m ruff check src tests tasks.py", echo=True)
+    c.run(f"{python} -m ruff check src tests tasks.py benchmarks", echo=True)
+    c.run(f"{python} -m ruff format --check src tests tasks.py benchmarks", echo=True)
     c.run(f"{python} -m mypy", echo=True)
     c.run(f"{python} -m pytest {pytest}".strip(), echo=True, pty=False)
 
