@@ -88,22 +88,51 @@ class StateStore:
 
     @contextlib.contextmanager
     def lock(self, lab: str, wait_seconds: float = 30) -> Iterator[None]:
-        """Serialise labctl processes on one lab; fail clearly instead of hanging."""
+        """Serialise labctl processes on one lab; fail clearly instead of hanging.
+
+        The lock file is removed again when the lab is gone, so labs leave no trace.
+        A process that waited on a file removed meanwhile notices (its inode is no
+        longer the path's) and locks the new file instead."""
         self.root.mkdir(parents=True, exist_ok=True)
-        with open(self.root / f"{lab}.lock", "w") as handle:
-            deadline = time.monotonic() + wait_seconds
-            while True:
-                try:
-                    fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                    break
-                except BlockingIOError:
-                    if time.monotonic() > deadline:
-                        raise UsageError(
-                            f"lab {lab!r} is locked by another labctl process "
-                            f"({self.root / (lab + '.lock')}); wait for it to finish"
-                        ) from None
-                    time.sleep(0.2)
+        path = self.root / f"{lab}.lock"
+        deadline = time.monotonic() + wait_seconds
+        while True:
+            handle = open(path, "a")  # noqa: SIM115 - closed below, after the lock
             try:
-                yield
-            finally:
-                fcntl.flock(handle, fcntl.LOCK_UN)
+                if self._try_lock(handle, path, deadline):
+                    break
+            except BaseException:
+                handle.close()
+                raise
+            handle.close()
+        try:
+            yield
+        finally:
+            if not self.path(lab).exists():
+                with contextlib.suppress(FileNotFoundError):
+                    path.unlink()
+            fcntl.flock(handle, fcntl.LOCK_UN)
+            handle.close()
+
+    def _try_lock(self, handle: Any, path: Path, deadline: float) -> bool:
+        """True when `handle` holds the lock on the file now at `path`."""
+        while True:
+            try:
+                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() > deadline:
+                    raise UsageError(
+                        f"lab {path.stem!r} is locked by another labctl process ({path}); "
+                        "wait for it to finish"
+                    ) from None
+                time.sleep(0.1)
+        try:
+            current = os.stat(path)
+        except FileNotFoundError:
+            current = None
+        mine = os.fstat(handle.fileno())
+        if current is not None and (current.st_ino, current.st_dev) == (mine.st_ino, mine.st_dev):
+            return True
+        fcntl.flock(handle, fcntl.LOCK_UN)
+        return False

@@ -58,6 +58,7 @@ def test_up_builds_everything_and_down_removes_it(host: FakeHost, tmp_path: Path
     engine.down("seed")
     assert host.empty()
     assert engine.store.load("seed") is None
+    assert list((tmp_path / "state").iterdir()) == []  # no state, no lock file: no trace
     # Reverse order: the HTTP server's node goes last, ports before links before the bridge.
     undo = [op for op in host.log if op.startswith("remove")]
     assert undo.index("remove_port:srv") < undo.index("remove_link:lc19b25-srv")
@@ -187,3 +188,35 @@ def test_offload_failure_rolls_back(host: FakeHost, tmp_path: Path) -> None:
     with pytest.raises(BackendError):
         engine.up(topology.model_copy(update={"nodes": nodes}), str(SEED))
     assert host.empty()
+
+
+def test_lock_serialises_and_survives_removal_of_the_lock_file(tmp_path: Path) -> None:
+    import threading
+
+    store = StateStore(tmp_path / "state")
+    order: list[str] = []
+    inside = threading.Event()
+
+    def second() -> None:
+        with store.lock("lab", wait_seconds=10):
+            order.append("second")
+
+    with store.lock("lab"):
+        order.append("first")
+        thread = threading.Thread(target=second)
+        thread.start()
+        inside.wait(0.3)
+        assert order == ["first"]  # the second waits while the first holds the lock
+    thread.join(10)
+    assert order == ["first", "second"]
+    assert not (tmp_path / "state" / "lab.lock").exists()
+
+
+def test_lock_times_out_with_a_clear_message(tmp_path: Path) -> None:
+    store = StateStore(tmp_path / "state")
+    with (
+        store.lock("lab"),
+        pytest.raises(UsageError, match="locked by another labctl"),
+        store.lock("lab", wait_seconds=0.2),
+    ):
+        pass

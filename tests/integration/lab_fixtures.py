@@ -35,10 +35,10 @@ def docker_host() -> None:
 
 
 @pytest.fixture
-def lab_name() -> Iterator[str]:
+def lab_name(state_dir: Path) -> Iterator[str]:
     name = f"it-{uuid.uuid4().hex[:8]}"
     yield name
-    # Whatever the test did, nothing of this lab may survive it.
+    # Whatever the test did, nothing of this lab may survive it (same state dir as the test).
     subprocess.run(
         [sys.executable, "-m", "labctl.cli", "down", name], capture_output=True, timeout=180
     )
