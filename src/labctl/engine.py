@@ -141,6 +141,9 @@ class Engine:
         self.emit(Event("phase", f"building lab {plan.lab}: {total} steps"))
 
         def record(index: int, step: Step, result: dict[str, Any], started: float) -> None:
+            # Idempotent: after a Ctrl-C the parallel path records what finished, once.
+            if any(other.key == step.key for other, _result in done):
+                return
             done.append((step, result))
             state.completed.append({"key": step.key, "action": step.action, "result": result})
             self.store.save(state)
@@ -184,16 +187,13 @@ class Engine:
             (index, step, pool.submit(self._do, step, topology, handles, state))
             for index, step in batch
         ]
-        recorded: set[str] = set()
         try:
             for index, step, future in futures:
                 record(index, step, future.result(), started)
-                recorded.add(step.key)
         except BaseException:
             pool.shutdown(wait=True, cancel_futures=True)
             for index, step, future in futures:
-                finished = future.done() and not future.cancelled()
-                if finished and step.key not in recorded and future.exception() is None:
+                if future.done() and not future.cancelled() and future.exception() is None:
                     record(index, step, future.result(), started)
             raise
         finally:
