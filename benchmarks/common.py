@@ -668,3 +668,20 @@ def parser(name: str, description: str, repeat: int) -> argparse.ArgumentParser:
 def say(message: str) -> None:
     """Progress on stderr, so that stdout is the table."""
     print(message, file=sys.stderr, flush=True)
+
+
+def benchmark_main(
+    build_parser: Callable[[], argparse.ArgumentParser],
+    run: Callable[[argparse.Namespace], dict[str, Any]],
+    render: Callable[[dict[str, Any]], str],
+    argv: list[str] | None = None,
+    ok: Callable[[dict[str, Any]], bool] = lambda result: True,
+) -> int:
+    """The `main` of every benchmark: run, write JSON, print the table; exit 1 if the host
+    was not left clean or `ok` says the result is not valid."""
+    args = build_parser().parse_args(argv)
+    result = run(args)
+    write_json(args.json, result)
+    print(render(result))
+    print(f"\nclean after: {result['clean']}; results in {args.json}")
+    return 0 if result["clean"] and ok(result) else 1

@@ -360,12 +360,7 @@ def targets(result: dict[str, Any]) -> list[list[str]]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    result = run(args)
-    common.write_json(args.json, result)
-    print(render(result))
-    print(f"\nclean after: {result['clean']}; results in {args.json}")
-    return 0 if result["clean"] else 1
+    return common.benchmark_main(build_parser, run, render, argv)
 
 
 if __name__ == "__main__":
