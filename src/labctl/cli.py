@@ -482,8 +482,15 @@ def cmd_status(args: argparse.Namespace) -> int:
         rows = [
             [
                 r["kind"],
-                r["name"],
-                str({k: v for k, v in r.items() if k not in ("kind", "name") and v is not None}),
+                _clip(r["name"], 50),
+                _clip(
+                    " ".join(
+                        f"{k}={v}"
+                        for k, v in r.items()
+                        if k not in ("kind", "name", "external_ids", "spec") and v is not None
+                    ),
+                    max(20, _width() - 40),
+                ),
             ]
             for r in entry["resources"]
         ]

@@ -396,21 +396,18 @@ class Engine:
             raise UsageError(f"lab {lab!r} has no `traffic:` section to run")
         client = self.node(lab, traffic.client)
         argv = http.batch_client_argv(topology, traffic)
+        self.emit(
+            Event(
+                "phase",
+                f"HTTP: {traffic.requests} requests from {traffic.client} to "
+                f"{http.url(topology, traffic)} (timeout {traffic.timeout} s each)",
+            )
+        )
         budget = traffic.requests * (float(traffic.timeout) + 1) + 10
         outcome = self.runtime(topology).exec(client, argv, timeout=budget)
         results = http.parse_batch(
             traffic.requests, outcome.exit_code, outcome.stdout, outcome.stderr
         )
-        for index, result in enumerate(results, start=1):
-            self.emit(
-                Event(
-                    "step-done",
-                    f"request {index}: " + ("ok" if result.ok else (result.error or "failed")),
-                    index,
-                    traffic.requests,
-                    result.total_seconds,
-                )
-            )
         return http.TrafficSummary(http.url(topology, traffic), tuple(results))
 
 
