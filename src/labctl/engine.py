@@ -453,7 +453,7 @@ def _batches(steps: Sequence[Step]) -> list[list[tuple[int, Step]]]:
     return batches
 
 
-SETTLE_SECONDS = 0.1
+SETTLE_SECONDS = 0.05
 """After the last request, let packets still in flight reach every tap."""
 
 
@@ -488,12 +488,15 @@ class RunRecorder:
                 self._tap_entry(topology, tap, spec)
                 for tap, spec in zip(plan.taps, specs, strict=True)
             ],
-            "versions": engine.backends.host_versions(),
+            "versions": {},  # filled in below, gathered while the traffic runs
             "offload": self._offload_readback(lab, topology, plan),
             "started_at": _now(),
         }
         record = RunRecord(lab, run_dir, None, None, manifest)
         results: list[CaptureResult] = []
+        # Asking every tool for its version takes a few subprocesses: overlap it with the run.
+        versions_pool = ThreadPoolExecutor(max_workers=1)
+        versions = versions_pool.submit(engine.backends.host_versions)
         try:
             capture = engine.backends.capture
             if specs and capture is not None:
@@ -505,6 +508,11 @@ class RunRecorder:
                 record.http = engine._traffic(lab, topology)
         finally:
             manifest["ended_at"] = _now()
+            try:
+                manifest["versions"] = versions.result(timeout=30)
+            except Exception as error:  # noqa: BLE001 - a manifest field, not a run failure
+                manifest["versions"] = {"error": str(error)}
+            versions_pool.shutdown(wait=False)
             manifest["switch_health"] = self._switch_health(topology)
             for problem in manifest["switch_health"]:
                 engine.emit(Event("warning", problem))
