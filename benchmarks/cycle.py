@@ -34,7 +34,7 @@ from benchmarks.common import fmt, median, say, verdict
 from labctl.api import load
 from labctl.core.matrix import Cell
 from labctl.core.model import Offload, SwitchKind
-from labctl.engine import SETTLE_SECONDS
+from labctl.engine import QUIET_MAX
 from labctl.errors import LabctlError
 
 NAME = "cycle"
@@ -233,7 +233,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "settings": {
             "repeat": args.repeat,
             "offload": args.offload,
-            "settle_seconds": SETTLE_SECONDS,
+            "settle_max_seconds": QUIET_MAX,
             "targets": {"cycle_seconds": TARGETS, "overhead_share": OVERHEAD_TARGET},
         },
         "rows": [],

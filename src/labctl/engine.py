@@ -453,8 +453,32 @@ def _batches(steps: Sequence[Step]) -> list[list[tuple[int, Step]]]:
     return batches
 
 
-SETTLE_SECONDS = 0.05
-"""After the last request, let packets still in flight reach every tap."""
+QUIET_MIN = 0.1
+QUIET_POLL = 0.02
+QUIET_MAX = 1.0
+"""After the last request, packets still in flight (the last ACKs) must reach every tap,
+also when a busy-polling OVS thread keeps the CPUs busy: wait QUIET_MIN, then until no
+pcap grows for three polls, at most QUIET_MAX seconds."""
+
+
+def _wait_until_quiet(pcaps: Sequence[Path]) -> None:
+    def sizes() -> list[int]:
+        found = []
+        for pcap in pcaps:
+            try:
+                found.append(pcap.stat().st_size)
+            except OSError:
+                found.append(-1)
+        return found
+
+    deadline = time.monotonic() + QUIET_MAX
+    time.sleep(QUIET_MIN)
+    last, calm = sizes(), 0
+    while calm < 3 and time.monotonic() < deadline:
+        time.sleep(QUIET_POLL)
+        now = sizes()
+        calm = calm + 1 if now == last else 0
+        last = now
 
 
 class RunRecorder:
@@ -503,7 +527,7 @@ class RunRecorder:
                 engine.emit(Event("phase", f"capturing at {len(specs)} taps into {run_dir}"))
                 with capture.capturing(specs) as results:
                     record.http = engine._traffic(lab, topology)
-                    time.sleep(SETTLE_SECONDS)
+                    _wait_until_quiet([spec.pcap for spec in specs])
             else:
                 record.http = engine._traffic(lab, topology)
         finally:
