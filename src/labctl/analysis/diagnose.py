@@ -527,28 +527,69 @@ def _loss_findings(
         if last + 1 < len(order):
             last_tap, next_tap = order[last], order[last + 1]
             groups[(packet.flow, last_tap, next_tap)].append(packet.seen[last_tap].record)
+    last_seen = _last_timestamps(packets)
+    end = max(last_seen.values(), default=0.0)
     findings = []
     for (_, last_tap, next_tap), records in groups.items():
-        first = records[0]
-        findings.append(
-            Finding(
-                kind="lost-between-taps",
-                severity="fault",
-                tap=taps[last_tap].name,
-                flow=_flow_label(first),
-                message=(
-                    f"{_subject(first)} seen at tap '{taps[last_tap].name}' never reached "
-                    f"tap '{taps[next_tap].name}'{_count_note(records)}"
-                ),
-                packets=tuple(_packet_ref(r) for r in records),
-                evidence={
-                    "next_tap": taps[next_tap].name,
-                    "count": len(records),
-                    "first_time": first.timestamp,
-                },
-            )
-        )
+        # Packets at the very end that a working next tap (it captured other packets) could
+        # not have seen before the captures stopped are in flight, not lost: a warning.
+        in_flight = [
+            r
+            for r in records
+            if next_tap in last_seen
+            and r.timestamp > last_seen[next_tap]
+            and end - r.timestamp <= TAIL_SECONDS
+        ]
+        lost = [r for r in records if r not in in_flight]
+        if lost:
+            findings.append(_loss_finding(lost, "fault", taps, last_tap, next_tap))
+        if in_flight:
+            findings.append(_loss_finding(in_flight, "warning", taps, last_tap, next_tap))
     return findings
+
+
+TAIL_SECONDS = 0.05
+"""Packets this close to the end of the captures may still have been in flight."""
+
+
+def _last_timestamps(packets: Sequence[_Packet]) -> dict[int, float]:
+    last: dict[int, float] = {}
+    for packet in packets:
+        for tap, seen in packet.seen.items():
+            last[tap] = max(last.get(tap, 0.0), seen.record.timestamp)
+    return last
+
+
+def _loss_finding(
+    records: Sequence[PacketRecord],
+    severity: Severity,
+    taps: Sequence[Tap],
+    last_tap: int,
+    next_tap: int,
+) -> Finding:
+    first = records[0]
+    message = (
+        f"{_subject(first)} seen at tap '{taps[last_tap].name}' never reached "
+        f"tap '{taps[next_tap].name}'{_count_note(records)}"
+    )
+    if severity == "warning":
+        message += (
+            f"; they were the last packets captured and tap '{taps[next_tap].name}' saw "
+            "nothing after them, so they were probably still in flight when the captures stopped"
+        )
+    return Finding(
+        kind="lost-between-taps",
+        severity=severity,
+        tap=taps[last_tap].name,
+        flow=_flow_label(first),
+        message=message,
+        packets=tuple(_packet_ref(r) for r in records),
+        evidence={
+            "next_tap": taps[next_tap].name,
+            "count": len(records),
+            "first_time": first.timestamp,
+        },
+    )
 
 
 @dataclass

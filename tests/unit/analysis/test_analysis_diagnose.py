@@ -397,3 +397,23 @@ def test_findings_are_frozen(tmp_path: Path) -> None:
     assert isinstance(finding, Finding)
     with pytest.raises(AttributeError):
         finding.tap = "elsewhere"  # type: ignore[misc]
+
+
+def test_last_packets_missing_at_the_next_tap_are_in_flight_not_lost(tmp_path: Path) -> None:
+    """The captures stop right after the traffic: the final ACK, seen at the first
+    taps only and later than anything the next tap captured, was still in flight."""
+    forward = {"client-eth0": "valid", "switch-out": "valid", "server-eth0": "valid"}
+    backward = {"server-eth0": "valid", "switch-out": "valid", "client-eth0": "valid"}
+    sent = http_exchange(forward, backward)
+    # The last packet goes from the server back to the client.
+    sent[-1] = replace(sent[-1], at={"server-eth0": "valid", "switch-out": "valid"})
+    diagnosis = diagnose(write_scenario(tmp_path, LOSS_PATH, sent))
+    assert diagnosis.ok
+    back = "TCP 10.0.0.2:80 -> 10.0.0.1:41234"
+    assert summary(diagnosis) == [("lost-between-taps", "warning", "switch-out", back)]
+    assert "probably still in flight when the captures stopped" in diagnosis.findings[0].message
+    # The same packet followed by more traffic that the next tap did capture is lost.
+    sent.append(Sent(sent[-1].time + 1.0, syn(0x2001, 5000), backward))
+    (tmp_path / "later").mkdir()
+    again = diagnose(write_scenario(tmp_path / "later", LOSS_PATH, sent))
+    assert ("lost-between-taps", "fault", "switch-out", back) in summary(again)
