@@ -636,8 +636,11 @@ def diagnose_run_dir(run_dir: Path, manifest: dict[str, Any] | None = None) -> D
     """The diagnosis of a run directory, taps in the topology's (path) order."""
     if manifest is None:
         manifest = json.loads((run_dir / "manifest.json").read_text())
+    drops = {c["tap"]: c.get("packets_dropped") or 0 for c in manifest.get("captures", [])}
     taps = [
-        Tap(t["name"], run_dir / t["pcap"], frozenset(t["offload_senders"]))
+        Tap(
+            t["name"], run_dir / t["pcap"], frozenset(t["offload_senders"]), drops.get(t["name"], 0)
+        )
         for t in manifest["taps"]
         if (run_dir / t["pcap"]).exists()
     ]

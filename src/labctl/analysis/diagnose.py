@@ -79,6 +79,7 @@ class Tap:
     name: str
     pcap: str | Path
     offload_senders: frozenset[str] = frozenset()
+    capture_drops: int = 0  # packets the capture itself dropped (tcpdump's kernel drops)
 
     def __post_init__(self) -> None:
         # Compare addresses, not spellings: "fd00::0001" is "fd00::1".
@@ -542,7 +543,9 @@ def _loss_findings(
         ]
         lost = [r for r in records if r not in in_flight]
         if lost:
-            findings.append(_loss_finding(lost, "fault", taps, last_tap, next_tap))
+            # A tap whose capture dropped packets cannot prove that a packet never came.
+            severity: Severity = "warning" if taps[next_tap].capture_drops else "fault"
+            findings.append(_loss_finding(lost, severity, taps, last_tap, next_tap))
         if in_flight:
             findings.append(_loss_finding(in_flight, "warning", taps, last_tap, next_tap))
     return findings
@@ -572,7 +575,13 @@ def _loss_finding(
         f"{_subject(first)} seen at tap '{taps[last_tap].name}' never reached "
         f"tap '{taps[next_tap].name}'{_count_note(records)}"
     )
-    if severity == "warning":
+    drops = taps[next_tap].capture_drops
+    if severity == "warning" and drops:
+        message += (
+            f"; but the capture at tap '{taps[next_tap].name}' itself dropped {drops} packets, "
+            "so it may have missed them"
+        )
+    elif severity == "warning":
         message += (
             f"; they were the last packets captured and tap '{taps[next_tap].name}' saw "
             "nothing after them, so they were probably still in flight when the captures stopped"

@@ -25,7 +25,12 @@ from labctl.backends.base import CaptureResult, CaptureSpec
 from labctl.errors import BackendError, PrerequisiteError
 
 PR_SET_PDEATHSIG = 1
-SNAPLEN = 262144
+# The largest IP packet: whole segments, so every L4 checksum can be verified.
+SNAPLEN = 65535
+# Immediate mode gives libpcap a ring of fixed-size frames (one snaplen each): with its
+# default 2 MiB that is a handful of frames, and a tcpdump starved of CPU by a
+# busy-polling OVS thread drops packets. 32 MiB holds hundreds.
+BUFFER_KIB = 32768
 LISTEN_TIMEOUT = 10.0
 STOP_TIMEOUT = 10.0
 
@@ -45,6 +50,8 @@ def tcpdump_argv(spec: CaptureSpec, tcpdump: str = "tcpdump") -> list[str]:
         str(spec.pcap),
         "-s",
         str(SNAPLEN),
+        "-B",
+        str(BUFFER_KIB),
         "--immediate-mode",
         "-U",
         "-n",

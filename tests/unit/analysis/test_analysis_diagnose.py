@@ -417,3 +417,18 @@ def test_last_packets_missing_at_the_next_tap_are_in_flight_not_lost(tmp_path: P
     (tmp_path / "later").mkdir()
     again = diagnose(write_scenario(tmp_path / "later", LOSS_PATH, sent))
     assert ("lost-between-taps", "fault", "switch-out", back) in summary(again)
+
+
+def test_loss_at_a_tap_whose_capture_dropped_packets_is_only_a_warning(tmp_path: Path) -> None:
+    forward = {"client-eth0": "valid", "switch-out": "valid", "server-eth0": "valid"}
+    backward = {"server-eth0": "valid", "switch-out": "valid", "client-eth0": "valid"}
+    sent = http_exchange(forward, backward)
+    sent[3] = replace(sent[3], at={"client-eth0": "valid", "switch-out": "valid"})
+    taps = write_scenario(tmp_path, LOSS_PATH, sent)
+    taps = [replace(t, capture_drops=4) if t.name == "server-eth0" else t for t in taps]
+    diagnosis = diagnose(taps)
+    assert diagnosis.ok
+    assert summary(diagnosis) == [("lost-between-taps", "warning", "switch-out", FLOW)]
+    assert diagnosis.findings[0].message.endswith(
+        "but the capture at tap 'server-eth0' itself dropped 4 packets, so it may have missed them"
+    )
