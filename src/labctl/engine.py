@@ -453,7 +453,7 @@ def _batches(steps: Sequence[Step]) -> list[list[tuple[int, Step]]]:
     return batches
 
 
-QUIET_MIN = 0.1
+QUIET_MIN = 0.02
 QUIET_POLL = 0.02
 QUIET_MAX = 1.0
 """After the last request, packets still in flight (the last ACKs) must reach every tap,
