@@ -6,7 +6,16 @@ import dataclasses
 
 import pytest
 
-from labctl.core.doctor import HostFacts, blocking, evaluate, hugepage_problem, runnable
+from labctl.core.doctor import (
+    HostFacts,
+    blocking,
+    evaluate,
+    hugepage_problem,
+    hugepages_mib,
+    hugetlbfs_mounted,
+    runnable,
+    socket_mem_mib,
+)
 from labctl.core.model import SwitchKind
 
 pytestmark = pytest.mark.unit
@@ -169,3 +178,14 @@ def test_netns_runtime_needs_no_docker_but_host_tools() -> None:
     no_busybox = dataclasses.replace(no_docker, tools={**no_docker.tools, "busybox": False})
     assert [c.name for c in blocking(evaluate(no_busybox), None, "netns")] == ["busybox"]
     assert runnable(evaluate(no_busybox), "docker")["linux-bridge"] is False
+
+
+def test_hugepage_facts_are_read_from_proc_text() -> None:
+    meminfo = "MemTotal:  24000000 kB\nHugePages_Total:    1024\nHugePages_Free:      896\n"
+    meminfo += "Hugepagesize:       2048 kB\n"
+    assert hugepages_mib(meminfo) == (1792, 2048)
+    assert hugepages_mib("") == (0, 0)
+    assert hugetlbfs_mounted("nodev /dev/hugepages hugetlbfs rw,relatime 0 0\n")
+    assert not hugetlbfs_mounted("proc /proc proc rw 0 0\n")
+    assert socket_mem_mib("256,256") == 512
+    assert socket_mem_mib("lots") == 0

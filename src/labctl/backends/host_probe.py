@@ -10,7 +10,7 @@ import shutil
 import subprocess
 from pathlib import Path
 
-from labctl.core.doctor import HostFacts
+from labctl.core.doctor import HostFacts, hugepages_mib, hugetlbfs_mounted, socket_mem_mib
 from labctl.core.model import DpdkOptions
 from labctl.errors import PrerequisiteError
 
@@ -65,15 +65,11 @@ def _forward_policy() -> tuple[str | None, bool]:
     return policy, "-N DOCKER-USER" in done.stdout
 
 
-def _meminfo() -> tuple[int, int]:
-    info: dict[str, int] = {}
-    with contextlib.suppress(OSError):
-        for line in Path("/proc/meminfo").read_text().splitlines():
-            key, _, value = line.partition(":")
-            if value.split():
-                info[key.strip()] = int(value.split()[0])
-    size_mib = info.get("Hugepagesize", 2048) // 1024
-    return info.get("HugePages_Free", 0) * size_mib, info.get("HugePages_Total", 0) * size_mib
+def read_text_or_empty(path: Path) -> str:
+    try:
+        return path.read_text()
+    except OSError:
+        return ""
 
 
 def _docker() -> tuple[str | None, str | None]:
@@ -97,18 +93,10 @@ def _docker() -> tuple[str | None, str | None]:
 def probe(dpdk: DpdkOptions | None = None) -> HostFacts:
     docker_error, image = _docker()
     policy, docker_user = _forward_policy()
-    free_mib, total_mib = _meminfo()
+    free_mib, total_mib = hugepages_mib(read_text_or_empty(Path("/proc/meminfo")))
     nf_call = None
     with contextlib.suppress(OSError, ValueError):
         nf_call = Path("/proc/sys/net/bridge/bridge-nf-call-iptables").read_text().strip() == "1"
-    mounts = ""
-    with contextlib.suppress(OSError):
-        mounts = Path("/proc/mounts").read_text()
-    socket_mem = (dpdk or DpdkOptions()).socket_mem
-    try:
-        wanted = sum(int(part) for part in socket_mem.split(",") if part)
-    except ValueError:
-        wanted = 0
     return HostFacts(
         is_root=os.geteuid() == 0,
         docker_error=docker_error,
@@ -126,10 +114,7 @@ def probe(dpdk: DpdkOptions | None = None) -> HostFacts:
         },
         hugepages_free_mib=free_mib,
         hugepages_total_mib=total_mib,
-        hugetlbfs_mounted=any(
-            len(f) > 2 and f[2] == "hugetlbfs"
-            for f in (line.split() for line in mounts.splitlines())
-        ),
-        dpdk_socket_mem_mib=wanted,
+        hugetlbfs_mounted=hugetlbfs_mounted(read_text_or_empty(Path("/proc/mounts"))),
+        dpdk_socket_mem_mib=socket_mem_mib((dpdk or DpdkOptions()).socket_mem),
         kernel=platform.release(),
     )

@@ -60,6 +60,33 @@ class Check:
         return data
 
 
+def hugepages_mib(meminfo: str) -> tuple[int, int]:
+    """(free, total) MiB of hugepages from the text of /proc/meminfo."""
+    info: dict[str, int] = {}
+    for line in meminfo.splitlines():
+        key, _, value = line.partition(":")
+        if value.split() and value.split()[0].isdigit():
+            info[key.strip()] = int(value.split()[0])
+    size_mib = info.get("Hugepagesize", 2048) // 1024
+    return info.get("HugePages_Free", 0) * size_mib, info.get("HugePages_Total", 0) * size_mib
+
+
+def hugetlbfs_mounted(mounts: str) -> bool:
+    """Whether the text of /proc/mounts shows a hugetlbfs."""
+    return any(
+        len(fields) > 2 and fields[2] == "hugetlbfs"
+        for fields in (line.split() for line in mounts.splitlines())
+    )
+
+
+def socket_mem_mib(socket_mem: str) -> int:
+    """Total MiB of a dpdk-socket-mem setting ("256" or "256,256"); 0 when unreadable."""
+    try:
+        return sum(int(part) for part in socket_mem.split(",") if part)
+    except ValueError:
+        return 0
+
+
 def hugepage_problem(free_mib: int, mounted: bool, wanted_mib: int) -> tuple[str, str] | None:
     """(requirement, fix) when OVS-DPDK cannot get its socket memory, else None."""
     if free_mib < max(wanted_mib, 1):

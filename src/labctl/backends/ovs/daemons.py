@@ -27,8 +27,10 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from labctl.backends.base import Owned
+from labctl.backends.host_probe import DPDK_PMD_GLOB
+from labctl.backends.host_probe import read_text_or_empty as _read
 from labctl.backends.ovs import ovsdb
-from labctl.core.doctor import hugepage_problem
+from labctl.core.doctor import hugepage_problem, hugepages_mib, hugetlbfs_mounted, socket_mem_mib
 from labctl.core.model import DpdkOptions
 from labctl.errors import BackendError, PrerequisiteError
 
@@ -36,7 +38,6 @@ SYSTEM_DB_SOCKET = Path("/var/run/openvswitch/db.sock")
 OVS_SCHEMA = Path("/usr/share/openvswitch/vswitch.ovsschema")
 VSWITCHD = Path("/usr/lib/openvswitch-switch/ovs-vswitchd")
 VSWITCHD_DPDK = Path("/usr/lib/openvswitch-switch-dpdk/ovs-vswitchd-dpdk")
-DPDK_PMD_GLOB = "/usr/lib/*/dpdk/pmds-*/librte_{plugin}.so*"
 DPDK_PMD_PACKAGE = "librte-{package}23"
 LOG_TAIL_LINES = 15
 
@@ -266,24 +267,9 @@ class OvsDaemons:
                 raise PrerequisiteError(f"{what} is not installed", f"apt-get install {package}")
 
     def _check_hugepages(self, dpdk: DpdkOptions) -> None:
-        info: dict[str, int] = {}
-        with contextlib.suppress(OSError):
-            for line in self.meminfo.read_text().splitlines():
-                key, _, value = line.partition(":")
-                if value.split():
-                    info[key.strip()] = int(value.split()[0])
-        free_mib = info.get("HugePages_Free", 0) * info.get("Hugepagesize", 2048) // 1024
-        try:
-            wanted_mib = sum(int(part) for part in dpdk.socket_mem.split(",") if part)
-        except ValueError:
-            wanted_mib = 0
-        mounted = False
-        with contextlib.suppress(OSError):
-            mounted = any(
-                len(fields) > 2 and fields[2] == "hugetlbfs"
-                for fields in (line.split() for line in self.mounts.read_text().splitlines())
-            )
-        problem = hugepage_problem(free_mib, mounted, wanted_mib)
+        free_mib, _total = hugepages_mib(_read(self.meminfo))
+        mounted = hugetlbfs_mounted(_read(self.mounts))
+        problem = hugepage_problem(free_mib, mounted, socket_mem_mib(dpdk.socket_mem))
         if problem is not None:
             raise PrerequisiteError(*problem)
 
