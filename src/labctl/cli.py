@@ -373,9 +373,9 @@ def _parse_senders(values: list[str], taps: set[str]) -> dict[str, list[str]]:
 
 
 def cmd_matrix(args: argparse.Namespace) -> int:
+    from labctl.analysis.tables import format_table
     from labctl.core.matrix import cells, load_lab
     from labctl.matrix import MatrixRunner, exit_code, write_reports
-    from labctl.render import table
 
     lab = load_lab(args.lab)
     chosen = cells(lab, args.switch, args.offload)
@@ -405,7 +405,7 @@ def cmd_matrix(args: argparse.Namespace) -> int:
                 _clip(cell["reason"] or "", 60),
             ]
         )
-    print(table(rows, ["switch", "offload", "http", "faults", "status", "note"]))
+    print(format_table(["switch", "offload", "http", "faults", "status", "note"], rows))
     summary = result["summary"]
     print(
         f"\n{len(result['cells'])} cells: {summary['passed']} as expected, "
@@ -444,7 +444,7 @@ def cmd_down(args: argparse.Namespace) -> int:
 
 
 def cmd_status(args: argparse.Namespace) -> int:
-    from labctl.render import table
+    from labctl.analysis.tables import format_table
 
     engine, close = _engine(args)
     try:
@@ -494,7 +494,9 @@ def cmd_status(args: argparse.Namespace) -> int:
             ]
             for r in entry["resources"]
         ]
-        print(table(rows, ["kind", "name", "details"]) if rows else "  (nothing on the host)")
+        print(
+            format_table(["kind", "name", "details"], rows) if rows else "  (nothing on the host)"
+        )
     return 0
 
 

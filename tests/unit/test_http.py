@@ -11,10 +11,10 @@ pytestmark = pytest.mark.unit
 SEED = Path(__file__).resolve().parents[2] / "topologies" / "seed.yaml"
 
 
-def test_client_argv_targets_server_address() -> None:
+def test_client_targets_server_address() -> None:
     topology, _ = load_topology(SEED)
     assert topology.traffic is not None
-    argv = http.client_argv(topology, topology.traffic)
+    argv = http.batch_client_argv(topology, topology.traffic)
     assert argv[0] == "curl" and argv[-1] == "http://10.0.0.2:80/"
     v6 = topology.traffic.model_copy(update={"family": "ipv6"})
     assert http.url(topology, v6) == "http://[fd00::2]:80/"

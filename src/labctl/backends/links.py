@@ -208,16 +208,6 @@ class NetlinkLinks:
         finally:
             handle.close()
 
-    # -- small helpers, also used by the switch backends -----------------
-
-    def interface_exists(self, name: str) -> bool:
-        with netlink_action(f"looking up interface {name}"), self.host() as ipr:
-            return bool(ipr.link_lookup(ifname=name))
-
-    def set_link_up(self, ifname: str) -> None:
-        with netlink_action(f"bringing {ifname} up"), self.host() as ipr:
-            ipr.link("set", index=existing_link(ipr, ifname)["index"], state="up")
-
     def owned_links(self, lab: str | None, kind: str) -> list[Owned]:
         """Host links of `kind` whose alias names `lab` (any lab if None)."""
         with netlink_action(f"listing {kind} interfaces"), self.host() as ipr:

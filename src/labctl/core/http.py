@@ -20,7 +20,6 @@ CURL_ERRORS = {
     52: "empty reply from server",
     56: "connection reset while receiving",
 }
-WRITE_OUT = "%{http_code} %{time_connect} %{time_total}"
 BATCH_WRITE_OUT = "%{exitcode} %{http_code} %{time_connect} %{time_total}\\n"
 
 
@@ -37,21 +36,6 @@ def url(topology: Topology, traffic: Traffic) -> str:
     address = target_address(topology, traffic)
     host = f"[{address}]" if ":" in address else address
     return f"http://{host}:{traffic.port}{traffic.path}"
-
-
-def client_argv(topology: Topology, traffic: Traffic) -> list[str]:
-    return [
-        "curl",
-        "--silent",
-        "--show-error",
-        "--output",
-        "/dev/null",
-        "--write-out",
-        WRITE_OUT,
-        "--max-time",
-        str(traffic.timeout),
-        url(topology, traffic),
-    ]
 
 
 def batch_client_argv(topology: Topology, traffic: Traffic) -> list[str]:
