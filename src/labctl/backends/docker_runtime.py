@@ -8,7 +8,6 @@ itself. Each container carries the labels labctl.lab / labctl.node so that
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from typing import Any
 
 import docker
 import docker.errors
@@ -45,13 +44,13 @@ class DockerRuntime:
     def __init__(
         self,
         client: docker.DockerClient | Callable[[], docker.DockerClient],
-        image_resolver: Any = None,
+        default_image: str | None = None,
     ):
         # A client, or a factory: connecting late lets netns-only hosts run without Docker.
         self._client = client if isinstance(client, docker.DockerClient) else None
         self._connect = None if isinstance(client, docker.DockerClient) else client
-        # Maps the topology's logical default image to the built, recipe-tagged image.
-        self.image_resolver = image_resolver
+        # The built, recipe-tagged image that the topology's logical default stands for.
+        self.default_image = default_image
 
     @property
     def client(self) -> docker.DockerClient:
@@ -66,8 +65,8 @@ class DockerRuntime:
             self._client = None
 
     def resolve_image(self, image: str) -> str:
-        if image == DEFAULT_IMAGE and self.image_resolver is not None:
-            return str(self.image_resolver(self.client))
+        if image == DEFAULT_IMAGE and self.default_image is not None:
+            return self.default_image
         return image
 
     def image_exists(self, image: str) -> bool:

@@ -67,9 +67,6 @@ class ImageBuilder:
         self.recipe = recipe or Recipe()
         self.emit = on_event
 
-    def resolve(self, _logical: str = DEFAULT_IMAGE) -> str:
-        return self.recipe.tag
-
     def exists(self) -> bool:
         try:
             self.client.images.get(self.recipe.tag)

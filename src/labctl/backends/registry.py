@@ -65,15 +65,12 @@ def real_backends(on_event: EventSink = discard) -> tuple[Backends, Callable[[],
     from labctl.backends.capture import TcpdumpCapture
     from labctl.backends.docker_runtime import DockerRuntime, connect
     from labctl.backends.hostinfo import host_versions
-    from labctl.backends.image import ImageBuilder
+    from labctl.backends.image import Recipe
     from labctl.backends.links import NetlinkLinks
     from labctl.backends.netns_runtime import NetnsRuntime
     from labctl.backends.offload import OffloadControl
 
-    def default_image(client: object) -> str:
-        return ImageBuilder(client).resolve()  # type: ignore[arg-type]
-
-    docker_runtime = DockerRuntime(connect, image_resolver=default_image)
+    docker_runtime = DockerRuntime(connect, default_image=Recipe().tag)
     switches = SwitchTable(SWITCH_BACKENDS)
 
     def versions() -> dict[str, object]:

@@ -12,7 +12,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 from labctl.core import names
-from labctl.core.loader import Document, PathKey
+from labctl.core.loader import Document, PathKey, format_path
 from labctl.core.model import SWITCH_ENDPOINT, Topology
 from labctl.errors import Problem
 
@@ -143,7 +143,7 @@ class _Checker:
             return
         key = str(address.ip)
         if key in seen:
-            self.add(path, f"address {key} is already used at {_fmt(seen[key])}")
+            self.add(path, f"address {key} is already used at {format_path(seen[key])}")
         else:
             seen[key] = path
 
@@ -156,7 +156,7 @@ class _Checker:
             return
         key = mac.lower()
         if key in seen:
-            self.add(path, f"MAC {key} is already used at {_fmt(seen[key])}")
+            self.add(path, f"MAC {key} is already used at {format_path(seen[key])}")
         else:
             seen[key] = path
 
@@ -201,7 +201,7 @@ class _Checker:
                     continue
                 key = (end.node, end.name)
                 if key in used:
-                    self.add(path, f"interface {end} is already linked at {_fmt(used[key])}")
+                    self.add(path, f"interface {end} is already linked at {format_path(used[key])}")
                 else:
                     used[key] = path
             if a is not None and b is not None:
@@ -226,7 +226,9 @@ class _Checker:
             )
             return None
         if end.name in ports:
-            self.add(path, f"switch port {end.name!r} is already used at {_fmt(ports[end.name])}")
+            self.add(
+                path, f"switch port {end.name!r} is already used at {format_path(ports[end.name])}"
+            )
             return None
         ports[end.name] = path
         return end
@@ -258,7 +260,7 @@ class _Checker:
             elif tap.name in seen:
                 self.add(
                     (*base, "name"),
-                    f"tap name {tap.name!r} is already used at {_fmt(seen[tap.name])}",
+                    f"tap name {tap.name!r} is already used at {format_path(seen[tap.name])}",
                 )
             else:
                 seen[tap.name] = (*base, "name")
@@ -313,12 +315,6 @@ class _Checker:
                 ("traffic", "path"),
                 f"{traffic.path!r} must start with '/' and contain no white space",
             )
-
-
-def _fmt(path: PathKey) -> str:
-    from labctl.core.loader import format_path
-
-    return format_path(path)
 
 
 def _suggest(word: str, choices: Iterable[str]) -> str:
