@@ -12,27 +12,24 @@ from typing import Any
 OVS_VSWITCHD_DPDK = "/usr/lib/openvswitch-switch-dpdk/ovs-vswitchd-dpdk"
 
 
-def _first_line(argv: list[str]) -> str | None:
+def _output(argv: list[str]) -> str | None:
+    """What a version command prints (stdout, else stderr), or None if it cannot run."""
     if shutil.which(argv[0]) is None and not os.path.exists(argv[0]):
         return None
     try:
         done = subprocess.run(argv, capture_output=True, text=True, timeout=10)
     except (OSError, subprocess.TimeoutExpired):
         return None
-    text = (done.stdout or done.stderr).strip()
+    return (done.stdout or done.stderr).strip()
+
+
+def _first_line(argv: list[str]) -> str | None:
+    text = _output(argv)
     return text.splitlines()[0] if text else None
 
 
 def _dpdk_version() -> str | None:
-    if not os.path.exists(OVS_VSWITCHD_DPDK):
-        return None
-    try:
-        done = subprocess.run(
-            [OVS_VSWITCHD_DPDK, "--version"], capture_output=True, text=True, timeout=10
-        )
-    except (OSError, subprocess.TimeoutExpired):
-        return None
-    match = re.search(r"DPDK\s+([\w.\-]+)", done.stdout + done.stderr)
+    match = re.search(r"DPDK\s+([\w.\-]+)", _output([OVS_VSWITCHD_DPDK, "--version"]) or "")
     return match.group(1) if match else None
 
 
