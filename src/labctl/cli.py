@@ -290,7 +290,11 @@ def cmd_capture(args: argparse.Namespace) -> int:
         tap = taps.get(args.tap)
         if tap is None:
             raise UsageError(f"lab {lab} has no tap {args.tap!r} (taps: {', '.join(taps) or '-'})")
-        netns = None if tap.namespace == "host" else engine.node(lab, tap.namespace).netns_path
+        netns = (
+            None
+            if tap.namespace == "host"
+            else engine.node(lab, tap.namespace, topology).netns_path
+        )
         stamp = time.strftime("%Y%m%d-%H%M%S")
         output = Path(
             args.output or runs_root(args.runs_dir) / lab / f"capture-{stamp}" / f"{tap.name}.pcap"

@@ -377,8 +377,10 @@ class Engine:
             raise UsageError(f"lab {lab!r} is not up; start it with `labctl up <topology>`")
         return state, Topology.model_validate(state.topology)
 
-    def node(self, lab: str, name: str) -> NodeHandle:
-        _state, topology = self.load_state(lab)
+    def node(self, lab: str, name: str, topology: Topology | None = None) -> NodeHandle:
+        """A running node of a lab that is up (its topology read from the state if not given)."""
+        if topology is None:
+            _state, topology = self.load_state(lab)
         handle = self.runtime(topology).get_node(lab, name)
         if handle is None:
             raise UsageError(
@@ -394,7 +396,7 @@ class Engine:
         traffic = topology.traffic
         if traffic is None:
             raise UsageError(f"lab {lab!r} has no `traffic:` section to run")
-        client = self.node(lab, traffic.client)
+        client = self.node(lab, traffic.client, topology)
         argv = http.batch_client_argv(topology, traffic)
         self.emit(
             Event(
@@ -583,7 +585,7 @@ class RunRecorder:
         for tap in plan.taps:
             netns = None
             if tap.namespace != "host":
-                netns = self.engine.node(lab, tap.namespace).netns_path
+                netns = self.engine.node(lab, tap.namespace, topology).netns_path
             specs.append(
                 CaptureSpec(
                     tap.name,
@@ -614,12 +616,12 @@ class RunRecorder:
         readings: dict[str, Any] = {}
         for step in plan.steps:
             if isinstance(step, CreateSwitchLink):
-                node = self.engine.node(lab, step.node)
+                node = self.engine.node(lab, step.node, topology)
                 readings[f"{step.node}:{step.ifname}"] = control.read(node.netns_path, step.ifname)
                 readings[f"host:{step.host_ifname}"] = control.read(None, step.host_ifname)
             elif isinstance(step, CreateNodeLink):
                 for node_name, ifname in (step.a, step.b):
-                    node = self.engine.node(lab, node_name)
+                    node = self.engine.node(lab, node_name, topology)
                     readings[f"{node_name}:{ifname}"] = control.read(node.netns_path, ifname)
         return readings
 
