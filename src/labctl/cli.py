@@ -149,6 +149,13 @@ def _parser() -> argparse.ArgumentParser:
     image_sub = p.add_subparsers(dest="image_command", required=True, metavar="ACTION")
     b = image_sub.add_parser("build", help="build it (cached: only when its recipe changed)")
     b.add_argument("--force", action="store_true", help="rebuild even if up to date")
+    b.add_argument(
+        "--keep-rootfs",
+        action="store_true",
+        help="also keep the packed root file system in the cache (LABCTL_IMAGE_CACHE, "
+        "default /var/cache/labctl/images) and print its path; scripts/build-box.sh "
+        "puts it in the VM image so the VM imports it instead of running debootstrap",
+    )
     b.set_defaults(func=cmd_image_build)
     return parser
 
@@ -508,7 +515,7 @@ def cmd_doctor(args: argparse.Namespace) -> int:
     from labctl.backends.host_probe import probe
     from labctl.core.doctor import blocking, evaluate, runnable
 
-    checks = evaluate(probe())
+    checks = evaluate(probe(kvm=True))
     kind = SwitchKind(args.switch) if args.switch else None
     failing = blocking(checks, kind, args.runtime)
     if args.json:
@@ -545,10 +552,13 @@ def cmd_image_build(args: argparse.Namespace) -> int:
 
     client = connect()
     try:
-        tag, built = ImageBuilder(client, on_event=_progress(args)).ensure(force=args.force)
+        builder = ImageBuilder(client, on_event=_progress(args))
+        tag, built = builder.ensure(force=args.force, keep_rootfs=args.keep_rootfs)
     finally:
         client.close()
     print(f"node image {tag} {'built' if built else 'is up to date'}")
+    if args.keep_rootfs:
+        print(f"root file system: {builder.cached_rootfs}")
     return 0
 
 
