@@ -70,6 +70,12 @@ def test_seed_on_userspace_ovs_reproduces_the_bug(
     # Before the switch the same value is normal TX offload, not a fault.
     client_port = next(t for t in diagnosis.taps if t.name == "client-port")
     assert client_port.verdicts["offload"] > 0 and client_port.verdicts["unfinished"] == 0
+    # The server-side pcap alone, positions unknown: TCP's evidence (SYNs sent again,
+    # never answered) still makes it a fault, as `labctl analyze` on a pcap from anywhere.
+    alone = labctl("analyze", str(record.run_dir / "server-host.pcap"), check=False)
+    assert alone.returncode == 1, alone.stdout
+    assert alone.stdout.startswith("FAULT: TCP SYN 10.0.0.1:")
+    assert "never answered (no SYN/ACK)" in alone.stdout
 
 
 @pytest.mark.parametrize("kind", USERSPACE_KINDS)

@@ -654,7 +654,9 @@ def _signature_findings(
         if packet.record.tcp_flags != "SA" or packet.flow in reported:
             continue
         bad, _ = _first_bad(packet, directions[packet.flow], len(taps))
-        if bad is None or not bad.record.looks_unfinished:
+        # Where a tap's position is unknown, a SYN/ACK unfinished like its SYN is what
+        # offload looks like on any host; only past the sender's kernel is it the seed's mark.
+        if bad is None or not bad.record.looks_unfinished or not taps[bad.tap].positioned:
             continue
         syns = syn_values.get((_reverse(packet.flow), bad.record.l4_csum))
         if syns:
