@@ -423,7 +423,8 @@ def _tap_table(taps: Sequence[TapRecord], pcaps: Mapping[str, str], report_dir: 
         '<h4>Taps</h4><div class="scroll"><table class="taps">'
         f"<thead><tr>{header}</tr></thead><tbody>{''.join(rows)}</tbody></table></div>"
         '<p class="hint">Checksum verdicts per tap: offload = unfinished where TX offload '
-        "leaves it (normal); unfinished and wrong are checksums a receiver drops.</p>"
+        "leaves it (normal); accepted = unfinished or wrong, yet the peer acknowledged it; "
+        "unfinished and wrong are checksums a receiver drops or nothing proves it took.</p>"
     )
 
 
