@@ -356,6 +356,8 @@ def _comparison(cell: Cell) -> str:
         )
     rows.append(("HTTP", expected_http, observed_http))
     rows.append(("findings", expected_findings, observed_findings))
+    if expected is not None and expected.note:
+        rows.append(("note", expected.note, ""))
     if observed_latency:
         rows.append(("latency", "", observed_latency))
     body = "".join(
