@@ -18,6 +18,7 @@ Pure; the unit is one packet as matched across taps (`Observed`).
 
 from __future__ import annotations
 
+from bisect import bisect_right
 from collections import defaultdict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -71,9 +72,7 @@ def judge(packets: Sequence[Observed]) -> list[Evidence]:
             results[number] = _none("udp")
         elif _consumes_sequence(packet.first):
             results[number] = _segment_evidence(number, packet, index)
-    for number, packet in enumerate(packets):
-        if results[number] is None:
-            results[number] = _flow_evidence(number, packet, index, results)
+    _flow_evidence(packets, results)
     return [r if r is not None else _none("no-data") for r in results]
 
 
@@ -102,22 +101,66 @@ def _copy_key(packet: Observed) -> tuple[object, ...]:
     return (packet.flow, record.seq, record.payload_len, record.tcp_flags)
 
 
+def _signed(delta: int) -> int:
+    """A 32-bit sequence difference as a signed step."""
+    delta %= 2**32
+    return delta - 2**32 if delta >= 2**31 else delta
+
+
+class _Acks:
+    """One direction's acknowledgements in time order, with their sequence numbers
+    unwrapped and the largest one still to come, so that "is this segment ever
+    acknowledged later" is answered without scanning (captures can be large)."""
+
+    def __init__(self) -> None:
+        self.numbers: list[int] = []
+        self.times: list[float] = []
+        self.unwrapped: list[int] = []
+        self.max_from: list[int] = []
+
+    def add(self, number: int, time: float, ack: int) -> None:
+        previous = self.unwrapped[-1] if self.unwrapped else ack
+        last_raw = previous % 2**32
+        self.numbers.append(number)
+        self.times.append(time)
+        self.unwrapped.append(previous + _signed(ack - last_raw))
+
+    def seal(self) -> None:
+        best = -(2**63)
+        self.max_from = [0] * len(self.unwrapped)
+        for at in range(len(self.unwrapped) - 1, -1, -1):
+            best = max(best, self.unwrapped[at])
+            self.max_from[at] = best
+
+    def first_covering(self, end: int, after: float) -> int | None:
+        start = bisect_right(self.times, after)
+        if start >= len(self.numbers):
+            return None
+        target = self.unwrapped[start] + _signed(end - self.unwrapped[start])
+        if self.max_from[start] < target:
+            return None
+        for at in range(start, len(self.numbers)):
+            if self.unwrapped[at] >= target:
+                return self.numbers[at]
+        return None
+
+
 class _Index:
     """Lookups over the packets: acknowledgements per flow, copies per segment."""
 
     def __init__(self, packets: Sequence[Observed]) -> None:
         self.packets = packets
         self.flows = {p.flow for p in packets}
-        self.acks: dict[FlowTuple, list[int]] = defaultdict(list)
+        self.acks: dict[FlowTuple, _Acks] = defaultdict(_Acks)
         self.copies: dict[tuple[object, ...], list[int]] = defaultdict(list)
-        self.by_flow: dict[FlowTuple, list[int]] = defaultdict(list)
         for number, packet in enumerate(packets):
             record = packet.first
-            self.by_flow[packet.flow].append(number)
             if record.proto == "tcp" and "A" in record.tcp_flags and record.ack is not None:
-                self.acks[packet.flow].append(number)
+                self.acks[packet.flow].add(number, record.timestamp, record.ack)
             if record.proto == "tcp" and _consumes_sequence(record):
                 self.copies[_copy_key(packet)].append(number)
+        for acks in self.acks.values():
+            acks.seal()
 
     def time(self, number: int) -> float:
         return self.packets[number].first.timestamp
@@ -125,12 +168,8 @@ class _Index:
     def first_answer(self, packet: Observed, after: float) -> int | None:
         """The first packet of the other direction, later than `after`, whose ACK
         covers the whole segment."""
-        end = _segment_end(packet.first)
-        for number in self.acks.get(_reverse(packet.flow), ()):
-            ack = self.packets[number].first.ack
-            if self.time(number) > after and ack is not None and _seq_at_least(ack, end):
-                return number
-        return None
+        acks = self.acks.get(_reverse(packet.flow))
+        return None if acks is None else acks.first_covering(_segment_end(packet.first), after)
 
 
 def _segment_evidence(number: int, packet: Observed, index: _Index) -> Evidence:
@@ -176,24 +215,34 @@ def _answer_verb(record: PacketRecord) -> str:
     return "answered" if record.tcp_flags == "S" else "acknowledged"
 
 
-def _flow_evidence(
-    number: int, packet: Observed, index: _Index, results: Sequence[Evidence | None]
-) -> Evidence:
+def _flow_evidence(packets: Sequence[Observed], results: list[Evidence | None]) -> None:
     """A segment that carries nothing to acknowledge (a pure ACK, a RST) takes the
-    evidence of its flow: segments with the same checksums at the same taps that
-    were acknowledged prove the path delivers such checksums."""
-    for other in index.by_flow[packet.flow]:
-        found = results[other]
-        accepted = found is not None and found.outcome == "accepted"
-        if accepted and _same_checksums(packet, index.packets[other]):
-            return Evidence(
-                "accepted",
-                "flow-acknowledged",
-                f"segments of its flow with the same checksums were acknowledged "
-                f"(frame {index.packets[other].first.index})",
-                found.proof if found is not None else None,
-            )
-    return _none("no-data")
+    evidence of its flow: a segment with the same checksums at the same taps that
+    was acknowledged proves the path delivers such checksums."""
+    accepted: dict[tuple[FlowTuple, tuple[tuple[int, str], ...]], int] = {}
+    for number, packet in enumerate(packets):
+        found = results[number]
+        if found is not None and found.outcome == "accepted":
+            accepted.setdefault((packet.flow, _signature(packet)), number)
+    for number, packet in enumerate(packets):
+        if results[number] is not None:
+            continue
+        other = accepted.get((packet.flow, _signature(packet)))
+        if other is None:
+            results[number] = _none("no-data")
+            continue
+        proof = results[other]
+        results[number] = Evidence(
+            "accepted",
+            "flow-acknowledged",
+            f"segments of its flow with the same checksums were acknowledged "
+            f"(frame {packets[other].first.index})",
+            proof.proof if proof is not None else None,
+        )
+
+
+def _signature(packet: Observed) -> tuple[tuple[int, str], ...]:
+    return tuple(sorted((tap, _state(record)) for tap, record in packet.at.items()))
 
 
 def _same_checksums(one: Observed, other: Observed) -> bool:
