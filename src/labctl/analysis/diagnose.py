@@ -49,7 +49,7 @@ from __future__ import annotations
 import ipaddress
 import textwrap
 from collections import Counter, defaultdict
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Literal
@@ -553,57 +553,32 @@ HOW_TO_PROVE = (
 def _contradiction_findings(packets: Sequence[_Packet], taps: Sequence[Tap]) -> list[Finding]:
     """Position says a receiver after the tap checks the checksum and drops the
     packet; TCP says the receiver took it. Say so, do not pick one silently."""
-    groups: dict[tuple[FlowTuple, int], list[_Seen]] = defaultdict(list)
-    for packet in packets:
-        for tap_index, seen in sorted(packet.seen.items()):
-            if seen.status == "accepted" and taps[tap_index].positioned:
-                groups[(packet.flow, tap_index)].append(seen)
-                break
     findings = []
-    for (flow, tap_index), group in groups.items():
-        record = group[0].record
-        packet = next(p for p in packets if p.flow == flow and p.seen.get(tap_index) is group[0])
-        tap = taps[tap_index].name
+    groups = _first_sightings(
+        packets, lambda t, s: s.status == "accepted" and taps[t].positioned, by_evidence=False
+    )
+    for (_, tap_index, _, _), group in groups.items():
+        packet, seen = group[0]
         message = (
-            f"{_subject(record)} carries {_what_is_bad(record)} at tap '{tap}', past its "
-            f"sender's kernel by the topology, where its receiver should drop it; yet TCP "
-            f"shows the receiver took it ({packet.evidence.text}): something after the tap "
-            "finished the checksum, or the receiver did not check it (as a veth before "
-            "Linux 3.14 did, marking such packets CHECKSUM_UNNECESSARY)"
-            f"{_count_note([s.record for s in group])}"
+            f"{_subject(seen.record)} carries {_what_is_bad(seen.record)} at tap "
+            f"'{taps[tap_index].name}', past its sender's kernel by the topology, where its "
+            f"receiver should drop it; yet TCP shows the receiver took it "
+            f"({packet.evidence.text}): something after the tap finished the checksum, or the "
+            "receiver did not check it (as a veth did before Linux 4.4, marking such packets "
+            "CHECKSUM_UNNECESSARY)"
         )
-        findings.append(
-            Finding(
-                kind="position-contradicted",
-                severity="warning",
-                tap=tap,
-                flow=_flow_label(record),
-                message=message,
-                packets=tuple(_packet_ref(s.record) for s in group),
-                evidence={
-                    "tcp_evidence": packet.evidence.text,
-                    "count": len(group),
-                    "first_time": record.timestamp,
-                },
-            )
-        )
+        evidence = {"tcp_evidence": packet.evidence.text}
+        tap = taps[tap_index]
+        findings.append(_warning("position-contradicted", group, tap, message, evidence))
     return findings
 
 
 def _unproven_findings(packets: Sequence[_Packet], taps: Sequence[Tap]) -> list[Finding]:
     """Unfinished or wrong where nothing proves whether its receiver took it."""
-    groups: dict[tuple[FlowTuple, int, str, str], list[tuple[_Packet, _Seen]]] = defaultdict(list)
-    for packet in packets:
-        for tap_index, seen in sorted(packet.seen.items()):
-            if seen.status == "unproven":
-                key = (packet.flow, tap_index, _bad_kind(seen.record), packet.evidence.reason)
-                groups[key].append((packet, seen))
-                break
     findings = []
+    groups = _first_sightings(packets, lambda _, s: s.status == "unproven")
     for (_, tap_index, kind, _), group in groups.items():
         packet, seen = group[0]
-        record = seen.record
-        tap = taps[tap_index].name
         normal = (
             "an unfinished checksum is normal where the packet is still inside its sender's "
             "kernel (TX offload) and a fault where its receiver checks it"
@@ -612,27 +587,51 @@ def _unproven_findings(packets: Sequence[_Packet], taps: Sequence[Tap]) -> list[
             "(e.g. segments merged by GRO)"
         )
         message = (
-            f"{_subject(record)} carries {_what_is_bad(record)} at tap '{tap}', and the "
-            f"capture cannot prove whether its receiver took it: {packet.evidence.text}; "
-            f"{normal}; {HOW_TO_PROVE}{_count_note([s.record for _, s in group])}"
+            f"{_subject(seen.record)} carries {_what_is_bad(seen.record)} at tap "
+            f"'{taps[tap_index].name}', and the capture cannot prove whether its receiver took "
+            f"it: {packet.evidence.text}; {normal}; {HOW_TO_PROVE}"
         )
-        findings.append(
-            Finding(
-                kind="checksum-unproven",
-                severity="warning",
-                tap=tap,
-                flow=_flow_label(record),
-                message=message,
-                packets=tuple(_packet_ref(s.record) for _, s in group),
-                evidence={
-                    "verdict": kind,
-                    "missing": packet.evidence.reason,
-                    "count": len(group),
-                    "first_time": record.timestamp,
-                },
-            )
-        )
+        evidence = {"verdict": kind, "missing": packet.evidence.reason}
+        findings.append(_warning("checksum-unproven", group, taps[tap_index], message, evidence))
     return findings
+
+
+_Sighting = tuple[_Packet, _Seen]
+
+
+def _first_sightings(
+    packets: Sequence[_Packet], wanted: Callable[[int, _Seen], bool], by_evidence: bool = True
+) -> dict[tuple[FlowTuple, int, str, str], list[_Sighting]]:
+    """Per packet the first tap (in path order) where `wanted` holds, grouped by
+    flow, tap, checksum verdict and (by_evidence) what the evidence lacks."""
+    groups: dict[tuple[FlowTuple, int, str, str], list[_Sighting]] = defaultdict(list)
+    for packet in packets:
+        for tap_index, seen in sorted(packet.seen.items()):
+            if wanted(tap_index, seen):
+                reason = packet.evidence.reason if by_evidence else ""
+                key = (packet.flow, tap_index, _bad_kind(seen.record), reason)
+                groups[key].append((packet, seen))
+                break
+    return groups
+
+
+def _warning(
+    kind: str,
+    group: Sequence[_Sighting],
+    tap: Tap,
+    message: str,
+    evidence: Mapping[str, JsonScalar],
+) -> Finding:
+    records = [seen.record for _, seen in group]
+    return Finding(
+        kind=kind,
+        severity="warning",
+        tap=tap.name,
+        flow=_flow_label(records[0]),
+        message=message + _count_note(records),
+        packets=tuple(_packet_ref(r) for r in records),
+        evidence={**evidence, "count": len(records), "first_time": records[0].timestamp},
+    )
 
 
 def _signature_findings(

@@ -175,7 +175,7 @@ def test_seed_signature_synack_repeats_syn_checksum(tmp_path: Path) -> None:
     assert "yet TCP shows the receiver took it (answered by the SYN/ACK in frame 2)" in (
         contradicted.message
     )
-    assert "before Linux 3.14" in contradicted.message
+    assert "before Linux 4.4" in contradicted.message
     signature = diagnosis.findings[1]
     assert signature.message.startswith(
         "TCP SYN/ACK 10.0.0.2:80 -> 10.0.0.1:41234 carries at tap 'client-eth0' the checksum "
