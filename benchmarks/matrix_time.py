@@ -1,9 +1,10 @@
 """Wall time of the full veth-checksum matrix (labctl.matrix.MatrixRunner), serial and,
 when the runner can, parallel; the cells' statuses must not depend on the mode.
 
-Every cell of labs/veth-checksum runs (4 switch kinds x offload on/off = 8 cells; ovs-kernel
-is reported as skipped on hosts without the openvswitch module). The lab is renamed to a
-unique name per run so that its cells' labs never collide with anyone else's.
+Every cell of labs/veth-checksum runs (4 switch kinds x offload on, off and server-only =
+12 cells; ovs-kernel is reported as skipped on hosts without the openvswitch module). The
+lab is renamed to a unique name per run so that its cells' labs never collide with anyone
+else's.
 
     .venv/bin/python -m benchmarks.matrix_time [--repeat 1] [--workers 2] [--mode serial]
 """

@@ -41,7 +41,7 @@ QUICK_ARGS: dict[str, list[str]] = {
 }
 TITLES = {
     "cycle": "Lab cycle: seed lab up, run (3 taps, 5 requests, diagnosis), down",
-    "matrix_time": "Matrix: labs/veth-checksum, all 8 cells",
+    "matrix_time": "Matrix: labs/veth-checksum, all cells",
     "scale": "Scaling: N nodes on one switch",
     "dataplane": "Data plane: two nodes through each switch, vs a direct veth pair",
 }

@@ -45,6 +45,7 @@ DEB_PACKAGES=(
   librte-net-af-packet23 librte-mempool-ring23 librte-net-af-xdp23
   iproute2 iptables nftables ethtool kmod procps util-linux
   tcpdump tshark       # taps and a second opinion on the pcaps
+  wireshark-common     # dumpcap: the pcapng captures of the analyze tests
   debootstrap debian-archive-keyring  # builds the node image locally (no registry needed)
   iperf3 curl ca-certificates
   busybox              # httpd of the netns runtime's nodes (host binaries in a namespace)
