@@ -506,7 +506,7 @@ def cmd_status(args: argparse.Namespace) -> int:
 
 def cmd_doctor(args: argparse.Namespace) -> int:
     from labctl.backends.host_probe import probe
-    from labctl.core.doctor import blocking, evaluate, runnable
+    from labctl.core.doctor import blocking, evaluate, runnable, runnable_line
 
     checks = evaluate(probe())
     kind = SwitchKind(args.switch) if args.switch else None
@@ -533,9 +533,7 @@ def cmd_doctor(args: argparse.Namespace) -> int:
         if check.fix and not check.ok:
             print(f"      {'':24} fix: {check.fix}")
     can = runnable(checks, args.runtime)
-    print(
-        "\nswitch kinds that can run here: " + ", ".join(k for k, ok in can.items() if ok) or "none"
-    )
+    print("\n" + runnable_line(can))
     return 1 if failing else 0
 
 

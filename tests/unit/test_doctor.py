@@ -14,6 +14,7 @@ from labctl.core.doctor import (
     hugepages_mib,
     hugetlbfs_mounted,
     runnable,
+    runnable_line,
     socket_mem_mib,
 )
 from labctl.core.model import SwitchKind
@@ -189,3 +190,13 @@ def test_hugepage_facts_are_read_from_proc_text() -> None:
     assert not hugetlbfs_mounted("proc /proc proc rw 0 0\n")
     assert socket_mem_mib("256,256") == 512
     assert socket_mem_mib("lots") == 0
+
+
+def test_runnable_line_says_none_when_no_switch_kind_can_run() -> None:
+    nothing = dataclasses.replace(HEALTHY, is_root=False, docker_error="no socket")
+    can = runnable(evaluate(nothing))
+    assert not any(can.values())
+    assert runnable_line(can) == "switch kinds that can run here: none"
+    assert runnable_line({"linux-bridge": True, "ovs-dpdk": False, "ovs-userspace": True}) == (
+        "switch kinds that can run here: linux-bridge, ovs-userspace"
+    )

@@ -18,7 +18,7 @@ import shutil
 import signal
 import subprocess
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 
 from labctl.backends.base import CaptureResult, CaptureSpec
@@ -35,10 +35,19 @@ LISTEN_TIMEOUT = 10.0
 STOP_TIMEOUT = 10.0
 
 
-def _die_with_parent() -> None:
-    # Runs in the child between fork and exec.
-    libc = ctypes.CDLL(None, use_errno=True)
-    libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+def die_with_parent_hook() -> Callable[[], None]:
+    """A preexec_fn that makes the child get SIGTERM when labctl dies.
+
+    libc and prctl are resolved here, in the parent: the hook runs between fork
+    and exec, where loading a library (dlopen takes locks other threads may hold
+    at the fork) can deadlock the child.
+    """
+    prctl = ctypes.CDLL(None, use_errno=True).prctl
+
+    def hook() -> None:
+        prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+
+    return hook
 
 
 def tcpdump_argv(spec: CaptureSpec, tcpdump: str = "tcpdump") -> list[str]:
@@ -82,6 +91,7 @@ class TcpdumpCapture:
         """Start every capture, wait until each listens, yield; always stop and flush."""
         self.check()
         running: list[tuple[CaptureSpec, subprocess.Popen[bytes]]] = []
+        die_with_parent = die_with_parent_hook()
         results = [CaptureResult(s.tap, s.pcap) for s in specs]
         try:
             # Start them all, then wait for each: the waits overlap.
@@ -91,7 +101,7 @@ class TcpdumpCapture:
                     tcpdump_argv(spec, self.tcpdump),
                     stdout=subprocess.DEVNULL,
                     stderr=subprocess.PIPE,
-                    preexec_fn=_die_with_parent,
+                    preexec_fn=die_with_parent,
                 )
                 running.append((spec, process))
             for spec, process in running:

@@ -301,3 +301,10 @@ def blocking(checks: list[Check], kind: SwitchKind | None, runtime: str = "docke
 
 def runnable(checks: list[Check], runtime: str = "docker") -> dict[str, bool]:
     return {kind.value: not blocking(checks, kind, runtime) for kind in SwitchKind}
+
+
+def runnable_line(can: dict[str, bool]) -> str:
+    """Doctor's summary line: the switch kinds that can run, or "none"."""
+    return "switch kinds that can run here: " + (
+        ", ".join(kind for kind, ok in can.items() if ok) or "none"
+    )
