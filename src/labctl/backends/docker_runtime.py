@@ -7,7 +7,14 @@ itself. Each container carries the labels labctl.lab / labctl.node so that
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+import contextlib
+import os
+import signal
+import struct
+import time
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
 
 import docker
 import docker.errors
@@ -19,19 +26,28 @@ from labctl.core.model import DEFAULT_IMAGE, Node
 from labctl.errors import BackendError, PrerequisiteError
 
 IDLE_COMMAND = ["sleep", "infinity"]
-DOCKER_SOCKET = "unix:///var/run/docker.sock"
+KILL_GRACE = 3.0
+"""How long a timed-out exec may take to report its exit after SIGKILL."""
 
 
-def connect(timeout: float = 30) -> docker.DockerClient:
-    """A Docker client, or a PrerequisiteError naming how to start dockerd."""
+def connect(
+    timeout: float = 30, environment: Mapping[str, str] | None = None
+) -> docker.DockerClient:
+    """A Docker client configured as the docker CLI is (DOCKER_HOST, DOCKER_TLS_VERIFY,
+    DOCKER_CERT_PATH, DOCKER_CONTEXT), or a PrerequisiteError naming how to start dockerd.
+
+    `timeout` bounds each API call; `exec` applies its own deadline to commands."""
+    env = dict(os.environ if environment is None else environment)
+    where = env.get("DOCKER_HOST") or "the default socket"
     try:
-        client = docker.DockerClient(base_url=DOCKER_SOCKET, version="auto", timeout=int(timeout))
+        client = docker.from_env(version="auto", timeout=int(timeout), environment=env)
         client.ping()
         return client
     except (docker.errors.DockerException, OSError) as error:
         raise PrerequisiteError(
-            f"the Docker daemon is not reachable ({_short(error)})",
-            "start it (`scripts/provision.sh` does, or `dockerd &` / `systemctl start docker`)",
+            f"the Docker daemon at {where} is not reachable ({_short(error)})",
+            "start it (`scripts/provision.sh` does, or `dockerd &` / `systemctl start docker`)"
+            + (", or point DOCKER_HOST at it" if "DOCKER_HOST" in env else ""),
         ) from None
 
 
@@ -160,24 +176,49 @@ class DockerRuntime:
     def exec(
         self, handle: NodeHandle, argv: Sequence[str], *, detach: bool = False, timeout: float = 60
     ) -> ExecResult:
+        action = f"running {argv[0] if argv else '(nothing)'} in node {handle.name}"
         try:
             container = self.client.containers.get(handle.container_id)
             if detach:
                 container.exec_run(list(argv), detach=True)
                 return ExecResult(0, "")
-            # The SDK has no exec timeout: bound it on the socket read.
             api = self.client.api
             exec_id = api.exec_create(container.id, list(argv), stdout=True, stderr=True)["Id"]
-            output = api.exec_start(exec_id, demux=True, stream=False, socket=False)
-            stdout, stderr = output if isinstance(output, tuple) else (output, b"")
-            code = api.exec_inspect(exec_id).get("ExitCode")
+            deadline = time.monotonic() + timeout
+            try:
+                stdout, stderr = _read_exec_stream(api.exec_start(exec_id, socket=True), deadline)
+                code = _exit_code(api, exec_id, deadline)
+            except TimeoutError:
+                # The SDK has no exec timeout and Docker no exec kill: kill it on the host.
+                left = self._kill_exec(api, exec_id, handle)
+                raise BackendError(
+                    action, f"no exit after {timeout:g} s; " + (left or "killed it")
+                ) from None
             return ExecResult(
-                int(code if code is not None else -1),
-                (stdout or b"").decode(errors="replace"),
-                (stderr or b"").decode(errors="replace"),
+                code, stdout.decode(errors="replace"), stderr.decode(errors="replace")
             )
-        except (TimeoutError, docker.errors.APIError, OSError) as error:
-            raise BackendError(f"running {argv[0]} in node {handle.name}", _short(error)) from None
+        except (docker.errors.APIError, OSError) as error:
+            raise BackendError(action, _short(error)) from None
+
+    @staticmethod
+    def _kill_exec(api: Any, exec_id: str, handle: NodeHandle) -> str | None:
+        """SIGKILL a timed-out exec and its descendants; a reason if it could not be."""
+        pid = int(api.exec_inspect(exec_id).get("Pid") or 0)
+        # The daemon's pid is a host pid: only kill it when it is this container's process.
+        try:
+            same = pid > 0 and os.readlink(f"/proc/{pid}/ns/pid") == os.readlink(
+                f"/proc/{handle.pid}/ns/pid"
+            )
+        except OSError:
+            same = False
+        if not same:
+            return f"it may still run (its pid {pid} is not visible on this host)"
+        for victim in [pid, *_descendants(pid)]:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(victim, signal.SIGKILL)
+        with contextlib.suppress(TimeoutError):
+            _exit_code(api, exec_id, time.monotonic() + KILL_GRACE)
+        return None
 
     def _lab_containers(self, lab: str | None) -> list[Container]:
         label = f"{names.LABEL_LAB}={lab}" if lab else names.LABEL_LAB
@@ -209,3 +250,59 @@ class DockerRuntime:
                 "id": container.short_id,
             },
         )
+
+
+def _read_exec_stream(sock: Any, deadline: float) -> tuple[bytes, bytes]:
+    """Read an exec's multiplexed output until EOF; TimeoutError once `deadline` passes.
+
+    Each read waits at most until the deadline, not the client's per-call timeout."""
+    raw = getattr(sock, "_sock", sock)  # unix/tcp: a SocketIO around the socket
+    data = bytearray()
+    try:
+        while True:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise TimeoutError
+            raw.settimeout(remaining)
+            chunk = raw.recv(65536)
+            if not chunk:
+                break
+            data += chunk
+    finally:
+        sock.close()
+    return _demux(bytes(data))
+
+
+def _demux(data: bytes) -> tuple[bytes, bytes]:
+    """Split Docker's stream framing (8-byte header: stream, 3 pad, big-endian length)."""
+    streams = {1: bytearray(), 2: bytearray()}
+    offset = 0
+    while offset + 8 <= len(data):
+        stream, length = struct.unpack(">BxxxL", data[offset : offset + 8])
+        streams.setdefault(stream, bytearray()).extend(data[offset + 8 : offset + 8 + length])
+        offset += 8 + length
+    return bytes(streams[1]), bytes(streams[2])
+
+
+def _exit_code(api: Any, exec_id: str, deadline: float) -> int:
+    # The stream can close a moment before the daemon records the exit.
+    while True:
+        info = api.exec_inspect(exec_id)
+        if not info.get("Running") and info.get("ExitCode") is not None:
+            return int(info["ExitCode"])
+        if time.monotonic() >= deadline:
+            raise TimeoutError
+        time.sleep(0.01)
+
+
+def _descendants(pid: int) -> list[int]:
+    found: list[int] = []
+    pending = [pid]
+    while pending:
+        parent = pending.pop()
+        for task in Path(f"/proc/{parent}/task").glob("*/children"):
+            with contextlib.suppress(OSError):
+                children = [int(c) for c in task.read_text().split()]
+                found.extend(children)
+                pending.extend(children)
+    return found
