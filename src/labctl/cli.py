@@ -41,6 +41,7 @@ def _parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("validate", help="check a topology file; exit 2 listing every problem")
     topology_args(p)
+    p.add_argument("--json", action="store_true", help="machine-readable output")
     p.set_defaults(func=cmd_validate)
 
     p = sub.add_parser("schema", help="print the topology JSON Schema (for editors)")
@@ -77,6 +78,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--filter", help="pcap filter (default: the tap's, or the traffic under test)")
     p.add_argument("-o", "--output", help="pcap file (default: <runs-dir>/<lab>/capture-...)")
     p.add_argument("--runs-dir", default=None, help="default: $LABCTL_RUNS_DIR or ./runs")
+    p.add_argument("--json", action="store_true", help="machine-readable output")
     p.set_defaults(func=cmd_capture)
 
     p = sub.add_parser(
@@ -125,6 +127,7 @@ def _parser() -> argparse.ArgumentParser:
     p = sub.add_parser("down", help="tear a lab down; finds leftovers by label, idempotent")
     p.add_argument("lab", nargs="?", help="lab name (default: the only lab known)")
     p.add_argument("--all", action="store_true", help="tear down every labctl lab on this host")
+    p.add_argument("--json", action="store_true", help="machine-readable output")
     p.set_defaults(func=cmd_down)
 
     p = sub.add_parser("status", help="what labctl has created on this host")
@@ -149,8 +152,67 @@ def _parser() -> argparse.ArgumentParser:
     image_sub = p.add_subparsers(dest="image_command", required=True, metavar="ACTION")
     b = image_sub.add_parser("build", help="build it (cached: only when its recipe changed)")
     b.add_argument("--force", action="store_true", help="rebuild even if up to date")
+    b.add_argument("--json", action="store_true", help="machine-readable output")
     b.set_defaults(func=cmd_image_build)
+    _add_node_commands(sub)
+    _accept_global_options(parser)
+    _add_completers(parser)
     return parser
+
+
+GLOBAL_OPTIONS = (("-v", "--verbose"),)
+"""Options of `labctl` itself that every subcommand also accepts after its name."""
+
+
+def _subparsers(parser: argparse.ArgumentParser) -> list[argparse.ArgumentParser]:
+    found = []
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for child in dict.fromkeys(action.choices.values()):
+                found += [child, *_subparsers(child)]
+    return found
+
+
+def _accept_global_options(parser: argparse.ArgumentParser) -> None:
+    """`labctl validate FILE -v` as well as `labctl -v validate FILE`."""
+    top = {flag: action for action in parser._actions for flag in action.option_strings}
+    for child in _subparsers(parser):
+        for flags in GLOBAL_OPTIONS:
+            action = top[flags[0]]
+            # SUPPRESS: a subcommand that was not given the option keeps the top level's value.
+            child.add_argument(
+                *flags,
+                dest=action.dest,
+                action="store_true",
+                default=argparse.SUPPRESS,
+                help=action.help,
+            )
+
+
+def _add_node_commands(sub: Any) -> None:
+    p = sub.add_parser(
+        "exec",
+        help="a shell in a node of a running lab, or one command (its exit code is labctl's)",
+        description="Without CMD: an interactive shell in the node (bash, else sh). With CMD: "
+        "runs it in the node on this terminal's stdin/stdout/stderr and exits with its exit "
+        "code. Works for both runtimes (Docker containers and network namespaces).",
+    )
+    p.add_argument("lab", help="lab name")
+    p.add_argument("node", help="node name")
+    p.add_argument(
+        "cmd",
+        nargs=argparse.REMAINDER,
+        metavar="-- CMD",
+        help="the command and its arguments (default: an interactive shell)",
+    )
+    p.set_defaults(func=cmd_exec)
+
+    p = sub.add_parser(
+        "completion",
+        help='print the shell completion script: eval "$(labctl completion bash)"',
+    )
+    p.add_argument("shell", choices=["bash", "zsh"])
+    p.set_defaults(func=cmd_completion)
 
 
 def _progress(args: argparse.Namespace) -> Callable[[Any], None]:
@@ -161,9 +223,34 @@ def _progress(args: argparse.Namespace) -> Callable[[Any], None]:
 
 def cmd_validate(args: argparse.Namespace) -> int:
     from labctl.api import load
+    from labctl.errors import ConfigError
 
-    topology, _ = load(args.file, args.switch, args.name, args.runtime)
+    try:
+        topology, _ = load(args.file, args.switch, args.name, args.runtime)
+    except ConfigError as error:
+        if not args.json:
+            raise
+        problems = [p.__dict__ for p in error.problems]
+        print(json.dumps({"file": args.file, "ok": False, "problems": problems}, indent=2))
+        return error.exit_code
     kind = topology.switch.kind.value if topology.switch else "none"
+    if args.json:
+        print(
+            json.dumps(
+                {
+                    "file": args.file,
+                    "ok": True,
+                    "lab": topology.name,
+                    "switch": topology.switch.kind.value if topology.switch else None,
+                    "runtime": topology.runtime,
+                    "nodes": sorted(topology.nodes),
+                    "links": len(topology.links),
+                    "taps": [t.name for t in topology.taps],
+                },
+                indent=2,
+            )
+        )
+        return 0
     print(
         f"{args.file}: ok (lab {topology.name}, {len(topology.nodes)} nodes, switch {kind}, "
         f"{len(topology.links)} links, {len(topology.taps)} taps)"
@@ -317,6 +404,21 @@ def cmd_capture(args: argparse.Namespace) -> int:
             time.sleep(args.seconds)
     finally:
         close()
+    if args.json:
+        result = results[0]
+        print(
+            json.dumps(
+                {
+                    "lab": lab,
+                    "tap": tap.name,
+                    "pcap": str(output),
+                    "packets_captured": result.packets_captured,
+                    "packets_dropped": result.packets_dropped,
+                },
+                indent=2,
+            )
+        )
+        return 0
     print(f"{output}: {results[0].packets_captured} packets")
     return 0
 
@@ -436,14 +538,19 @@ def cmd_down(args: argparse.Namespace) -> int:
                 if (args.lab or engine.known_labs())
                 else []
             )
-        if not labs:
+        if not labs and not args.json:
             print("nothing to tear down")
+        done = []
         for lab in labs:
             swept = engine.down(lab)
-            extra = f" ({len(swept)} leftovers swept by label)" if swept else ""
-            print(f"lab {lab} is down{extra}")
+            done.append({"lab": lab, "swept": [{"kind": o.kind, "name": o.name} for o in swept]})
+            if not args.json:
+                extra = f" ({len(swept)} leftovers swept by label)" if swept else ""
+                print(f"lab {lab} is down{extra}")
     finally:
         close()
+    if args.json:
+        print(json.dumps({"down": done}, indent=2))
     return 0
 
 
@@ -546,12 +653,99 @@ def cmd_image_build(args: argparse.Namespace) -> int:
         tag, built = ImageBuilder(client, on_event=_progress(args)).ensure(force=args.force)
     finally:
         client.close()
+    if args.json:
+        print(json.dumps({"image": tag, "built": built}, indent=2))
+        return 0
     print(f"node image {tag} {'built' if built else 'is up to date'}")
     return 0
 
 
+INTERACTIVE_SHELL = [
+    "sh",
+    "-c",
+    "if command -v bash >/dev/null 2>&1; then exec bash; fi; exec sh",
+]
+
+
+def cmd_exec(args: argparse.Namespace) -> int:
+    argv = list(args.cmd)
+    if argv[:1] == ["--"]:
+        argv = argv[1:]
+    engine, close = _engine(args)
+    try:
+        _state, topology = engine.load_state(args.lab)
+        if args.node not in topology.nodes:
+            raise UsageError(
+                f"lab {args.lab} has no node {args.node!r} (nodes: {', '.join(topology.nodes)})"
+            )
+        handle = engine.node(args.lab, args.node, topology)
+        tty = sys.stdin.isatty() and sys.stdout.isatty()
+        return int(engine.runtime(topology).attach(handle, argv or INTERACTIVE_SHELL, tty=tty))
+    finally:
+        close()
+
+
+def cmd_completion(args: argparse.Namespace) -> int:
+    import argcomplete
+
+    print(argcomplete.shellcode(["labctl"], shell=args.shell))
+    return 0
+
+
+# -- completion: what argcomplete offers for the arguments that name something on this host
+
+
+def _up_topology(lab: str | None) -> dict[str, Any]:
+    """The topology of a lab from its state file (of the only lab when none is named)."""
+    from labctl.state import StateStore
+
+    store = StateStore()
+    labs = store.labs()
+    if lab is None and len(labs) == 1:
+        lab = labs[0]
+    state = store.load(lab) if lab else None
+    return state.topology if state else {}
+
+
+def _complete_labs(prefix: str, **_: Any) -> list[str]:
+    from labctl.state import StateStore
+
+    return [lab for lab in StateStore().labs() if lab.startswith(prefix)]
+
+
+def _complete_nodes(prefix: str, parsed_args: argparse.Namespace, **_: Any) -> list[str]:
+    nodes = _up_topology(getattr(parsed_args, "lab", None)).get("nodes") or {}
+    return [node for node in nodes if node.startswith(prefix)]
+
+
+COMPLETERS: dict[str, dict[str, Callable[..., list[str]]]] = {
+    "run": {"lab": _complete_labs},
+    "down": {"lab": _complete_labs},
+    "status": {"lab": _complete_labs},
+    "capture": {"lab": _complete_labs},
+    "exec": {"lab": _complete_labs, "node": _complete_nodes},
+}
+"""Per subcommand, argument dest -> completer; other arguments complete as files."""
+
+
+def _add_completers(parser: argparse.ArgumentParser) -> None:
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for command, child in action.choices.items():
+                for arg in child._actions:
+                    completer = COMPLETERS.get(command, {}).get(arg.dest)
+                    if completer is not None:
+                        arg.completer = completer  # type: ignore[attr-defined]
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
+    parser = _parser()
+    if argv is None and "_ARGCOMPLETE" in os.environ:
+        # The shell's completion function runs labctl this way; nothing is imported otherwise.
+        import argcomplete
+
+        argcomplete.autocomplete(parser)  # prints the candidates and exits
+    args = parser.parse_args(argv)
     try:
         return int(args.func(args))
     except LabctlError as error:

@@ -9,10 +9,13 @@ from __future__ import annotations
 
 import contextlib
 import os
+import select
 import signal
+import socket
 import struct
+import sys
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -200,11 +203,43 @@ class DockerRuntime:
         except (docker.errors.APIError, OSError) as error:
             raise BackendError(action, _short(error)) from None
 
-    @staticmethod
-    def _kill_exec(api: Any, exec_id: str, handle: NodeHandle) -> str | None:
+    def attach(self, handle: NodeHandle, argv: Sequence[str], *, tty: bool) -> int:
+        action = f"running {argv[0] if argv else '(nothing)'} in node {handle.name}"
+        try:
+            api = self.client.api
+            exec_id = api.exec_create(
+                handle.container_id, list(argv), stdin=True, stdout=True, stderr=True, tty=tty
+            )["Id"]
+            sock = api.exec_start(exec_id, socket=True, tty=tty)
+
+            def interrupt() -> None:
+                # Without a terminal Ctrl-C reaches labctl, not the command: pass it on.
+                self._signal_exec(api, exec_id, handle, signal.SIGINT)
+
+            with _terminal(api, exec_id) if tty else contextlib.nullcontext():
+                _pump(sock, tty, interrupt)
+            return _exit_code(api, exec_id, time.monotonic() + KILL_GRACE)
+        except TimeoutError:
+            raise BackendError(action, "the command's exit code did not arrive") from None
+        except (docker.errors.APIError, OSError) as error:
+            raise BackendError(action, _short(error)) from None
+
+    def _kill_exec(self, api: Any, exec_id: str, handle: NodeHandle) -> str | None:
         """SIGKILL a timed-out exec and its descendants; a reason if it could not be."""
+        left = self._signal_exec(api, exec_id, handle, signal.SIGKILL, tree=True)
+        if left is None:
+            with contextlib.suppress(TimeoutError):
+                _exit_code(api, exec_id, time.monotonic() + KILL_GRACE)
+        return left
+
+    @staticmethod
+    def _signal_exec(
+        api: Any, exec_id: str, handle: NodeHandle, sig: signal.Signals, tree: bool = False
+    ) -> str | None:
+        """Signal an exec's process (and its descendants when `tree`): Docker has no API
+        for it. A reason when it could not be signalled."""
         pid = int(api.exec_inspect(exec_id).get("Pid") or 0)
-        # The daemon's pid is a host pid: only kill it when it is this container's process.
+        # The daemon's pid is a host pid: only signal it when it is this container's process.
         try:
             same = pid > 0 and os.readlink(f"/proc/{pid}/ns/pid") == os.readlink(
                 f"/proc/{handle.pid}/ns/pid"
@@ -213,11 +248,9 @@ class DockerRuntime:
             same = False
         if not same:
             return f"it may still run (its pid {pid} is not visible on this host)"
-        for victim in [pid, *_descendants(pid)]:
+        for victim in [pid, *(_descendants(pid) if tree else [])]:
             with contextlib.suppress(ProcessLookupError):
-                os.kill(victim, signal.SIGKILL)
-        with contextlib.suppress(TimeoutError):
-            _exit_code(api, exec_id, time.monotonic() + KILL_GRACE)
+                os.kill(victim, sig)
         return None
 
     def _lab_containers(self, lab: str | None) -> list[Container]:
@@ -306,3 +339,70 @@ def _descendants(pid: int) -> list[int]:
                 found.extend(children)
                 pending.extend(children)
     return found
+
+
+def _pump(sock: Any, tty: bool, on_interrupt: Callable[[], None]) -> None:
+    """Copy our stdin to an attached exec and its output to our stdout/stderr until it ends."""
+    raw = getattr(sock, "_sock", sock)
+    raw.settimeout(None)
+    stdin = sys.stdin.fileno()
+    outputs = {1: sys.stdout.buffer, 2: sys.stderr.buffer}
+    pending = b""
+    reading_stdin = True
+    try:
+        while True:
+            try:
+                ready, _, _ = select.select([raw, stdin] if reading_stdin else [raw], [], [])
+            except KeyboardInterrupt:
+                on_interrupt()
+                continue
+            if stdin in ready:
+                data = os.read(stdin, 65536)
+                if data:
+                    raw.sendall(data)
+                else:
+                    reading_stdin = False
+                    raw.shutdown(socket.SHUT_WR)  # EOF on the command's stdin
+            if raw in ready:
+                chunk = raw.recv(65536)
+                if not chunk:
+                    return
+                if tty:  # one raw stream, no framing
+                    outputs[1].write(chunk)
+                    outputs[1].flush()
+                    continue
+                pending += chunk
+                while len(pending) >= 8:
+                    stream, length = struct.unpack(">BxxxL", pending[:8])
+                    if len(pending) < 8 + length:
+                        break
+                    out = outputs.get(stream, outputs[1])
+                    out.write(pending[8 : 8 + length])
+                    out.flush()
+                    pending = pending[8 + length :]
+    finally:
+        sock.close()
+
+
+@contextlib.contextmanager
+def _terminal(api: Any, exec_id: str) -> Iterator[None]:
+    """Our terminal in raw mode (keys go to the node's shell), its size kept in sync."""
+    import termios
+    import tty as tty_mode
+
+    fd = sys.stdin.fileno()
+    saved = termios.tcgetattr(fd)
+
+    def resize(*_: object) -> None:
+        size = os.get_terminal_size(sys.stdout.fileno())
+        with contextlib.suppress(docker.errors.APIError):
+            api.exec_resize(exec_id, height=size.lines, width=size.columns)
+
+    previous = signal.signal(signal.SIGWINCH, resize)
+    try:
+        tty_mode.setraw(fd, termios.TCSADRAIN)  # keep what was typed ahead
+        resize()
+        yield
+    finally:
+        termios.tcsetattr(fd, termios.TCSADRAIN, saved)
+        signal.signal(signal.SIGWINCH, previous)

@@ -1,0 +1,114 @@
+"""Getting into a running lab as a user does: `labctl exec` on both node runtimes.
+
+Each runtime's seed lab is built once per module (linux-bridge), with its own
+state directory, and torn down after; the host must be clean then.
+"""
+
+from __future__ import annotations
+
+import os
+import select
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Iterator
+
+import pytest
+
+from tests.integration.host_snapshot import HostSnapshot
+from tests.integration.lab_fixtures import SEED, docker_problem
+
+pytestmark = pytest.mark.integration
+
+
+class UpLab:
+    def __init__(self, name: str, env: dict[str, str]):
+        self.name = name
+        self.env = env
+
+    def labctl(
+        self, *argv: str, stdin: str | None = None, timeout: float = 120
+    ) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "labctl.cli", *argv],
+            input=stdin,
+            stdin=None if stdin is not None else subprocess.DEVNULL,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            env=self.env,
+        )
+
+
+@pytest.fixture(scope="module", params=["docker", "netns"])
+def up_lab(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[UpLab]:
+    problem = docker_problem()
+    if problem:
+        pytest.skip(problem)
+    root = tmp_path_factory.mktemp(f"lab-{request.param}")
+    env = {
+        **os.environ,
+        "LABCTL_STATE_DIR": str(root / "state"),
+        "LABCTL_RUNS_DIR": str(root / "runs"),
+    }
+    lab = UpLab(f"it-{uuid.uuid4().hex[:8]}", env)
+    before = HostSnapshot.take()
+    up = lab.labctl("up", str(SEED), "--name", lab.name, "--runtime", request.param)
+    assert up.returncode == 0, up.stderr
+    try:
+        yield lab
+    finally:
+        down = lab.labctl("down", lab.name, timeout=300)
+        assert down.returncode == 0, down.stderr
+        assert HostSnapshot.take().added_since(before) == {}
+
+
+def test_exec_passes_exit_code_output_and_stdin(up_lab: UpLab) -> None:
+    done = up_lab.labctl(
+        "exec", up_lab.name, "server", "--", "sh", "-c", "echo out; echo err >&2; exit 7"
+    )
+    assert (done.returncode, done.stdout, done.stderr) == (7, "out\n", "err\n")
+    piped = up_lab.labctl("exec", up_lab.name, "client", "--", "cat", stdin="through stdin\n")
+    assert (piped.returncode, piped.stdout) == (0, "through stdin\n")
+    # The command runs in the node: it sees the node's own interface and address.
+    addr = up_lab.labctl("exec", up_lab.name, "client", "--", "ip", "-4", "-o", "addr", "show")
+    assert addr.returncode == 0 and "eth0" in addr.stdout and "10.0.0.1/24" in addr.stdout
+
+
+def test_exec_without_a_command_is_an_interactive_shell_on_a_terminal(up_lab: UpLab) -> None:
+    master, slave = os.openpty()
+    process = subprocess.Popen(
+        [sys.executable, "-m", "labctl.cli", "exec", up_lab.name, "server"],
+        stdin=slave,
+        stdout=slave,
+        stderr=slave,
+        env={**up_lab.env, "TERM": "dumb"},
+        start_new_session=True,
+    )
+    os.close(slave)
+    output = b""
+    try:
+        os.write(master, b'test -t 0 && echo "tty=yes host=$(hostname)"; exit 5\n')
+        deadline = time.monotonic() + 60
+        while process.poll() is None and time.monotonic() < deadline:
+            ready, _, _ = select.select([master], [], [], 0.2)
+            if ready:
+                try:
+                    output += os.read(master, 4096)
+                except OSError:  # EIO: the last writer closed the terminal
+                    break
+        assert process.wait(timeout=10) == 5, output
+    finally:
+        if process.poll() is None:
+            process.kill()
+        os.close(master)
+    assert b"tty=yes host=server" in output
+
+
+def test_exec_names_the_nodes_when_one_is_unknown(up_lab: UpLab) -> None:
+    done = up_lab.labctl("exec", up_lab.name, "nosuch", "--", "true")
+    assert done.returncode == 2
+    assert f"lab {up_lab.name} has no node 'nosuch' (nodes: client, server)" in done.stderr
