@@ -154,7 +154,7 @@ def _parser() -> argparse.ArgumentParser:
     b.add_argument("--force", action="store_true", help="rebuild even if up to date")
     b.add_argument("--json", action="store_true", help="machine-readable output")
     b.set_defaults(func=cmd_image_build)
-    _add_node_commands(sub)
+    _add_user_commands(sub)
     _accept_global_options(parser)
     _add_completers(parser)
     return parser
@@ -189,7 +189,7 @@ def _accept_global_options(parser: argparse.ArgumentParser) -> None:
             )
 
 
-def _add_node_commands(sub: Any) -> None:
+def _add_user_commands(sub: Any) -> None:
     p = sub.add_parser(
         "exec",
         help="a shell in a node of a running lab, or one command (its exit code is labctl's)",
@@ -206,6 +206,14 @@ def _add_node_commands(sub: Any) -> None:
         help="the command and its arguments (default: an interactive shell)",
     )
     p.set_defaults(func=cmd_exec)
+
+    p = sub.add_parser(
+        "init",
+        help="write the example topologies and labs into DIR, to edit and run",
+    )
+    p.add_argument("dir", nargs="?", default=".", help="target directory (default: here)")
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+    p.set_defaults(func=cmd_init)
 
     p = sub.add_parser(
         "completion",
@@ -683,6 +691,21 @@ def cmd_exec(args: argparse.Namespace) -> int:
         return int(engine.runtime(topology).attach(handle, argv or INTERACTIVE_SHELL, tty=tty))
     finally:
         close()
+
+
+def cmd_init(args: argparse.Namespace) -> int:
+    from labctl import examples
+
+    target = Path(args.dir)
+    written = examples.write(target)
+    if args.json:
+        print(json.dumps({"dir": str(target), "written": [str(p) for p in written]}, indent=2))
+        return 0
+    for path in written:
+        print(f"wrote {path}")
+    where = "" if target == Path(".") else f"cd {target} && "
+    print(f"next: {where}labctl up topologies/seed.yaml, or labctl matrix labs/veth-checksum")
+    return 0
 
 
 def cmd_completion(args: argparse.Namespace) -> int:
