@@ -71,12 +71,28 @@ def _parser() -> argparse.ArgumentParser:
     )
     p.set_defaults(func=cmd_run)
 
-    p = sub.add_parser("capture", help="capture at one tap of a running lab, on demand")
-    p.add_argument("tap", help="tap name from the topology")
+    p = sub.add_parser(
+        "capture",
+        help="capture at a tap, a node interface or a switch port of a running lab",
+        description="Captures at a tap of the topology, or at any node interface (NODE:IFACE, "
+        "inside the node) or switch port (switch:PORT) of a running lab. `-w -` streams the "
+        "pcap to stdout until Ctrl-C: labctl capture server:eth0 -w - | wireshark -k -i -",
+    )
+    p.add_argument("tap", help="tap name from the topology, NODE:IFACE or switch:PORT")
     p.add_argument("--lab", help="lab name (default: the only lab that is up)")
-    p.add_argument("--seconds", type=float, default=10.0, help="how long (default 10)")
+    p.add_argument(
+        "--seconds",
+        type=float,
+        default=None,
+        help="how long (default 10; with -w -: until Ctrl-C)",
+    )
     p.add_argument("--filter", help="pcap filter (default: the tap's, or the traffic under test)")
-    p.add_argument("-o", "--output", help="pcap file (default: <runs-dir>/<lab>/capture-...)")
+    p.add_argument(
+        "-o",
+        "-w",
+        "--output",
+        help="pcap file, or - for stdout (default: <runs-dir>/<lab>/capture-...)",
+    )
     p.add_argument("--runs-dir", default=None, help="default: $LABCTL_RUNS_DIR or ./runs")
     p.add_argument("--json", action="store_true", help="machine-readable output")
     p.set_defaults(func=cmd_capture)
@@ -372,19 +388,21 @@ def cmd_capture(args: argparse.Namespace) -> int:
     import time
 
     from labctl.backends.base import CaptureSpec
-    from labctl.core.plan import make_plan
     from labctl.core.taps import default_filter
 
-    if not 0 < args.seconds <= 3600:
+    streaming = args.output == "-"
+    if args.seconds is not None and not 0 < args.seconds <= 3600:
         raise UsageError("--seconds must be between 0 and 3600")
+    if streaming and sys.stdout.isatty():
+        raise UsageError("-w - writes a binary pcap: pipe it, e.g. | wireshark -k -i -")
+    if streaming and args.json:
+        raise UsageError("-w - puts the pcap on stdout; --json cannot go there too")
+    seconds = args.seconds if args.seconds is not None or streaming else 10.0
     engine, close = _engine(args)
     try:
         lab = _pick_lab(engine, args.lab, up_only=True)
         _state, topology = engine.load_state(lab)
-        taps = {t.name: t for t in make_plan(topology).taps}
-        tap = taps.get(args.tap)
-        if tap is None:
-            raise UsageError(f"lab {lab} has no tap {args.tap!r} (taps: {', '.join(taps) or '-'})")
+        tap = capture_point(lab, topology, args.tap)
         netns = (
             None
             if tap.namespace == "host"
@@ -402,18 +420,18 @@ def cmd_capture(args: argparse.Namespace) -> int:
             args.filter or tap.filter or default_filter(topology),
         )
         assert engine.backends.capture is not None
-        print(
-            f"capturing at {tap.name} ({tap.description}) for {args.seconds:g} s "
-            f"(Ctrl-C stops early)",
-            file=sys.stderr,
-        )
-        capture = engine.backends.capture.capturing([spec])
-        with capture as results, contextlib.suppress(KeyboardInterrupt):
-            time.sleep(args.seconds)
+        until = "Ctrl-C" if seconds is None else f"{seconds:g} s (Ctrl-C stops early)"
+        print(f"capturing at {tap.name} ({tap.description}) until {until}", file=sys.stderr)
+        if streaming:
+            result = engine.backends.capture.stream(spec, seconds)
+        else:
+            capture = engine.backends.capture.capturing([spec])
+            with capture as results, contextlib.suppress(KeyboardInterrupt):
+                time.sleep(seconds or 0)
+            result = results[0]
     finally:
         close()
     if args.json:
-        result = results[0]
         print(
             json.dumps(
                 {
@@ -427,8 +445,55 @@ def cmd_capture(args: argparse.Namespace) -> int:
             )
         )
         return 0
-    print(f"{output}: {results[0].packets_captured} packets")
+    print(
+        f"{'stdout' if streaming else output}: {result.packets_captured} packets",
+        file=sys.stderr if streaming else sys.stdout,
+    )
     return 0
+
+
+def capture_targets(topology: Any) -> tuple[list[str], list[str], list[str]]:
+    """What `capture` can name in a lab: its taps, node interfaces (NODE:IFACE, lo
+    included) and switch ports (switch:PORT)."""
+    from labctl.core.validate import parse_endpoint
+
+    ends = [
+        e
+        for link in topology.links
+        for e in (parse_endpoint(link.a), parse_endpoint(link.b))
+        if e is not None
+    ]
+    interfaces = {
+        f"{n}:{i}" for n, node in topology.nodes.items() for i in (*node.interfaces, "lo")
+    }
+    interfaces |= {str(e) for e in ends if not e.is_switch}
+    ports = sorted({str(e) for e in ends if e.is_switch})
+    return [t.name for t in topology.taps], sorted(interfaces), ports
+
+
+def capture_point(lab: str, topology: Any, target: str) -> Any:
+    """The TapPoint for a tap name, NODE:IFACE (inside the node) or switch:PORT."""
+    from labctl.core.model import Tap
+    from labctl.core.plan import make_plan
+    from labctl.core.validate import parse_endpoint
+
+    taps, interfaces, ports = capture_targets(topology)
+    if target in taps:
+        return next(t for t in make_plan(topology).taps if t.name == target)
+    name = target.replace(":", "-")
+    end = parse_endpoint(target)
+    if end is not None and target in ports:
+        tap = Tap(name=name, switch_port=end.name)
+    elif target in interfaces:
+        tap = Tap(name=name, node=target)
+    else:
+        raise UsageError(
+            f"lab {lab} has no tap, node interface or switch port {target!r} "
+            f"(taps: {', '.join(taps) or '-'}; interfaces: {', '.join(interfaces) or '-'}; "
+            f"switch ports: {', '.join(ports) or '-'})"
+        )
+    with_tap = topology.model_copy(update={"taps": [*topology.taps, tap]})
+    return make_plan(with_tap).taps[-1]
 
 
 def _width() -> int:
@@ -741,11 +806,21 @@ def _complete_nodes(prefix: str, parsed_args: argparse.Namespace, **_: Any) -> l
     return [node for node in nodes if node.startswith(prefix)]
 
 
+def _complete_capture_targets(prefix: str, parsed_args: argparse.Namespace, **_: Any) -> list[str]:
+    from labctl.core.model import Topology
+
+    data = _up_topology(getattr(parsed_args, "lab", None))
+    if not data:
+        return []
+    taps, interfaces, ports = capture_targets(Topology.model_validate(data))
+    return [t for t in (*taps, *interfaces, *ports) if t.startswith(prefix)]
+
+
 COMPLETERS: dict[str, dict[str, Callable[..., list[str]]]] = {
     "run": {"lab": _complete_labs},
     "down": {"lab": _complete_labs},
     "status": {"lab": _complete_labs},
-    "capture": {"lab": _complete_labs},
+    "capture": {"lab": _complete_labs, "tap": _complete_capture_targets},
     "exec": {"lab": _complete_labs, "node": _complete_nodes},
 }
 """Per subcommand, argument dest -> completer; other arguments complete as files."""

@@ -6,20 +6,29 @@ state directory, and torn down after; the host must be clean then.
 
 from __future__ import annotations
 
+import io
+import json
 import os
 import select
+import signal
+import socket
 import subprocess
 import sys
 import time
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
+from typing import IO
 
+import dpkt
 import pytest
 
 from tests.integration.host_snapshot import HostSnapshot
 from tests.integration.lab_fixtures import SEED, docker_problem
 
 pytestmark = pytest.mark.integration
+
+CURL = ("curl", "-s", "-o", "/dev/null", "--max-time", "10", "http://10.0.0.2/")
 
 
 class UpLab:
@@ -112,3 +121,98 @@ def test_exec_names_the_nodes_when_one_is_unknown(up_lab: UpLab) -> None:
     done = up_lab.labctl("exec", up_lab.name, "nosuch", "--", "true")
     assert done.returncode == 2
     assert f"lab {up_lab.name} has no node 'nosuch' (nodes: client, server)" in done.stderr
+
+
+# -- capture anywhere, streamed --------------------------------------------------------
+
+
+def _read_exactly(stream: IO[bytes], size: int, deadline: float) -> bytes:
+    data = b""
+    while len(data) < size:
+        assert time.monotonic() < deadline, f"only {len(data)} of {size} bytes arrived"
+        ready, _, _ = select.select([stream], [], [], 0.2)
+        if ready:
+            chunk = os.read(stream.fileno(), size - len(data))
+            assert chunk, "the stream ended early"
+            data += chunk
+    return data
+
+
+def test_capture_streams_pcap_from_a_switch_port_until_ctrl_c(up_lab: UpLab) -> None:
+    process = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "labctl.cli",
+            "capture",
+            "switch:srv",
+            "--lab",
+            up_lab.name,
+            "-w",
+            "-",
+        ],
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env=up_lab.env,
+        start_new_session=True,  # its own process group, as a terminal's foreground job
+    )
+    assert process.stdout is not None and process.stderr is not None
+    try:
+        deadline = time.monotonic() + 60
+        header = _read_exactly(process.stdout, 24, deadline)  # written once tcpdump listens
+        fetch = up_lab.labctl("exec", up_lab.name, "client", "--", *CURL)
+        assert fetch.returncode == 0, fetch.stdout + fetch.stderr
+        # Packets arrive while the capture still runs: live, not at the end.
+        first = _read_exactly(process.stdout, 16, deadline)
+        assert process.poll() is None
+        os.killpg(process.pid, signal.SIGINT)  # what Ctrl-C on the terminal does
+        rest = process.stdout.read()
+        assert process.wait(timeout=30) == 0, process.stderr.read()
+    finally:
+        if process.poll() is None:
+            process.kill()
+    packets = list(dpkt.pcap.Reader(io.BytesIO(header + first + rest)))
+    flags = [
+        (socket.inet_ntoa(ip.src), socket.inet_ntoa(ip.dst), ip.data.flags & 0x12)
+        for ip in (dpkt.ethernet.Ethernet(frame).data for _ts, frame in packets)
+        if isinstance(ip, dpkt.ip.IP) and isinstance(ip.data, dpkt.tcp.TCP)
+    ]
+    assert ("10.0.0.1", "10.0.0.2", dpkt.tcp.TH_SYN) in flags
+    assert ("10.0.0.2", "10.0.0.1", dpkt.tcp.TH_SYN | dpkt.tcp.TH_ACK) in flags
+    assert f"stdout: {len(packets)} packets" in process.stderr.read().decode()
+
+
+def test_capture_at_a_node_interface_that_is_no_declared_tap(up_lab: UpLab, tmp_path: Path) -> None:
+    pcap = tmp_path / "client.pcap"
+    process = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "labctl.cli",
+            "capture",
+            "client:eth0",
+            "--lab",
+            up_lab.name,
+            "--seconds",
+            "3",
+            "-o",
+            str(pcap),
+            "--json",
+            "--filter",
+            "tcp port 80",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env=up_lab.env,
+    )
+    time.sleep(1.5)
+    fetch = up_lab.labctl("exec", up_lab.name, "client", "--", *CURL)
+    assert fetch.returncode == 0, fetch.stderr
+    out, err = process.communicate(timeout=60)
+    assert process.returncode == 0, err
+    report = json.loads(out)
+    assert report["tap"] == "client-eth0" and report["pcap"] == str(pcap)
+    with pcap.open("rb") as f:
+        count = sum(1 for _ in dpkt.pcap.Reader(f))
+    assert count == report["packets_captured"] and count >= 6  # handshake, GET, reply, close

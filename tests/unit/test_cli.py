@@ -153,6 +153,10 @@ def test_bash_completes_commands_options_files_labs_and_nodes(
     assert words(bash_complete("labctl exec cl-complete ", one_lab_up)) == ["client", "server"]
     assert bash_complete("labctl exec cl-complete s", one_lab_up) == ["server"]
     assert bash_complete("labctl down c", one_lab_up) == ["cl-complete"]
+    # capture: taps, node interfaces, switch ports (bash breaks words at ':')
+    assert bash_complete("labctl capture sw", one_lab_up) == ["switch:cli", "switch:srv"]
+    assert bash_complete("labctl capture server:", one_lab_up) == ["eth0", "lo"]
+    assert "client-port" in bash_complete("labctl capture --lab cl-complete ", one_lab_up)
 
 
 def test_zsh_protocol_completes_nodes(one_lab_up: dict[str, str]) -> None:

@@ -85,6 +85,10 @@ class CaptureBackend(Protocol):
         self, specs: Sequence[CaptureSpec]
     ) -> AbstractContextManager[list[CaptureResult]]: ...
 
+    def stream(self, spec: CaptureSpec, seconds: float | None = None) -> CaptureResult:
+        """Capture to this process's stdout as pcap until `seconds` pass or Ctrl-C."""
+        ...
+
 
 class OffloadBackend(Protocol):
     def read(self, netns_path: str | None, ifname: str) -> dict[str, bool]: ...

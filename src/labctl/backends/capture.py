@@ -19,7 +19,9 @@ import signal
 import subprocess
 import time
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
+from dataclasses import replace
+from pathlib import Path
 
 from labctl.backends.base import CaptureResult, CaptureSpec
 from labctl.errors import BackendError, PrerequisiteError
@@ -110,6 +112,29 @@ class TcpdumpCapture:
         finally:
             for (spec, process), result in zip(running, results, strict=False):
                 self._stop(spec, process, result)
+
+    def stream(self, spec: CaptureSpec, seconds: float | None = None) -> CaptureResult:
+        """One capture whose pcap goes to this process's stdout (`tcpdump -w -`), packet by
+        packet, until `seconds` pass, Ctrl-C, or the reader closes the pipe."""
+        self.check()
+        argv = tcpdump_argv(replace(spec, pcap=Path("-")), self.tcpdump)
+        result = CaptureResult(spec.tap, Path("-"))
+        # tcpdump writes straight to our stdout: no copy through this process.
+        process = subprocess.Popen(
+            argv, stdout=None, stderr=subprocess.PIPE, preexec_fn=die_with_parent_hook()
+        )
+        try:
+            self._wait_listening(spec, process)
+            deadline = None if seconds is None else time.monotonic() + seconds
+            # Ctrl-C reaches tcpdump too (same process group); it flushes and exits.
+            with suppress(KeyboardInterrupt):
+                while process.poll() is None:
+                    if deadline is not None and time.monotonic() >= deadline:
+                        break
+                    time.sleep(0.05)
+        finally:
+            self._stop(spec, process, result)
+        return result
 
     def _wait_listening(self, spec: CaptureSpec, process: subprocess.Popen[bytes]) -> None:
         assert process.stderr is not None
