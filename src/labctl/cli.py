@@ -224,6 +224,22 @@ def _add_user_commands(sub: Any) -> None:
     p.set_defaults(func=cmd_exec)
 
     p = sub.add_parser(
+        "graph",
+        help="draw a topology (a file, or a lab that is up): Mermaid, Graphviz DOT or SVG",
+        description="The topology drawing of the matrix report, for docs and bug reports: "
+        "nodes with roles and addresses, the switch, veth links and the numbered taps. "
+        "labctl graph topologies/seed.yaml --format svg > seed.svg",
+    )
+    p.add_argument("source", metavar="FILE|LAB", help="topology file, or the name of a lab")
+    p.add_argument(
+        "--format",
+        choices=["mermaid", "dot", "svg"],
+        default="mermaid",
+        help="default mermaid (renders in GitHub/GitLab Markdown)",
+    )
+    p.set_defaults(func=cmd_graph)
+
+    p = sub.add_parser(
         "init",
         help="write the example topologies and labs into DIR, to edit and run",
     )
@@ -758,6 +774,27 @@ def cmd_exec(args: argparse.Namespace) -> int:
         close()
 
 
+def cmd_graph(args: argparse.Namespace) -> int:
+    from labctl.examples import shipped
+    from labctl.reports.graph import render
+    from labctl.state import StateStore
+
+    if Path(args.source).exists() or shipped(args.source):
+        from labctl.api import load
+
+        topology, _ = load(args.source)
+        data = topology.model_dump(mode="json", exclude_none=True)
+    else:
+        store = StateStore()
+        state = store.load(args.source)
+        if state is None:
+            labs = ", ".join(store.labs()) or "none is up"
+            raise UsageError(f"{args.source} is neither a file nor a lab (labs: {labs})")
+        data = state.topology
+    sys.stdout.write(render(data, args.format))
+    return 0
+
+
 def cmd_init(args: argparse.Namespace) -> int:
     from labctl import examples
 
@@ -816,12 +853,19 @@ def _complete_capture_targets(prefix: str, parsed_args: argparse.Namespace, **_:
     return [t for t in (*taps, *interfaces, *ports) if t.startswith(prefix)]
 
 
+def _complete_labs_and_files(prefix: str, **kwargs: Any) -> list[str]:
+    from argcomplete.completers import FilesCompleter
+
+    return [*_complete_labs(prefix), *FilesCompleter()(prefix, **kwargs)]
+
+
 COMPLETERS: dict[str, dict[str, Callable[..., list[str]]]] = {
     "run": {"lab": _complete_labs},
     "down": {"lab": _complete_labs},
     "status": {"lab": _complete_labs},
     "capture": {"lab": _complete_labs, "tap": _complete_capture_targets},
     "exec": {"lab": _complete_labs, "node": _complete_nodes},
+    "graph": {"source": _complete_labs_and_files},
 }
 """Per subcommand, argument dest -> completer; other arguments complete as files."""
 

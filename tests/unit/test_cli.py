@@ -75,13 +75,16 @@ def test_validate_json_shapes() -> None:
 
 
 def test_every_command_that_prints_a_result_has_json() -> None:
-    without = {"schema", "completion", "exec", "image"}  # JSON already, a script, a session
+    # JSON already, a script, a session, a drawing in the format asked for, a group
+    without = {"schema", "completion", "exec", "graph", "image"}
     parser = _parser()
     for action in parser._subparsers._group_actions:  # type: ignore[union-attr]
         for name, child in action.choices.items():
             if name in without:
                 continue
             assert any("--json" in a.option_strings for a in child._actions), name
+    image = _parser().parse_args(["image", "build", "--json"])
+    assert image.json is True
 
 
 # -- completion -----------------------------------------------------------------------
