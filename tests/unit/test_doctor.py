@@ -46,6 +46,7 @@ HEALTHY = HostFacts(
     ovs_schema=True,
     vswitchd_dpdk=True,
     dpdk_drivers={"net_af_packet": True, "mempool_ring": True},
+    dpdk_abi="23",
     hugepages_free_mib=2048,
     hugepages_total_mib=2048,
     hugetlbfs_mounted=True,
@@ -200,3 +201,11 @@ def test_runnable_line_says_none_when_no_switch_kind_can_run() -> None:
     assert runnable_line({"linux-bridge": True, "ovs-dpdk": False, "ovs-userspace": True}) == (
         "switch kinds that can run here: linux-bridge, ovs-userspace"
     )
+
+
+def test_dpdk_driver_fix_names_the_installed_dpdks_package() -> None:
+    ubuntu = dataclasses.replace(
+        HEALTHY, dpdk_abi="24", dpdk_drivers={"net_af_packet": False, "mempool_ring": True}
+    )
+    (check,) = [c for c in evaluate(ubuntu) if c.name == "dpdk driver net_af_packet"]
+    assert check.fix == "apt-get install librte-net-af-packet24"

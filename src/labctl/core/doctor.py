@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
 
+from labctl.core import dpdk
 from labctl.core.model import SwitchKind
 
 ALL = frozenset(SwitchKind)
@@ -36,6 +37,7 @@ class HostFacts:
     ovs_schema: bool = False
     vswitchd_dpdk: bool = False
     dpdk_drivers: dict[str, bool] = field(default_factory=dict)  # net_af_packet, mempool_ring
+    dpdk_abi: str | None = None  # of the installed DPDK (23 for 22.11), names its packages
     hugepages_free_mib: int = 0
     hugepages_total_mib: int = 0
     hugetlbfs_mounted: bool = False
@@ -184,10 +186,8 @@ def evaluate(facts: HostFacts) -> list[Check]:
             frozenset({SwitchKind.OVS_DPDK}),
         ),
     ]
-    for driver, package in (
-        ("net_af_packet", "librte-net-af-packet23"),
-        ("mempool_ring", "librte-mempool-ring23"),
-    ):
+    for driver in ("net_af_packet", "mempool_ring"):
+        package = dpdk.package(driver, facts.dpdk_abi)
         ok = facts.dpdk_drivers.get(driver, False)
         checks.append(
             Check(
