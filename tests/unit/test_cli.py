@@ -191,3 +191,39 @@ def test_zsh_protocol_completes_nodes(one_lab_up: dict[str, str]) -> None:
     # zsh gets "name:description" entries separated by \v
     names = sorted(entry.split(":")[0] for entry in out.split("\v") if entry)
     assert words(names) == ["client", "server"]
+
+
+def test_readme_documents_one_json_shape_per_command_with_json() -> None:
+    readme = (ROOT / "README.md").read_text()
+    section = readme.split("### JSON output", 1)[1].split("###", 1)[0]
+    documented = {
+        line.split("|")[1].strip().strip("`")
+        for line in section.splitlines()
+        if line.startswith("| `")
+    }
+    with_json = set()
+    for action in _parser()._subparsers._group_actions:  # type: ignore[union-attr]
+        for child in action.choices.values():
+            for grandchild in _subparsers(child) or [child]:
+                if any("--json" in a.option_strings for a in grandchild._actions):
+                    with_json.add(grandchild.prog.removeprefix("labctl "))
+    assert documented == with_json
+    # The validate row lists exactly the keys validate prints.
+    ok = json.loads(labctl("validate", "topologies/seed.yaml", "--json").stdout)
+    row = next(line for line in section.splitlines() if line.startswith("| `validate`"))
+    assert "{" + ", ".join(f'"{k}"' for k in ok) in row.replace(": true", "").replace(
+        ": [names]", ""
+    ).replace(": n", "")
+
+
+def test_readme_distributions_have_the_python_that_labctl_requires() -> None:
+    import tomllib
+
+    requires = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["requires-python"]
+    minimum = tuple(int(p) for p in requires.removeprefix(">=").split("."))
+    # The Python 3 each distribution ships.
+    python_of = {"Debian 12": (3, 11), "Ubuntu 22.04": (3, 10), "Ubuntu 24.04": (3, 12)}
+    quick_start = (ROOT / "README.md").read_text().split("## Quick start", 1)[1][:400]
+    promised = [d for d in python_of if f"fresh {d}" in quick_start or f"or {d}" in quick_start]
+    assert promised, quick_start
+    assert all(python_of[d] >= minimum for d in promised), promised
