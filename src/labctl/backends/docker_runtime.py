@@ -306,15 +306,27 @@ def _read_exec_stream(sock: Any, deadline: float) -> tuple[bytes, bytes]:
     return _demux(bytes(data))
 
 
-def _demux(data: bytes) -> tuple[bytes, bytes]:
-    """Split Docker's stream framing (8-byte header: stream, 3 pad, big-endian length)."""
-    streams = {1: bytearray(), 2: bytearray()}
+def _frames(data: bytes) -> tuple[list[tuple[int, bytes]], bytes]:
+    """Docker's stream framing (8-byte header: stream, 3 pad, big-endian length): the
+    complete frames in `data`, and the bytes of an incomplete last one."""
+    frames = []
     offset = 0
     while offset + 8 <= len(data):
         stream, length = struct.unpack(">BxxxL", data[offset : offset + 8])
-        streams.setdefault(stream, bytearray()).extend(data[offset + 8 : offset + 8 + length])
+        if offset + 8 + length > len(data):
+            break
+        frames.append((stream, data[offset + 8 : offset + 8 + length]))
         offset += 8 + length
-    return bytes(streams[1]), bytes(streams[2])
+    return frames, data[offset:]
+
+
+def _demux(data: bytes) -> tuple[bytes, bytes]:
+    """stdout and stderr of a finished exec's whole output."""
+    frames, _rest = _frames(data)
+    return (
+        b"".join(chunk for stream, chunk in frames if stream != 2),
+        b"".join(chunk for stream, chunk in frames if stream == 2),
+    )
 
 
 def _exit_code(api: Any, exec_id: str, deadline: float) -> int:
@@ -371,15 +383,11 @@ def _pump(sock: Any, tty: bool, on_interrupt: Callable[[], None]) -> None:
                     outputs[1].write(chunk)
                     outputs[1].flush()
                     continue
-                pending += chunk
-                while len(pending) >= 8:
-                    stream, length = struct.unpack(">BxxxL", pending[:8])
-                    if len(pending) < 8 + length:
-                        break
+                frames, pending = _frames(pending + chunk)
+                for stream, payload in frames:
                     out = outputs.get(stream, outputs[1])
-                    out.write(pending[8 : 8 + length])
+                    out.write(payload)
                     out.flush()
-                    pending = pending[8 + length :]
     finally:
         sock.close()
 
