@@ -758,8 +758,13 @@ INTERACTIVE_SHELL = [
 
 def cmd_exec(args: argparse.Namespace) -> int:
     argv = list(args.cmd)
-    if argv[:1] == ["--"]:
-        argv = argv[1:]
+    if "--" in argv and all(a.startswith("-") for a in argv[: argv.index("--")]):
+        # labctl's own options after NODE, before `--` (argparse hands them over as CMD).
+        head, argv = argv[: argv.index("--")], argv[argv.index("--") + 1 :]
+        unknown = [a for a in head if a not in ("-v", "--verbose")]
+        if unknown:
+            raise UsageError(f"exec: unknown option {unknown[0]!r} (the command goes after --)")
+        args.verbose = args.verbose or bool(head)
     engine, close = _engine(args)
     try:
         _state, topology = engine.load_state(args.lab)

@@ -48,6 +48,14 @@ def test_global_options_are_accepted_after_the_subcommand() -> None:
     assert done.returncode == 0, done.stderr
 
 
+def test_exec_takes_labctl_options_before_the_commands_double_dash() -> None:
+    parser = _parser()
+    # argparse leaves what follows NODE to the command; cmd_exec takes -v back.
+    assert parser.parse_args(["exec", "lab", "node", "ls", "-la"]).cmd == ["ls", "-la"]
+    done = labctl("exec", "no-such-lab", "node", "--frob", "--", "true")
+    assert done.returncode == 2 and "unknown option '--frob'" in done.stderr
+
+
 def test_validate_json_shapes() -> None:
     ok = labctl("validate", "topologies/seed.yaml", "--json")
     assert ok.returncode == 0
