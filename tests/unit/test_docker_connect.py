@@ -17,7 +17,7 @@ def test_docker_host_is_where_it_connects(tmp_path: Path) -> None:
     with pytest.raises(PrerequisiteError) as raised:
         connect(timeout=2, environment={"DOCKER_HOST": url})
     text = "\n".join(raised.value.lines())
-    assert f"the Docker daemon at {url} is not reachable" in text
+    assert f"the Docker daemon is not reachable at {url}" in text
     assert "point DOCKER_HOST at it" in text
 
 

@@ -48,7 +48,7 @@ def connect(
         return client
     except (docker.errors.DockerException, OSError) as error:
         raise PrerequisiteError(
-            f"the Docker daemon at {where} is not reachable ({_short(error)})",
+            f"the Docker daemon is not reachable at {where} ({_short(error)})",
             "start it (`scripts/provision.sh` does, or `dockerd &` / `systemctl start docker`)"
             + (", or point DOCKER_HOST at it" if "DOCKER_HOST" in env else ""),
         ) from None
