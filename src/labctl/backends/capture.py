@@ -24,6 +24,7 @@ from dataclasses import replace
 from pathlib import Path
 
 from labctl.backends.base import CaptureResult, CaptureSpec
+from labctl.core.doctor import PROVISION
 from labctl.errors import BackendError, PrerequisiteError
 
 PR_SET_PDEATHSIG = 1
@@ -85,7 +86,7 @@ class TcpdumpCapture:
             if shutil.which(tool) is None:
                 raise PrerequisiteError(
                     f"{tool} is not installed (taps need it)",
-                    f"apt-get install {package}, or run scripts/provision.sh",
+                    f"apt-get install {package}, or {PROVISION}",
                 )
 
     @contextmanager

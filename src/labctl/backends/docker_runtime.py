@@ -25,6 +25,7 @@ from docker.models.containers import Container
 
 from labctl.backends.base import ExecResult, NodeHandle, Owned
 from labctl.core import names
+from labctl.core.doctor import PROVISION
 from labctl.core.model import DEFAULT_IMAGE, Node
 from labctl.errors import BackendError, PrerequisiteError
 
@@ -49,7 +50,9 @@ def connect(
     except (docker.errors.DockerException, OSError) as error:
         raise PrerequisiteError(
             f"the Docker daemon is not reachable at {where} ({_short(error)})",
-            "start it (`scripts/provision.sh` does, or `dockerd &` / `systemctl start docker`)"
+            "start it (`dockerd &` / `systemctl start docker`, or "
+            + PROVISION
+            + ")"
             + (", or point DOCKER_HOST at it" if "DOCKER_HOST" in env else ""),
         ) from None
 

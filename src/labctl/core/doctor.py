@@ -13,11 +13,11 @@ from labctl.core.model import SwitchKind
 
 ALL = frozenset(SwitchKind)
 OVS = frozenset({SwitchKind.OVS_KERNEL, SwitchKind.OVS_USERSPACE, SwitchKind.OVS_DPDK})
+PROVISION = "run scripts/provision.sh of a labctl clone"  # not in the wheel
 HUGEPAGES_FIX = (
     "echo 1024 > /proc/sys/vm/nr_hugepages; mkdir -p /dev/hugepages; "
-    "mount -t hugetlbfs nodev /dev/hugepages (or run scripts/provision.sh)"
+    "mount -t hugetlbfs nodev /dev/hugepages (or " + PROVISION + ")"
 )
-PROVISION = "run scripts/provision.sh"
 RUNTIMES = frozenset({"docker", "netns"})
 DOCKER = frozenset({"docker"})
 NETNS = frozenset({"netns"})

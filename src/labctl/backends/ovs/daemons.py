@@ -31,7 +31,13 @@ from labctl.backends.host_probe import installed_dpdk_abi
 from labctl.backends.host_probe import read_text_or_empty as _read
 from labctl.backends.ovs import ovsdb
 from labctl.core import dpdk
-from labctl.core.doctor import hugepage_problem, hugepages_mib, hugetlbfs_mounted, socket_mem_mib
+from labctl.core.doctor import (
+    PROVISION,
+    hugepage_problem,
+    hugepages_mib,
+    hugetlbfs_mounted,
+    socket_mem_mib,
+)
 from labctl.core.model import DpdkOptions
 from labctl.errors import BackendError, PrerequisiteError
 
@@ -249,7 +255,7 @@ class OvsDaemons:
             package = "openvswitch-switch-dpdk" if needs.dpdk else "openvswitch-switch"
             raise PrerequisiteError(
                 f"Open vSwitch is not installed ({', '.join(missing)} not found)",
-                f"apt-get install {package} (or run scripts/provision.sh)",
+                f"apt-get install {package} (or {PROVISION})",
             )
         if needs.dpdk is not None:
             self._check_pmd(needs.dpdk.port_driver)
