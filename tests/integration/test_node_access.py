@@ -216,3 +216,36 @@ def test_capture_at_a_node_interface_that_is_no_declared_tap(up_lab: UpLab, tmp_
     with pcap.open("rb") as f:
         count = sum(1 for _ in dpkt.pcap.Reader(f))
     assert count == report["packets_captured"] and count >= 6  # handshake, GET, reply, close
+
+
+def test_capture_stream_ends_when_its_reader_goes_away(up_lab: UpLab) -> None:
+    """`... -w - | head -c N`: tcpdump's next write fails, and labctl ends with it."""
+    read_end, write_end = os.pipe()
+    process = subprocess.Popen(
+        [sys.executable, "-m", "labctl.cli", "capture", "switch:cli", "--lab", up_lab.name]
+        + ["-w", "-", "--filter", "tcp port 80"],
+        stdin=subprocess.DEVNULL,
+        stdout=write_end,
+        stderr=subprocess.PIPE,
+        env=up_lab.env,
+    )
+    os.close(write_end)
+    try:
+        with os.fdopen(read_end, "rb") as reader:
+            assert len(reader.read(24)) == 24  # the pcap header: tcpdump listens
+        # The reader is gone; the next packets hit a closed pipe.
+        deadline = time.monotonic() + 30
+        while process.poll() is None and time.monotonic() < deadline:
+            up_lab.labctl("exec", up_lab.name, "client", "--", *CURL)
+            time.sleep(0.2)
+        assert process.wait(timeout=30) == 0
+    finally:
+        if process.poll() is None:
+            process.kill()
+
+
+def test_graph_of_a_running_lab(up_lab: UpLab) -> None:
+    done = up_lab.labctl("graph", up_lab.name, "--format", "mermaid")
+    assert done.returncode == 0, done.stderr
+    assert f"topology {up_lab.name}:" in done.stdout
+    assert 'n_client ---|"eth0 - cli"| switch' in done.stdout
