@@ -20,8 +20,7 @@
 # qcow2. The box boots with its own bootloader (syslinux), so it works wherever
 # vagrant-libvirt runs, without kernel paths on the host.
 #
-# Cached by the hash of its recipe (this script, scripts/provision.sh and the
-# dependencies in pyproject.toml): the box
+# Cached by the hash of its recipe (RECIPE_FILES below): the box
 # name carries the hash, the .box file stays in $LABCTL_BOX_CACHE
 # (default /var/cache/labctl/box), and nothing is rebuilt until the recipe changes.
 set -euo pipefail
@@ -49,9 +48,11 @@ for arg in "$@"; do
   esac
 done
 
+# What the box is made from: this script, provision.sh and the DPDK lookup it runs, and
+# the Python dependencies of the wheelhouse.
+RECIPE_FILES="scripts/build-box.sh scripts/provision.sh src/labctl/core/dpdk.py pyproject.toml"
 recipe_hash() {
-  cat "$REPO_DIR/scripts/build-box.sh" "$REPO_DIR/scripts/provision.sh" "$REPO_DIR/pyproject.toml" \
-    | sha256sum | cut -c1-12
+  (cd "$REPO_DIR" && cat $RECIPE_FILES) | sha256sum | cut -c1-12
 }
 BOX_NAME="labctl-debian12-$(recipe_hash)"
 if [ "$PRINT_NAME" = "1" ]; then
@@ -107,11 +108,13 @@ if [ "$FORCE" = "1" ] || [ ! -f "$BOX_FILE" ]; then
     "$MIRROR" "$SUITE" "$MIRROR" "$SUITE" "$SECURITY_MIRROR" "$SUITE" >"$ROOT/etc/apt/sources.list"
 
   say "installing what scripts/provision.sh installs (provision.sh --packages-only in the chroot)"
-  mkdir -p "$ROOT/tmp/labctl-scripts"
-  cp "$REPO_DIR"/scripts/*.sh "$ROOT/tmp/labctl-scripts/"
+  # provision.sh and what it reads (the DPDK driver lookup), at their repository paths.
+  for file in $RECIPE_FILES; do
+    install -D -m 0644 "$REPO_DIR/$file" "$ROOT/tmp/labctl-repo/$file"
+  done
   chroot "$ROOT" env INSTALL_VAGRANT=0 DEBIAN_FRONTEND=noninteractive \
-    bash /tmp/labctl-scripts/provision.sh --packages-only
-  rm -rf "$ROOT/tmp/labctl-scripts"
+    bash /tmp/labctl-repo/scripts/provision.sh --packages-only
+  rm -rf "$ROOT/tmp/labctl-repo"
 
   say "configuring the guest: vagrant user, ssh, network, boot"
   chroot "$ROOT" useradd --create-home --shell /bin/bash --groups sudo,docker vagrant

@@ -39,10 +39,7 @@ DEB_PACKAGES=(
   # Where the kernel has AppArmor (Debian's, Ubuntu's), dockerd loads its docker-default
   # profile with apparmor_parser and refuses to start any container without it.
   apparmor
-  openvswitch-switch-dpdk  # ovsdb-server, ovs-vswitchd and its DPDK build
-  # DPDK drivers are separate packages: af_packet attaches a veth as a DPDK port,
-  # mempool-ring backs every port's mbuf pool ("Failed to create mempool" without it).
-  librte-net-af-packet23 librte-mempool-ring23 librte-net-af-xdp23
+  openvswitch-switch-dpdk  # ovsdb-server, ovs-vswitchd and its DPDK build (drivers: below)
   iproute2 iptables nftables ethtool kmod procps util-linux
   tcpdump tshark       # taps and a second opinion on the pcaps
   wireshark-common     # dumpcap: the pcapng captures of the analyze tests
@@ -79,6 +76,24 @@ if [ "${#missing[@]}" -gt 0 ]; then
   apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 else
   say "Debian packages already installed"
+fi
+
+# DPDK drivers are separate packages, named after the ABI of the DPDK that this
+# OVS-DPDK uses (librte-net-af-packet23 on Debian 12, ...24 on Ubuntu 24.04):
+# af_packet attaches a veth as a DPDK port, mempool-ring backs every port's mbuf pool
+# ("Failed to create mempool" without it). src/labctl/core/dpdk.py reads the ABI.
+dpdk_packages="$(apt-cache depends openvswitch-switch-dpdk \
+  | python3 -I -S "$REPO_DIR/src/labctl/core/dpdk.py" packages)" \
+  || die "cannot tell which DPDK openvswitch-switch-dpdk uses (see above)"
+missing_dpdk=()
+for pkg in $dpdk_packages; do
+  dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing_dpdk+=("$pkg")
+done
+if [ "${#missing_dpdk[@]}" -gt 0 ]; then
+  say "installing the DPDK drivers of the installed OVS-DPDK: ${missing_dpdk[*]}"
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing_dpdk[@]}" >/dev/null
+else
+  say "DPDK drivers already installed: $(echo $dpdk_packages)"
 fi
 
 if [ "$PACKAGES_ONLY" = "1" ]; then

@@ -41,6 +41,7 @@ def _parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("validate", help="check a topology file; exit 2 listing every problem")
     topology_args(p)
+    p.add_argument("--json", action="store_true", help="machine-readable output")
     p.set_defaults(func=cmd_validate)
 
     p = sub.add_parser("schema", help="print the topology JSON Schema (for editors)")
@@ -70,13 +71,30 @@ def _parser() -> argparse.ArgumentParser:
     )
     p.set_defaults(func=cmd_run)
 
-    p = sub.add_parser("capture", help="capture at one tap of a running lab, on demand")
-    p.add_argument("tap", help="tap name from the topology")
+    p = sub.add_parser(
+        "capture",
+        help="capture at a tap, a node interface or a switch port of a running lab",
+        description="Captures at a tap of the topology, or at any node interface (NODE:IFACE, "
+        "inside the node) or switch port (switch:PORT) of a running lab. `-w -` streams the "
+        "pcap to stdout until Ctrl-C: labctl capture server:eth0 -w - | wireshark -k -i -",
+    )
+    p.add_argument("tap", help="tap name from the topology, NODE:IFACE or switch:PORT")
     p.add_argument("--lab", help="lab name (default: the only lab that is up)")
-    p.add_argument("--seconds", type=float, default=10.0, help="how long (default 10)")
+    p.add_argument(
+        "--seconds",
+        type=float,
+        default=None,
+        help="how long (default 10; with -w -: until Ctrl-C)",
+    )
     p.add_argument("--filter", help="pcap filter (default: the tap's, or the traffic under test)")
-    p.add_argument("-o", "--output", help="pcap file (default: <runs-dir>/<lab>/capture-...)")
+    p.add_argument(
+        "-o",
+        "-w",
+        "--output",
+        help="pcap file, or - for stdout (default: <runs-dir>/<lab>/capture-...)",
+    )
     p.add_argument("--runs-dir", default=None, help="default: $LABCTL_RUNS_DIR or ./runs")
+    p.add_argument("--json", action="store_true", help="machine-readable output")
     p.set_defaults(func=cmd_capture)
 
     p = sub.add_parser(
@@ -128,6 +146,7 @@ def _parser() -> argparse.ArgumentParser:
     p = sub.add_parser("down", help="tear a lab down; finds leftovers by label, idempotent")
     p.add_argument("lab", nargs="?", help="lab name (default: the only lab known)")
     p.add_argument("--all", action="store_true", help="tear down every labctl lab on this host")
+    p.add_argument("--json", action="store_true", help="machine-readable output")
     p.set_defaults(func=cmd_down)
 
     p = sub.add_parser("status", help="what labctl has created on this host")
@@ -159,8 +178,91 @@ def _parser() -> argparse.ArgumentParser:
         "default /var/cache/labctl/images) and print its path; scripts/build-box.sh "
         "puts it in the VM image so the VM imports it instead of running debootstrap",
     )
+    b.add_argument("--json", action="store_true", help="machine-readable output")
     b.set_defaults(func=cmd_image_build)
+    _add_user_commands(sub)
+    _accept_global_options(parser)
+    _add_completers(parser)
     return parser
+
+
+GLOBAL_OPTIONS = (("-v", "--verbose"),)
+"""Options of `labctl` itself that every subcommand also accepts after its name."""
+
+
+def _subparsers(parser: argparse.ArgumentParser) -> list[argparse.ArgumentParser]:
+    found = []
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for child in dict.fromkeys(action.choices.values()):
+                found += [child, *_subparsers(child)]
+    return found
+
+
+def _accept_global_options(parser: argparse.ArgumentParser) -> None:
+    """`labctl validate FILE -v` as well as `labctl -v validate FILE`."""
+    top = {flag: action for action in parser._actions for flag in action.option_strings}
+    for child in _subparsers(parser):
+        for flags in GLOBAL_OPTIONS:
+            action = top[flags[0]]
+            # SUPPRESS: a subcommand that was not given the option keeps the top level's value.
+            child.add_argument(
+                *flags,
+                dest=action.dest,
+                action="store_true",
+                default=argparse.SUPPRESS,
+                help=action.help,
+            )
+
+
+def _add_user_commands(sub: Any) -> None:
+    p = sub.add_parser(
+        "exec",
+        help="a shell in a node of a running lab, or one command (its exit code is labctl's)",
+        description="Without CMD: an interactive shell in the node (bash, else sh). With CMD: "
+        "runs it in the node on this terminal's stdin/stdout/stderr and exits with its exit "
+        "code. Works for both runtimes (Docker containers and network namespaces).",
+    )
+    p.add_argument("lab", help="lab name")
+    p.add_argument("node", help="node name")
+    p.add_argument(
+        "cmd",
+        nargs=argparse.REMAINDER,
+        metavar="-- CMD",
+        help="the command and its arguments (default: an interactive shell)",
+    )
+    p.set_defaults(func=cmd_exec)
+
+    p = sub.add_parser(
+        "graph",
+        help="draw a topology (a file, or a lab that is up): Mermaid, Graphviz DOT or SVG",
+        description="The topology drawing of the matrix report, for docs and bug reports: "
+        "nodes with roles and addresses, the switch, veth links and the numbered taps. "
+        "labctl graph topologies/seed.yaml --format svg > seed.svg",
+    )
+    p.add_argument("source", metavar="FILE|LAB", help="topology file, or the name of a lab")
+    p.add_argument(
+        "--format",
+        choices=["mermaid", "dot", "svg"],
+        default="mermaid",
+        help="default mermaid (renders in GitHub/GitLab Markdown)",
+    )
+    p.set_defaults(func=cmd_graph)
+
+    p = sub.add_parser(
+        "init",
+        help="write the example topologies and labs into DIR, to edit and run",
+    )
+    p.add_argument("dir", nargs="?", default=".", help="target directory (default: here)")
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+    p.set_defaults(func=cmd_init)
+
+    p = sub.add_parser(
+        "completion",
+        help='print the shell completion script: eval "$(labctl completion bash)"',
+    )
+    p.add_argument("shell", choices=["bash", "zsh"])
+    p.set_defaults(func=cmd_completion)
 
 
 def _progress(args: argparse.Namespace) -> Callable[[Any], None]:
@@ -171,9 +273,34 @@ def _progress(args: argparse.Namespace) -> Callable[[Any], None]:
 
 def cmd_validate(args: argparse.Namespace) -> int:
     from labctl.api import load
+    from labctl.errors import ConfigError
 
-    topology, _ = load(args.file, args.switch, args.name, args.runtime)
+    try:
+        topology, _ = load(args.file, args.switch, args.name, args.runtime)
+    except ConfigError as error:
+        if not args.json:
+            raise
+        problems = [p.__dict__ for p in error.problems]
+        print(json.dumps({"file": args.file, "ok": False, "problems": problems}, indent=2))
+        return error.exit_code
     kind = topology.switch.kind.value if topology.switch else "none"
+    if args.json:
+        print(
+            json.dumps(
+                {
+                    "file": args.file,
+                    "ok": True,
+                    "lab": topology.name,
+                    "switch": topology.switch.kind.value if topology.switch else None,
+                    "runtime": topology.runtime,
+                    "nodes": sorted(topology.nodes),
+                    "links": len(topology.links),
+                    "taps": [t.name for t in topology.taps],
+                },
+                indent=2,
+            )
+        )
+        return 0
     print(
         f"{args.file}: ok (lab {topology.name}, {len(topology.nodes)} nodes, switch {kind}, "
         f"{len(topology.links)} links, {len(topology.taps)} taps)"
@@ -287,19 +414,21 @@ def cmd_capture(args: argparse.Namespace) -> int:
     import time
 
     from labctl.backends.base import CaptureSpec
-    from labctl.core.plan import make_plan
     from labctl.core.taps import default_filter
 
-    if not 0 < args.seconds <= 3600:
+    streaming = args.output == "-"
+    if args.seconds is not None and not 0 < args.seconds <= 3600:
         raise UsageError("--seconds must be between 0 and 3600")
+    if streaming and sys.stdout.isatty():
+        raise UsageError("-w - writes a binary pcap: pipe it, e.g. | wireshark -k -i -")
+    if streaming and args.json:
+        raise UsageError("-w - puts the pcap on stdout; --json cannot go there too")
+    seconds = args.seconds if args.seconds is not None or streaming else 10.0
     engine, close = _engine(args)
     try:
         lab = _pick_lab(engine, args.lab, up_only=True)
         _state, topology = engine.load_state(lab)
-        taps = {t.name: t for t in make_plan(topology).taps}
-        tap = taps.get(args.tap)
-        if tap is None:
-            raise UsageError(f"lab {lab} has no tap {args.tap!r} (taps: {', '.join(taps) or '-'})")
+        tap = capture_point(lab, topology, args.tap)
         netns = (
             None
             if tap.namespace == "host"
@@ -317,18 +446,80 @@ def cmd_capture(args: argparse.Namespace) -> int:
             args.filter or tap.filter or default_filter(topology),
         )
         assert engine.backends.capture is not None
-        print(
-            f"capturing at {tap.name} ({tap.description}) for {args.seconds:g} s "
-            f"(Ctrl-C stops early)",
-            file=sys.stderr,
-        )
-        capture = engine.backends.capture.capturing([spec])
-        with capture as results, contextlib.suppress(KeyboardInterrupt):
-            time.sleep(args.seconds)
+        until = "Ctrl-C" if seconds is None else f"{seconds:g} s (Ctrl-C stops early)"
+        print(f"capturing at {tap.name} ({tap.description}) until {until}", file=sys.stderr)
+        if streaming:
+            result = engine.backends.capture.stream(spec, seconds)
+        else:
+            capture = engine.backends.capture.capturing([spec])
+            with capture as results, contextlib.suppress(KeyboardInterrupt):
+                time.sleep(seconds or 0)
+            result = results[0]
     finally:
         close()
-    print(f"{output}: {results[0].packets_captured} packets")
+    if args.json:
+        print(
+            json.dumps(
+                {
+                    "lab": lab,
+                    "tap": tap.name,
+                    "pcap": str(output),
+                    "packets_captured": result.packets_captured,
+                    "packets_dropped": result.packets_dropped,
+                },
+                indent=2,
+            )
+        )
+        return 0
+    print(
+        f"{'stdout' if streaming else output}: {result.packets_captured} packets",
+        file=sys.stderr if streaming else sys.stdout,
+    )
     return 0
+
+
+def capture_targets(topology: Any) -> tuple[list[str], list[str], list[str]]:
+    """What `capture` can name in a lab: its taps, node interfaces (NODE:IFACE, lo
+    included) and switch ports (switch:PORT)."""
+    from labctl.core.validate import parse_endpoint
+
+    ends = [
+        e
+        for link in topology.links
+        for e in (parse_endpoint(link.a), parse_endpoint(link.b))
+        if e is not None
+    ]
+    interfaces = {
+        f"{n}:{i}" for n, node in topology.nodes.items() for i in (*node.interfaces, "lo")
+    }
+    interfaces |= {str(e) for e in ends if not e.is_switch}
+    ports = sorted({str(e) for e in ends if e.is_switch})
+    return [t.name for t in topology.taps], sorted(interfaces), ports
+
+
+def capture_point(lab: str, topology: Any, target: str) -> Any:
+    """The TapPoint for a tap name, NODE:IFACE (inside the node) or switch:PORT."""
+    from labctl.core.model import Tap
+    from labctl.core.plan import make_plan
+    from labctl.core.validate import parse_endpoint
+
+    taps, interfaces, ports = capture_targets(topology)
+    if target in taps:
+        return next(t for t in make_plan(topology).taps if t.name == target)
+    name = target.replace(":", "-")
+    end = parse_endpoint(target)
+    if end is not None and target in ports:
+        tap = Tap(name=name, switch_port=end.name)
+    elif target in interfaces:
+        tap = Tap(name=name, node=target)
+    else:
+        raise UsageError(
+            f"lab {lab} has no tap, node interface or switch port {target!r} "
+            f"(taps: {', '.join(taps) or '-'}; interfaces: {', '.join(interfaces) or '-'}; "
+            f"switch ports: {', '.join(ports) or '-'})"
+        )
+    with_tap = topology.model_copy(update={"taps": [*topology.taps, tap]})
+    return make_plan(with_tap).taps[-1]
 
 
 def _width() -> int:
@@ -473,14 +664,19 @@ def cmd_down(args: argparse.Namespace) -> int:
                 if (args.lab or engine.known_labs())
                 else []
             )
-        if not labs:
+        if not labs and not args.json:
             print("nothing to tear down")
+        done = []
         for lab in labs:
             swept = engine.down(lab)
-            extra = f" ({len(swept)} leftovers swept by label)" if swept else ""
-            print(f"lab {lab} is down{extra}")
+            done.append({"lab": lab, "swept": [{"kind": o.kind, "name": o.name} for o in swept]})
+            if not args.json:
+                extra = f" ({len(swept)} leftovers swept by label)" if swept else ""
+                print(f"lab {lab} is down{extra}")
     finally:
         close()
+    if args.json:
+        print(json.dumps({"down": done}, indent=2))
     return 0
 
 
@@ -543,7 +739,7 @@ def cmd_status(args: argparse.Namespace) -> int:
 
 def cmd_doctor(args: argparse.Namespace) -> int:
     from labctl.backends.host_probe import probe
-    from labctl.core.doctor import blocking, evaluate, runnable
+    from labctl.core.doctor import blocking, evaluate, runnable, runnable_line
 
     checks = evaluate(probe(kvm=True))
     kind = SwitchKind(args.switch) if args.switch else None
@@ -570,9 +766,7 @@ def cmd_doctor(args: argparse.Namespace) -> int:
         if check.fix and not check.ok:
             print(f"      {'':24} fix: {check.fix}")
     can = runnable(checks, args.runtime)
-    print(
-        "\nswitch kinds that can run here: " + ", ".join(k for k, ok in can.items() if ok) or "none"
-    )
+    print("\n" + runnable_line(can))
     return 1 if failing else 0
 
 
@@ -586,14 +780,160 @@ def cmd_image_build(args: argparse.Namespace) -> int:
         tag, built = builder.ensure(force=args.force, keep_rootfs=args.keep_rootfs)
     finally:
         client.close()
+    if args.json:
+        rootfs = str(builder.cached_rootfs) if args.keep_rootfs else None
+        print(json.dumps({"image": tag, "built": built, "rootfs": rootfs}, indent=2))
+        return 0
     print(f"node image {tag} {'built' if built else 'is up to date'}")
     if args.keep_rootfs:
         print(f"root file system: {builder.cached_rootfs}")
     return 0
 
 
+INTERACTIVE_SHELL = [
+    "sh",
+    "-c",
+    "if command -v bash >/dev/null 2>&1; then exec bash; fi; exec sh",
+]
+
+
+def cmd_exec(args: argparse.Namespace) -> int:
+    argv = list(args.cmd)
+    if "--" in argv and all(a.startswith("-") for a in argv[: argv.index("--")]):
+        # labctl's own options after NODE, before `--` (argparse hands them over as CMD).
+        head, argv = argv[: argv.index("--")], argv[argv.index("--") + 1 :]
+        unknown = [a for a in head if a not in ("-v", "--verbose")]
+        if unknown:
+            raise UsageError(f"exec: unknown option {unknown[0]!r} (the command goes after --)")
+        args.verbose = args.verbose or bool(head)
+    engine, close = _engine(args)
+    try:
+        _state, topology = engine.load_state(args.lab)
+        if args.node not in topology.nodes:
+            raise UsageError(
+                f"lab {args.lab} has no node {args.node!r} (nodes: {', '.join(topology.nodes)})"
+            )
+        handle = engine.node(args.lab, args.node, topology)
+        tty = sys.stdin.isatty() and sys.stdout.isatty()
+        return int(engine.runtime(topology).attach(handle, argv or INTERACTIVE_SHELL, tty=tty))
+    finally:
+        close()
+
+
+def cmd_graph(args: argparse.Namespace) -> int:
+    from labctl.examples import shipped
+    from labctl.reports.graph import render
+    from labctl.state import StateStore
+
+    if Path(args.source).exists() or shipped(args.source):
+        from labctl.api import load
+
+        topology, _ = load(args.source)
+        data = topology.model_dump(mode="json", exclude_none=True)
+    else:
+        store = StateStore()
+        state = store.load(args.source)
+        if state is None:
+            labs = ", ".join(store.labs()) or "none is up"
+            raise UsageError(f"{args.source} is neither a file nor a lab (labs: {labs})")
+        data = state.topology
+    sys.stdout.write(render(data, args.format))
+    return 0
+
+
+def cmd_init(args: argparse.Namespace) -> int:
+    from labctl import examples
+
+    target = Path(args.dir)
+    written = examples.write(target)
+    if args.json:
+        print(json.dumps({"dir": str(target), "written": [str(p) for p in written]}, indent=2))
+        return 0
+    for path in written:
+        print(f"wrote {path}")
+    where = "" if target == Path(".") else f"cd {target} && "
+    print(f"next: {where}labctl up topologies/seed.yaml, or labctl matrix labs/veth-checksum")
+    return 0
+
+
+def cmd_completion(args: argparse.Namespace) -> int:
+    import argcomplete
+
+    print(argcomplete.shellcode(["labctl"], shell=args.shell))
+    return 0
+
+
+# -- completion: what argcomplete offers for the arguments that name something on this host
+
+
+def _up_topology(lab: str | None) -> dict[str, Any]:
+    """The topology of a lab from its state file (of the only lab when none is named)."""
+    from labctl.state import StateStore
+
+    store = StateStore()
+    labs = store.labs()
+    if lab is None and len(labs) == 1:
+        lab = labs[0]
+    state = store.load(lab) if lab else None
+    return state.topology if state else {}
+
+
+def _complete_labs(prefix: str, **_: Any) -> list[str]:
+    from labctl.state import StateStore
+
+    return [lab for lab in StateStore().labs() if lab.startswith(prefix)]
+
+
+def _complete_nodes(prefix: str, parsed_args: argparse.Namespace, **_: Any) -> list[str]:
+    nodes = _up_topology(getattr(parsed_args, "lab", None)).get("nodes") or {}
+    return [node for node in nodes if node.startswith(prefix)]
+
+
+def _complete_capture_targets(prefix: str, parsed_args: argparse.Namespace, **_: Any) -> list[str]:
+    from labctl.core.model import Topology
+
+    data = _up_topology(getattr(parsed_args, "lab", None))
+    if not data:
+        return []
+    taps, interfaces, ports = capture_targets(Topology.model_validate(data))
+    return [t for t in (*taps, *interfaces, *ports) if t.startswith(prefix)]
+
+
+def _complete_labs_and_files(prefix: str, **kwargs: Any) -> list[str]:
+    from argcomplete.completers import FilesCompleter
+
+    return [*_complete_labs(prefix), *FilesCompleter()(prefix, **kwargs)]
+
+
+COMPLETERS: dict[str, dict[str, Callable[..., list[str]]]] = {
+    "run": {"lab": _complete_labs},
+    "down": {"lab": _complete_labs},
+    "status": {"lab": _complete_labs},
+    "capture": {"lab": _complete_labs, "tap": _complete_capture_targets},
+    "exec": {"lab": _complete_labs, "node": _complete_nodes},
+    "graph": {"source": _complete_labs_and_files},
+}
+"""Per subcommand, argument dest -> completer; other arguments complete as files."""
+
+
+def _add_completers(parser: argparse.ArgumentParser) -> None:
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for command, child in action.choices.items():
+                for arg in child._actions:
+                    completer = COMPLETERS.get(command, {}).get(arg.dest)
+                    if completer is not None:
+                        arg.completer = completer  # type: ignore[attr-defined]
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
+    parser = _parser()
+    if argv is None and "_ARGCOMPLETE" in os.environ:
+        # The shell's completion function runs labctl this way; nothing is imported otherwise.
+        import argcomplete
+
+        argcomplete.autocomplete(parser)  # prints the candidates and exits
+    args = parser.parse_args(argv)
     try:
         return int(args.func(args))
     except LabctlError as error:

@@ -288,11 +288,14 @@ def test_dpdk_hugepage_prerequisites(
     assert "nr_hugepages" in err.value.fix and "provision.sh" in err.value.fix
 
 
-def test_missing_dpdk_driver_names_the_package(short_tmp: Path) -> None:
-    daemons = own_daemons(short_tmp, pmd_glob=str(short_tmp / "none-{plugin}"))
+@pytest.mark.parametrize("abi", ["23", "24"])  # Debian 12's DPDK 22.11, Ubuntu 24.04's 23.11
+def test_missing_dpdk_driver_names_the_package_of_the_installed_dpdk(
+    short_tmp: Path, abi: str
+) -> None:
+    daemons = own_daemons(short_tmp, pmd_glob=str(short_tmp / "none-{plugin}"), dpdk_abi=abi)
     with pytest.raises(PrerequisiteError, match="net_af_xdp") as err:
         daemons.check(DaemonNeeds(dpdk=DpdkOptions(port_driver="af_xdp")))
-    assert err.value.fix == "apt-get install librte-net-af-xdp23"
+    assert err.value.fix == f"apt-get install librte-net-af-xdp{abi}"
 
 
 def test_wrong_build_in_use_is_not_restarted(short_tmp: Path) -> None:

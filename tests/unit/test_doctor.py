@@ -14,6 +14,7 @@ from labctl.core.doctor import (
     hugepages_mib,
     hugetlbfs_mounted,
     runnable,
+    runnable_line,
     socket_mem_mib,
 )
 from labctl.core.model import SwitchKind
@@ -45,6 +46,7 @@ HEALTHY = HostFacts(
     ovs_schema=True,
     vswitchd_dpdk=True,
     dpdk_drivers={"net_af_packet": True, "mempool_ring": True},
+    dpdk_abi="23",
     hugepages_free_mib=2048,
     hugepages_total_mib=2048,
     hugetlbfs_mounted=True,
@@ -189,3 +191,21 @@ def test_hugepage_facts_are_read_from_proc_text() -> None:
     assert not hugetlbfs_mounted("proc /proc proc rw 0 0\n")
     assert socket_mem_mib("256,256") == 512
     assert socket_mem_mib("lots") == 0
+
+
+def test_runnable_line_says_none_when_no_switch_kind_can_run() -> None:
+    nothing = dataclasses.replace(HEALTHY, is_root=False, docker_error="no socket")
+    can = runnable(evaluate(nothing))
+    assert not any(can.values())
+    assert runnable_line(can) == "switch kinds that can run here: none"
+    assert runnable_line({"linux-bridge": True, "ovs-dpdk": False, "ovs-userspace": True}) == (
+        "switch kinds that can run here: linux-bridge, ovs-userspace"
+    )
+
+
+def test_dpdk_driver_fix_names_the_installed_dpdks_package() -> None:
+    ubuntu = dataclasses.replace(
+        HEALTHY, dpdk_abi="24", dpdk_drivers={"net_af_packet": False, "mempool_ring": True}
+    )
+    (check,) = [c for c in evaluate(ubuntu) if c.name == "dpdk driver net_af_packet"]
+    assert check.fix == "apt-get install librte-net-af-packet24"

@@ -18,10 +18,13 @@ import shutil
 import signal
 import subprocess
 import time
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager, suppress
+from dataclasses import replace
+from pathlib import Path
 
 from labctl.backends.base import CaptureResult, CaptureSpec
+from labctl.core.doctor import PROVISION
 from labctl.errors import BackendError, PrerequisiteError
 
 PR_SET_PDEATHSIG = 1
@@ -35,10 +38,19 @@ LISTEN_TIMEOUT = 10.0
 STOP_TIMEOUT = 10.0
 
 
-def _die_with_parent() -> None:
-    # Runs in the child between fork and exec.
-    libc = ctypes.CDLL(None, use_errno=True)
-    libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+def die_with_parent_hook() -> Callable[[], None]:
+    """A preexec_fn that makes the child get SIGTERM when labctl dies.
+
+    libc and prctl are resolved here, in the parent: the hook runs between fork
+    and exec, where loading a library (dlopen takes locks other threads may hold
+    at the fork) can deadlock the child.
+    """
+    prctl = ctypes.CDLL(None, use_errno=True).prctl
+
+    def hook() -> None:
+        prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+
+    return hook
 
 
 def tcpdump_argv(spec: CaptureSpec, tcpdump: str = "tcpdump") -> list[str]:
@@ -74,7 +86,7 @@ class TcpdumpCapture:
             if shutil.which(tool) is None:
                 raise PrerequisiteError(
                     f"{tool} is not installed (taps need it)",
-                    f"apt-get install {package}, or run scripts/provision.sh",
+                    f"apt-get install {package}, or {PROVISION}",
                 )
 
     @contextmanager
@@ -82,6 +94,7 @@ class TcpdumpCapture:
         """Start every capture, wait until each listens, yield; always stop and flush."""
         self.check()
         running: list[tuple[CaptureSpec, subprocess.Popen[bytes]]] = []
+        die_with_parent = die_with_parent_hook()
         results = [CaptureResult(s.tap, s.pcap) for s in specs]
         try:
             # Start them all, then wait for each: the waits overlap.
@@ -91,7 +104,7 @@ class TcpdumpCapture:
                     tcpdump_argv(spec, self.tcpdump),
                     stdout=subprocess.DEVNULL,
                     stderr=subprocess.PIPE,
-                    preexec_fn=_die_with_parent,
+                    preexec_fn=die_with_parent,
                 )
                 running.append((spec, process))
             for spec, process in running:
@@ -100,6 +113,29 @@ class TcpdumpCapture:
         finally:
             for (spec, process), result in zip(running, results, strict=False):
                 self._stop(spec, process, result)
+
+    def stream(self, spec: CaptureSpec, seconds: float | None = None) -> CaptureResult:
+        """One capture whose pcap goes to this process's stdout (`tcpdump -w -`), packet by
+        packet, until `seconds` pass, Ctrl-C, or the reader closes the pipe."""
+        self.check()
+        argv = tcpdump_argv(replace(spec, pcap=Path("-")), self.tcpdump)
+        result = CaptureResult(spec.tap, Path("-"))
+        # tcpdump writes straight to our stdout: no copy through this process.
+        process = subprocess.Popen(
+            argv, stdout=None, stderr=subprocess.PIPE, preexec_fn=die_with_parent_hook()
+        )
+        try:
+            self._wait_listening(spec, process)
+            deadline = None if seconds is None else time.monotonic() + seconds
+            # Ctrl-C reaches tcpdump too (same process group); it flushes and exits.
+            with suppress(KeyboardInterrupt):
+                while process.poll() is None:
+                    if deadline is not None and time.monotonic() >= deadline:
+                        break
+                    time.sleep(0.05)
+        finally:
+            self._stop(spec, process, result)
+        return result
 
     def _wait_listening(self, spec: CaptureSpec, process: subprocess.Popen[bytes]) -> None:
         assert process.stderr is not None

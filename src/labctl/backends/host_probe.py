@@ -12,6 +12,7 @@ from pathlib import Path
 
 from labctl.backends import kvm_probe
 from labctl.core.doctor import HostFacts, hugepages_mib, hugetlbfs_mounted, socket_mem_mib
+from labctl.core.dpdk import abi_from_libraries, plugin_glob
 from labctl.core.model import DpdkOptions
 from labctl.errors import PrerequisiteError
 
@@ -28,7 +29,11 @@ TOOLS = (
 )
 OVS_SCHEMA = "/usr/share/openvswitch/vswitch.ovsschema"
 VSWITCHD_DPDK = "/usr/lib/openvswitch-switch-dpdk/ovs-vswitchd-dpdk"
-DPDK_PMD_GLOB = "/usr/lib/*/dpdk/pmds-*/librte_{plugin}.so*"
+
+
+def installed_dpdk_abi() -> str | None:
+    """The ABI of the installed DPDK (that OVS-DPDK links), from its EAL library."""
+    return abi_from_libraries(glob.glob("/usr/lib/*/librte_eal.so.*"))
 
 
 def _module_available(name: str) -> bool | None:
@@ -97,6 +102,7 @@ def probe(dpdk: DpdkOptions | None = None, kvm: bool = False) -> HostFacts:
     docker_error, image = _docker()
     kvm_result = kvm_probe.probe("kvm") if kvm else None
     policy, docker_user = _forward_policy()
+    abi = installed_dpdk_abi()
     free_mib, total_mib = hugepages_mib(read_text_or_empty(Path("/proc/meminfo")))
     nf_call = None
     with contextlib.suppress(OSError, ValueError):
@@ -113,9 +119,10 @@ def probe(dpdk: DpdkOptions | None = None, kvm: bool = False) -> HostFacts:
         ovs_schema=Path(OVS_SCHEMA).is_file(),
         vswitchd_dpdk=os.access(VSWITCHD_DPDK, os.X_OK),
         dpdk_drivers={
-            p: bool(glob.glob(DPDK_PMD_GLOB.format(plugin=p)))
+            p: bool(glob.glob(plugin_glob(abi).format(plugin=p)))
             for p in ("net_af_packet", "mempool_ring")
         },
+        dpdk_abi=abi,
         hugepages_free_mib=free_mib,
         hugepages_total_mib=total_mib,
         hugetlbfs_mounted=hugetlbfs_mounted(read_text_or_empty(Path("/proc/mounts"))),

@@ -25,6 +25,7 @@ from pathlib import Path
 import docker
 import docker.errors
 
+from labctl.core.doctor import PROVISION
 from labctl.core.events import Event, EventSink, discard
 from labctl.core.model import DEFAULT_IMAGE
 from labctl.errors import BackendError, PrerequisiteError
@@ -110,7 +111,7 @@ class ImageBuilder:
         if shutil.which("debootstrap") is None:
             raise PrerequisiteError(
                 "debootstrap is not installed (needed to build the node image)",
-                "apt-get install debootstrap, or run scripts/provision.sh",
+                "apt-get install debootstrap, or " + PROVISION,
             )
         if os.geteuid() != 0:
             raise PrerequisiteError(

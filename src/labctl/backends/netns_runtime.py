@@ -265,6 +265,26 @@ class NetnsRuntime:
             stderr.decode(errors="replace"),
         )
 
+    def attach(self, handle: NodeHandle, argv: Sequence[str], *, tty: bool) -> int:
+        argv = list(argv)
+        action = f"running {argv[0] if argv else '(nothing)'} in node {handle.name}"
+        record = self._record_of(handle)
+        if not argv or record is None or not _ns_mounted(record.netns):
+            raise BackendError(action, "empty command" if not argv else "the node is gone")
+        env = _env(record)
+        if tty and "TERM" in os.environ:
+            env["TERM"] = os.environ["TERM"]  # the caller's terminal, for a shell or an editor
+        # Ctrl-C on the terminal reaches the command (same process group); labctl waits
+        # for its exit. A Python handler, not SIG_IGN: the command must not inherit it.
+        previous = signal.signal(signal.SIGINT, lambda *_: None)
+        try:
+            # The caller's stdio is inherited: a terminal stays the process's terminal.
+            return subprocess.run(self._wrap(record, argv), cwd=record.workdir, env=env).returncode
+        except OSError as error:
+            raise BackendError(action, error) from None
+        finally:
+            signal.signal(signal.SIGINT, previous)
+
     def sweep(self, lab: str) -> list[Owned]:
         removed: list[Owned] = []
         failures: list[BackendError] = []

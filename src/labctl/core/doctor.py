@@ -8,15 +8,16 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
 
+from labctl.core import dpdk
 from labctl.core.model import SwitchKind
 
 ALL = frozenset(SwitchKind)
 OVS = frozenset({SwitchKind.OVS_KERNEL, SwitchKind.OVS_USERSPACE, SwitchKind.OVS_DPDK})
+PROVISION = "run scripts/provision.sh of a labctl clone"  # not in the wheel
 HUGEPAGES_FIX = (
     "echo 1024 > /proc/sys/vm/nr_hugepages; mkdir -p /dev/hugepages; "
-    "mount -t hugetlbfs nodev /dev/hugepages (or run scripts/provision.sh)"
+    "mount -t hugetlbfs nodev /dev/hugepages (or " + PROVISION + ")"
 )
-PROVISION = "run scripts/provision.sh"
 RUNTIMES = frozenset({"docker", "netns"})
 DOCKER = frozenset({"docker"})
 NETNS = frozenset({"netns"})
@@ -36,6 +37,7 @@ class HostFacts:
     ovs_schema: bool = False
     vswitchd_dpdk: bool = False
     dpdk_drivers: dict[str, bool] = field(default_factory=dict)  # net_af_packet, mempool_ring
+    dpdk_abi: str | None = None  # of the installed DPDK (23 for 22.11), names its packages
     hugepages_free_mib: int = 0
     hugepages_total_mib: int = 0
     hugetlbfs_mounted: bool = False
@@ -187,10 +189,8 @@ def evaluate(facts: HostFacts) -> list[Check]:
             frozenset({SwitchKind.OVS_DPDK}),
         ),
     ]
-    for driver, package in (
-        ("net_af_packet", "librte-net-af-packet23"),
-        ("mempool_ring", "librte-mempool-ring23"),
-    ):
+    for driver in ("net_af_packet", "mempool_ring"):
+        package = dpdk.package(driver, facts.dpdk_abi)
         ok = facts.dpdk_drivers.get(driver, False)
         checks.append(
             Check(
@@ -329,3 +329,10 @@ def blocking(checks: list[Check], kind: SwitchKind | None, runtime: str = "docke
 
 def runnable(checks: list[Check], runtime: str = "docker") -> dict[str, bool]:
     return {kind.value: not blocking(checks, kind, runtime) for kind in SwitchKind}
+
+
+def runnable_line(can: dict[str, bool]) -> str:
+    """Doctor's summary line: the switch kinds that can run, or "none"."""
+    return "switch kinds that can run here: " + (
+        ", ".join(kind for kind, ok in can.items() if ok) or "none"
+    )

@@ -314,7 +314,9 @@ def model_problems(doc: Document, model: type[Any]) -> tuple[Any, list[Problem]]
 def load_topology(path: str | Path) -> tuple[Topology, Document]:
     """Load and fully validate a topology file. Raises ConfigError listing every problem."""
     from labctl.core.validate import semantic_problems
+    from labctl.examples import shipped
 
+    path = shipped(path) or path
     doc = parse_yaml(read_topology_text(path), str(path))
     topology, problems = structure_problems(doc)
     if topology is not None:

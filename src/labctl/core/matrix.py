@@ -171,7 +171,9 @@ class Cell:
 
 def load_lab(path: str | Path) -> Lab:
     """Load labs/<name>/lab.yaml (or the directory) and the topology it names."""
-    file = Path(path)
+    from labctl.examples import shipped
+
+    file = shipped(path) or Path(path)
     if file.is_dir():
         file = file / "lab.yaml"
     doc = parse_yaml(read_topology_text(file), str(file))

@@ -797,15 +797,28 @@ def _topology_section(matrix: Matrix) -> str:
 
 
 def topology_svg(matrix: Matrix) -> tuple[str, list[_TapMark]]:
-    topology = matrix.topology
+    return topology_drawing(matrix.topology, matrix.switches)
+
+
+def switch_kinds(topology: Mapping[str, object], listed: Sequence[str] = ()) -> list[str]:
+    """The switch kinds to name on the switch: those listed, else the topology's."""
+    switch_spec = topology.get("switch")
+    if not listed and isinstance(switch_spec, Mapping) and isinstance(switch_spec.get("kind"), str):
+        return [str(switch_spec["kind"])]
+    return list(listed)
+
+
+def topology_drawing(
+    topology: Mapping[str, object], listed_kinds: Sequence[str] = ()
+) -> tuple[str, list[_TapMark]]:
+    """The SVG drawing of a topology (as JSON data) with its taps, and the taps' legend.
+    Shared by the matrix report and `labctl graph`."""
     if not topology:
         return "", []
     drawing = _layout(topology)
     switch_spec = topology.get("switch")
     has_switch = isinstance(switch_spec, Mapping) or bool(drawing.switch_links)
-    kinds = list(matrix.switches)
-    if not kinds and isinstance(switch_spec, Mapping) and isinstance(switch_spec.get("kind"), str):
-        kinds = [str(switch_spec["kind"])]
+    kinds = switch_kinds(topology, listed_kinds)
     body: list[str] = []
     ports: dict[str, tuple[float, float]] = {}  # port name -> point on the switch edge
     link_ends: dict[tuple[str, str], tuple[tuple[float, float], tuple[float, float]]] = {}

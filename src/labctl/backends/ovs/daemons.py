@@ -27,10 +27,17 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from labctl.backends.base import Owned
-from labctl.backends.host_probe import DPDK_PMD_GLOB
+from labctl.backends.host_probe import installed_dpdk_abi
 from labctl.backends.host_probe import read_text_or_empty as _read
 from labctl.backends.ovs import ovsdb
-from labctl.core.doctor import hugepage_problem, hugepages_mib, hugetlbfs_mounted, socket_mem_mib
+from labctl.core import dpdk
+from labctl.core.doctor import (
+    PROVISION,
+    hugepage_problem,
+    hugepages_mib,
+    hugetlbfs_mounted,
+    socket_mem_mib,
+)
 from labctl.core.model import DpdkOptions
 from labctl.errors import BackendError, PrerequisiteError
 
@@ -38,7 +45,6 @@ SYSTEM_DB_SOCKET = Path("/var/run/openvswitch/db.sock")
 OVS_SCHEMA = Path("/usr/share/openvswitch/vswitch.ovsschema")
 VSWITCHD = Path("/usr/lib/openvswitch-switch/ovs-vswitchd")
 VSWITCHD_DPDK = Path("/usr/lib/openvswitch-switch-dpdk/ovs-vswitchd-dpdk")
-DPDK_PMD_PACKAGE = "librte-{package}23"
 LOG_TAIL_LINES = 15
 
 # other_config keys vswitchd reads once at start: changing them needs a restart.
@@ -195,7 +201,8 @@ class OvsDaemons:
         vswitchd_extra_args: Sequence[str] = (),
         meminfo: Path = Path("/proc/meminfo"),
         mounts: Path = Path("/proc/mounts"),
-        pmd_glob: str = DPDK_PMD_GLOB,
+        pmd_glob: str | None = None,
+        dpdk_abi: str | None = None,
     ):
         self.paths = paths or OvsPaths()
         self.binaries = binaries or OvsBinaries()
@@ -205,7 +212,9 @@ class OvsDaemons:
         self.vswitchd_extra_args = tuple(vswitchd_extra_args)
         self.meminfo = meminfo
         self.mounts = mounts
-        self.pmd_glob = pmd_glob
+        # The installed DPDK's ABI names its plugin folder and its driver packages.
+        self.dpdk_abi = dpdk_abi or installed_dpdk_abi()
+        self.pmd_glob = pmd_glob or dpdk.plugin_glob(self.dpdk_abi)
 
     # -- queries ---------------------------------------------------------------
 
@@ -246,7 +255,7 @@ class OvsDaemons:
             package = "openvswitch-switch-dpdk" if needs.dpdk else "openvswitch-switch"
             raise PrerequisiteError(
                 f"Open vSwitch is not installed ({', '.join(missing)} not found)",
-                f"apt-get install {package} (or run scripts/provision.sh)",
+                f"apt-get install {package} (or {PROVISION})",
             )
         if needs.dpdk is not None:
             self._check_pmd(needs.dpdk.port_driver)
@@ -263,7 +272,7 @@ class OvsDaemons:
         }
         for plugin, what in plugins.items():
             if not glob.glob(self.pmd_glob.format(plugin=plugin)):
-                package = DPDK_PMD_PACKAGE.format(package=plugin.replace("_", "-"))
+                package = dpdk.package(plugin, self.dpdk_abi)
                 raise PrerequisiteError(f"{what} is not installed", f"apt-get install {package}")
 
     def _check_hugepages(self, dpdk: DpdkOptions) -> None:
