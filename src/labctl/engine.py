@@ -402,10 +402,11 @@ class Engine:
             Event(
                 "phase",
                 f"HTTP: {traffic.requests} requests from {traffic.client} to "
-                f"{http.url(topology, traffic)} (timeout {traffic.timeout} s each)",
+                f"{http.url(topology, traffic)}, concurrently (timeout {traffic.timeout} s "
+                "each)",
             )
         )
-        budget = traffic.requests * (float(traffic.timeout) + 1) + 10
+        budget = http.batch_seconds(traffic) + 10
         outcome = self.runtime(topology).exec(client, argv, timeout=budget)
         results = http.parse_batch(
             traffic.requests, outcome.exit_code, outcome.stdout, outcome.stderr

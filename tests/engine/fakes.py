@@ -76,9 +76,11 @@ class FakeRuntime:
             requests = argv.count("--output")
             if self.host.curl_exit:
                 code = self.host.curl_exit
-                line = f"{code} 000 0.000000 3.000000\n"
-                return ExecResult(code, line * requests, f"curl: ({code}) timed out\n" * requests)
-            return ExecResult(0, "0 200 0.000100 0.000500\n" * requests)
+                lines = "".join(f"{i} {code} 000 0.000000 3.000000\n" for i in range(requests))
+                return ExecResult(code, lines, f"curl: ({code}) timed out\n" * requests)
+            # --parallel: transfers finish in any order, each line names its URL index.
+            lines = "".join(f"{i} 0 200 0.000100 0.000500\n" for i in reversed(range(requests)))
+            return ExecResult(0, lines)
         return ExecResult(127, "", "not found")
 
     def sweep(self, lab: str) -> list[Owned]:
