@@ -179,7 +179,7 @@ class Engine:
         state: LabState,
         record: Callable[[int, Step, dict[str, Any], float], None],
     ) -> None:
-        """Independent steps (starting nodes) side by side; each is journalled when it is
+        """Independent steps (nodes, the switch) side by side; each is journalled when it is
         done, also those that finish after another one failed, so rollback sees them all."""
         started = time.monotonic()
         pool = ThreadPoolExecutor(max_workers=min(PARALLEL_WORKERS, len(batch)))
@@ -437,7 +437,9 @@ def _one_line(error: BaseException) -> str:
 PARALLEL_WORKERS = 8
 """Containers start (and are removed) this many at a time: dockerd works in parallel."""
 
-PARALLEL_STEPS = (CreateNode,)
+PARALLEL_STEPS = (CreateNode, CreateSwitch)
+"""Steps that depend on nothing before them: the nodes, and the switch (with its OVS
+daemons), start at the same time; links and ports come after both."""
 
 
 def _batches(steps: Sequence[Step]) -> list[list[tuple[int, Step]]]:

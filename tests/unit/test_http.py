@@ -57,9 +57,7 @@ def test_batch_client_makes_one_transfer_per_request() -> None:
 
 def test_parse_batch_maps_each_line_and_error_to_its_request() -> None:
     # Lines come in completion order; the first field is the transfer's URL index.
-    stdout = (
-        "2 7 000 0.000000 0.000200\n0 0 200 0.000300 0.001000\n1 28 000 0.000000 3.001000\n"
-    )
+    stdout = "2 7 000 0.000000 0.000200\n0 0 200 0.000300 0.001000\n1 28 000 0.000000 3.001000\n"
     stderr = "curl: (28) Connection timed out after 3001 milliseconds\ncurl: (7) Failed\n"
     results = http.parse_batch(4, 7, stdout, stderr)
     assert [r.ok for r in results] == [True, False, False, False]

@@ -133,7 +133,8 @@ def _details(cell: Cell) -> str:
 
 
 def _record(cell: Cell) -> str:
-    lines = [f"expected: {describe_expectation(cell.expected)}"]
+    lines = [f"host: {cell.host}"] if cell.host else []
+    lines.append(f"expected: {describe_expectation(cell.expected)}")
     lines.append(f"observed: {describe_observation(cell.observed)}")
     observed = cell.observed
     if observed is not None and observed.latency_ms is not None:
