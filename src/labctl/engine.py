@@ -15,9 +15,8 @@ from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from labctl.analysis.diagnose import Diagnosis, Tap, diagnose
 from labctl.backends.base import (
     AddressSpec,
     CaptureBackend,
@@ -55,6 +54,10 @@ from labctl.errors import (
     UsageError,
 )
 from labctl.state import LabState, StateStore
+
+if TYPE_CHECKING:
+    # Reading pcaps is only for `run`: up and down do not pay for importing it.
+    from labctl.analysis.diagnose import Diagnosis
 
 SwitchFactory = Callable[[SwitchKind], SwitchBackend]
 
@@ -639,6 +642,8 @@ class RunRecorder:
 
 def diagnose_run_dir(run_dir: Path, manifest: dict[str, Any] | None = None) -> Diagnosis:
     """The diagnosis of a run directory, taps in the topology's (path) order."""
+    from labctl.analysis.diagnose import Tap, diagnose
+
     if manifest is None:
         manifest = json.loads((run_dir / "manifest.json").read_text())
     drops = {c["tap"]: c.get("packets_dropped") or 0 for c in manifest.get("captures", [])}
