@@ -13,10 +13,11 @@ from pathlib import Path
 from typing import Any
 
 from labctl import __version__
-from labctl.core.model import SwitchKind
 from labctl.errors import LabctlError, UsageError
 
-SWITCH_KINDS = [k.value for k in SwitchKind]
+# labctl.core.model.SwitchKind, spelled out: importing the model (pydantic) here would
+# cost every command, also those that never read a topology (a unit test keeps them equal).
+SWITCH_KINDS = ["linux-bridge", "ovs-kernel", "ovs-userspace", "ovs-dpdk"]
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -558,6 +559,8 @@ def cmd_doctor(args: argparse.Namespace) -> int:
     from labctl.core.doctor import blocking, evaluate, runnable
 
     checks = evaluate(probe())
+    from labctl.core.model import SwitchKind
+
     kind = SwitchKind(args.switch) if args.switch else None
     failing = blocking(checks, kind, args.runtime)
     if args.json:
@@ -602,6 +605,13 @@ def cmd_image_build(args: argparse.Namespace) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    if argv is None:  # run as the `labctl` program, not called from Python
+        from labctl import warm
+
+        if warm.enabled():
+            code = warm.run(sys.argv[1:])
+            if code is not None:
+                return code
     args = _parser().parse_args(argv)
     try:
         return int(args.func(args))
