@@ -6,9 +6,12 @@ a hand-written shell script doing the same work (benchmarks/seed_by_hand.sh).
     labctl down N
 
 Each repeat runs the script and the three labctl processes back to back, alternating
-which goes first, so both see the same host load. Then, for where the time goes, the
-floor of any labctl process (`labctl --version`), the imports a lab command needs, and
-`labctl status` alone.
+which goes first, so both see the same host load; then the three processes once more with
+LABCTL_WARM=0 (no warm labctl: each process imports labctl, pydantic, the Docker SDK and
+pyroute2 itself). One untimed cycle of each comes first, as a user's earlier command
+would: it starts the warm labctl and fills labctl's cache of tool versions. Then, for
+where the time goes, the floor of any labctl process (`labctl --version`), the imports a
+lab command needs, and `labctl status` alone.
 
     .venv/bin/python -m benchmarks.cli [--repeat 5]
 """
@@ -52,14 +55,18 @@ def timed(argv: list[str], env: dict[str, str] | None = None) -> tuple[float, st
     return seconds, done.stdout
 
 
-def labctl_cycle(name: str, tmp: Path) -> dict[str, float]:
-    up, _ = timed([*LABCTL, "up", str(common.SEED), "--switch", "linux-bridge", "--name", name])
+def labctl_cycle(name: str, tmp: Path, warm: bool = True) -> dict[str, float]:
+    """up, run, down as three processes; warm=False: without the warm labctl (each process
+    imports everything itself, LABCTL_WARM=0)."""
+    env = {**os.environ, "LABCTL_WARM": "1" if warm else "0"}
+    seed = str(common.SEED)
+    up, _ = timed([*LABCTL, "up", seed, "--switch", "linux-bridge", "--name", name], env)
     try:
-        run, out = timed([*LABCTL, "run", name, "--runs-dir", str(tmp / "runs")])
+        run, out = timed([*LABCTL, "run", name, "--runs-dir", str(tmp / "runs")], env)
         if "5/5 succeeded" not in out:
             raise RuntimeError(f"labctl run {name}: HTTP did not succeed:\n{out}")
     finally:
-        down, _ = timed([*LABCTL, "down", name])
+        down, _ = timed([*LABCTL, "down", name], env)
     return {"up": up, "run": run, "down": down, "cycle": up + run + down}
 
 
@@ -91,6 +98,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             lab = common.unique_name("bcli")
             names.append(lab)
             hand = f"b{uuid.uuid4().hex[:5]}"
+            cold = common.unique_name("bclc")
+            names.append(cold)
             order = ("script", "labctl") if index % 2 == 0 else ("labctl", "script")
             pair: dict[str, Any] = {"order": list(order)}
             for which in order:
@@ -98,6 +107,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                     script_cycle(hand, tmp) if which == "script" else labctl_cycle(lab, tmp)
                 )
             pair["ratio"] = pair["labctl"]["cycle"] / pair["script"]["cycle"]
+            pair["labctl_cold"] = labctl_cycle(cold, tmp, warm=False)
             say(
                 f"cli #{index + 1}: labctl {pair['labctl']['cycle']:.2f} s, script "
                 f"{pair['script']['cycle']:.2f} s, {pair['ratio']:.2f}x (load "
@@ -118,6 +128,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     result["summary"] = {
         "labctl": {k: median([p["labctl"][k] for p in pairs]) for k in ("up", "run", "down")}
         | {"cycle": median([p["labctl"]["cycle"] for p in pairs])},
+        "labctl_cold": median([p["labctl_cold"]["cycle"] for p in pairs]),
         "script": median([p["script"]["cycle"] for p in pairs]),
         "ratio": median([p["ratio"] for p in pairs]),
     }
@@ -133,6 +144,11 @@ def render(result: dict[str, Any], markdown: bool = False) -> str:
             fmt(s["labctl"]["cycle"]),
             f"up {fmt(s['labctl']['up'])}, run {fmt(s['labctl']['run'])}, "
             f"down {fmt(s['labctl']['down'])}",
+        ],
+        [
+            "the same, LABCTL_WARM=0 (every process imports everything itself)",
+            fmt(s["labctl_cold"]),
+            f"{fmt(s['labctl_cold'] / s['script'])}x the script",
         ],
         ["benchmarks/seed_by_hand.sh", fmt(s["script"]), "-"],
         [

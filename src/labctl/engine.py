@@ -521,24 +521,31 @@ class RunRecorder:
                 for tap, spec in zip(plan.taps, specs, strict=True)
             ],
             "versions": {},  # filled in below, gathered while the traffic runs
-            "offload": self._offload_readback(lab, topology, plan),
+            "offload": {},  # read back while the captures start
             "started_at": _now(),
         }
         record = RunRecord(lab, run_dir, None, None, manifest)
         results: list[CaptureResult] = []
-        # Asking every tool for its version takes a few subprocesses: overlap it with the run.
-        versions_pool = ThreadPoolExecutor(max_workers=1)
+        # Asking every tool for its version takes a few subprocesses, and reading back the
+        # offload settings a netlink query per interface: overlap both with starting the
+        # captures. The readback is complete before any traffic is sent.
+        versions_pool = ThreadPoolExecutor(max_workers=2)
         versions = versions_pool.submit(engine.backends.host_versions)
+        readback = versions_pool.submit(self._offload_readback, lab, topology, plan)
         try:
             capture = engine.backends.capture
             if specs and capture is not None:
                 engine.emit(Event("phase", f"capturing at {len(specs)} taps into {run_dir}"))
                 with capture.capturing(specs) as results:
+                    manifest["offload"] = readback.result()
                     record.http = engine._traffic(lab, topology)
                     _wait_until_quiet([spec.pcap for spec in specs])
             else:
+                manifest["offload"] = readback.result()
                 record.http = engine._traffic(lab, topology)
         finally:
+            if not manifest["offload"] and readback.done() and readback.exception() is None:
+                manifest["offload"] = readback.result()
             manifest["ended_at"] = _now()
             try:
                 manifest["versions"] = versions.result(timeout=30)
