@@ -5,7 +5,9 @@ shares: labctl runs one pair of OVS daemons (ovsdb-server, ovs-vswitchd) for eve
 OVS lab. Cells that need the same ovs-vswitchd configuration share it; a cell that
 needs another one (the DPDK build instead of the plain one, another userspace-tso
 setting, other DPDK memory) cannot start while a cell using the running one is
-still up: the daemons would have to restart under it.
+still up: the daemons would have to restart under it. Cells that share the daemons may
+overlap, DPDK cells too: they share vswitchd's one busy-polling PMD thread, so a second
+DPDK cell takes no second core.
 """
 
 from __future__ import annotations
@@ -121,14 +123,20 @@ def default_workers(cpus: int | None) -> int:
 
 
 def rules(jobs: Sequence[Job]) -> list[str]:
-    """Every pair of jobs that may not overlap, once per distinct reason."""
-    found: dict[tuple[VswitchdConfig | None, VswitchdConfig | None], str] = {}
-    for i, a in enumerate(jobs):
-        for b in jobs[i + 1 :]:
-            reason = conflict(a, b)
-            if reason is not None:
-                found.setdefault((a.needs, b.needs), reason)
-    return list(found.values())
+    """Which cells take turns and why, one line for all of them (none when all may overlap)."""
+    groups: dict[VswitchdConfig, list[str]] = {}
+    for one in jobs:
+        if one.needs is not None and one.topology.switch is not None:
+            kinds = groups.setdefault(one.needs, [])
+            if one.topology.switch.kind.value not in kinds:
+                kinds.append(one.topology.switch.kind.value)
+    if len(groups) < 2:
+        return []
+    described = "; ".join(
+        f"{', '.join(kinds)} cells need ovs-vswitchd as {config.describe()}"
+        for config, kinds in groups.items()
+    )
+    return [f"{described}: labctl runs one pair of OVS daemons, so these groups take turns"]
 
 
 def parse_shard(text: str) -> tuple[int, int]:
