@@ -125,8 +125,9 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--shard",
         metavar="K/N",
-        help="run only share K of N (1 <= K <= N) of the cells, the same share on every "
-        "machine; combine the shards' reports with `labctl report merge`",
+        help="run only share K of N (1 <= K <= N) of the cells: the same share on every "
+        "machine given the same LAB, --switch and --offload; combine the shards' reports "
+        "with `labctl report merge`",
     )
     p.add_argument("--runs-dir", default=None, help="default: $LABCTL_RUNS_DIR or ./runs")
     p.add_argument("--json", action="store_true", help="print the full result as JSON")
