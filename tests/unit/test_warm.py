@@ -78,3 +78,19 @@ def test_no_server_means_run_it_here(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(warm, "_start_server", lambda: started.append(1))
     assert warm.run(["--version"]) is None
     assert started == [1]
+
+
+def test_a_python_caller_of_main_runs_in_its_own_process(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from labctl import cli
+
+    def refuse(argv: object) -> int:
+        raise AssertionError("main(argv) went to the warm labctl")
+
+    monkeypatch.setattr(warm, "run", refuse)
+    assert cli.main(["schema"]) == 0
+    assert '"properties"' in capsys.readouterr().out
+    monkeypatch.setenv(warm.ENV_SWITCH, "0")
+    monkeypatch.setattr(sys, "argv", ["labctl", "schema"])
+    assert cli.main() == 0  # LABCTL_WARM=0: the program runs it here too
