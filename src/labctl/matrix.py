@@ -115,7 +115,11 @@ class MatrixRunner:
         finally:
             versions_pool.shutdown(wait=True)
         result["cells"] = entries
-        result["host"] = {**versions.result(), "hostname": socket.gethostname()}
+        try:
+            host = dict(versions.result())
+        except Exception as error:  # noqa: BLE001 - a report field, never a reason to fail
+            host = {"error": str(error)}
+        result["host"] = {**host, "hostname": socket.gethostname()}
         result["ended_at"] = _now()
         result["seconds"] = round(time.monotonic() - started, 2)
         result["summary"] = summarise(result["cells"])
