@@ -2,9 +2,9 @@
 to exit), one cell at a time (--serial) and with the default workers; the cells' statuses
 must not depend on it.
 
-Every cell of labs/veth-checksum runs (4 switch kinds x offload on/off = 8 cells; ovs-kernel
-is reported as skipped on hosts without the openvswitch module). The lab is copied under a
-unique name so that its cells' labs never collide with anyone else's.
+Every cell of labs/veth-checksum runs (4 switch kinds x offload on, off and server-only =
+12 cells; ovs-kernel is reported as skipped on hosts without the openvswitch module). The
+lab is copied under a unique name so that its cells' labs never collide with anyone else's.
 
     .venv/bin/python -m benchmarks.matrix_time [--repeat 1] [--mode serial|parallel]
 """

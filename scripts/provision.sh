@@ -3,9 +3,24 @@
 # Idempotent: run it as often as you like. Needs root (it installs packages,
 # starts daemons and reserves hugepages).
 #
-#   scripts/provision.sh            # packages, daemons, hugepages, .venv, node image
-#   SKIP_IMAGE=1 scripts/provision.sh   # everything but the node image build
+#   scripts/provision.sh                  # packages, daemons, hugepages, .venv, node image
+#   scripts/provision.sh --vm             # the same, plus qemu, libvirt and vagrant-libvirt
+#                                         # (libvirtd started), for the fresh-VM path
+#   scripts/provision.sh --packages-only  # only the Debian packages (the box builder runs this
+#                                         # inside the guest's root file system)
+#   SKIP_IMAGE=1 scripts/provision.sh     # everything but the node image build
 set -euo pipefail
+
+WITH_VM=0
+PACKAGES_ONLY=0
+for arg in "$@"; do
+  case "$arg" in
+    --vm) WITH_VM=1 ;;
+    --packages-only) PACKAGES_ONLY=1 ;;
+    -h|--help) sed -n '2,13p' "$0"; exit 0 ;;
+    *) printf 'provision: unknown option %s (see --help)\n' "$arg" >&2; exit 2 ;;
+  esac
+done
 
 REPO_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 VENV_DIR="${VENV_DIR:-$REPO_DIR/.venv}"
@@ -21,20 +36,34 @@ command -v apt-get >/dev/null || die "needs a Debian or Ubuntu host (apt-get not
 
 DEB_PACKAGES=(
   docker.io            # node runtime (dockerd + containerd)
+  # Where the kernel has AppArmor (Debian's, Ubuntu's), dockerd loads its docker-default
+  # profile with apparmor_parser and refuses to start any container without it.
+  apparmor
   openvswitch-switch-dpdk  # ovsdb-server, ovs-vswitchd and its DPDK build
   # DPDK drivers are separate packages: af_packet attaches a veth as a DPDK port,
   # mempool-ring backs every port's mbuf pool ("Failed to create mempool" without it).
   librte-net-af-packet23 librte-mempool-ring23 librte-net-af-xdp23
   iproute2 iptables nftables ethtool kmod procps util-linux
   tcpdump tshark       # taps and a second opinion on the pcaps
+  wireshark-common     # dumpcap: the pcapng captures of the analyze tests
   debootstrap debian-archive-keyring  # builds the node image locally (no registry needed)
   iperf3 curl ca-certificates
   busybox              # httpd of the netns runtime's nodes (host binaries in a namespace)
   python3 python3-venv python3-dev gcc
 )
 # The test suite validates the Vagrantfile; the Vagrant VM itself does not need vagrant.
-if [ "${INSTALL_VAGRANT:-1}" = "1" ]; then
+if [ "${INSTALL_VAGRANT:-1}" = "1" ] && [ "$PACKAGES_ONLY" = "0" ]; then
   DEB_PACKAGES+=(vagrant)
+fi
+if [ "$WITH_VM" = "1" ]; then
+  DEB_PACKAGES+=(
+    qemu-system-x86 qemu-utils        # the VM (TCG where KVM does not run guests)
+    libvirt-daemon-system libvirt-clients vagrant-libvirt
+    dnsmasq-base                      # DHCP/DNS of vagrant-libvirt's management network
+    rsync                             # Vagrant's rsync synced folder
+    # scripts/build-box.sh: a bootable disk image without loop devices or a helper VM
+    fdisk syslinux syslinux-common mtools dosfstools e2fsprogs
+  )
 fi
 
 missing=()
@@ -52,7 +81,31 @@ else
   say "Debian packages already installed"
 fi
 
+if [ "$PACKAGES_ONLY" = "1" ]; then
+  say "Debian packages in place (--packages-only)"
+  exit 0
+fi
+
 mkdir -p "$LOG_DIR"
+
+if [ "$WITH_VM" = "1" ]; then
+  # libvirtd without systemd (containers, CI): start the daemons ourselves.
+  if virsh -c qemu:///system version >/dev/null 2>&1; then
+    say "libvirtd is running"
+  elif command -v systemctl >/dev/null 2>&1 && [ -d /run/systemd/system ]; then
+    say "starting libvirtd.service"
+    systemctl start virtlogd.service libvirtd.service
+  else
+    say "starting virtlogd and libvirtd"
+    pgrep -x virtlogd >/dev/null || virtlogd -d
+    libvirtd -d
+    for _ in $(seq 1 30); do
+      virsh -c qemu:///system version >/dev/null 2>&1 && break
+      sleep 1
+    done
+    virsh -c qemu:///system version >/dev/null 2>&1 || die "libvirtd did not answer within 30 s; see /var/log/libvirt/"
+  fi
+fi
 
 # dockerd: there may be no systemd (containers, CI), so start it ourselves.
 if docker info >/dev/null 2>&1; then
@@ -97,9 +150,19 @@ if [ ! -x "$VENV_DIR/bin/python" ]; then
   say "creating virtualenv $VENV_DIR"
   "$PYTHON" -m venv "$VENV_DIR"
 fi
-say "installing labctl into $VENV_DIR"
-"$VENV_DIR/bin/pip" install -q --upgrade pip >/dev/null
-"$VENV_DIR/bin/pip" install -q -e "$REPO_DIR[dev]"
+# A wheelhouse (the VM box carries one: scripts/build-box.sh) needs no package index.
+WHEELHOUSE="${LABCTL_WHEELHOUSE:-/var/cache/labctl/wheels}"
+pip_install() { "$VENV_DIR/bin/pip" install -q "$@"; }
+if [ -d "$WHEELHOUSE" ] \
+  && pip_install --no-index --find-links "$WHEELHOUSE" --upgrade pip >/dev/null \
+  && pip_install --no-index --find-links "$WHEELHOUSE" -e "$REPO_DIR[dev]"; then
+  say "installed labctl into $VENV_DIR from the wheelhouse $WHEELHOUSE"
+else
+  [ -d "$WHEELHOUSE" ] && say "the wheelhouse $WHEELHOUSE lacks a dependency: using the package index"
+  say "installing labctl into $VENV_DIR"
+  pip_install --upgrade pip >/dev/null
+  pip_install -e "$REPO_DIR[dev]"
+fi
 
 if [ -z "${SKIP_IMAGE:-}" ]; then
   say "building the node image (cached; rebuilt only when its recipe changes)"

@@ -83,6 +83,8 @@ def _parser() -> argparse.ArgumentParser:
     p = sub.add_parser(
         "analyze",
         help="checksum forensics on pcaps (any pcaps, or a labctl run directory)",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        description=ANALYZE_DESCRIPTION,
     )
     p.add_argument(
         "pcaps",
@@ -97,7 +99,8 @@ def _parser() -> argparse.ArgumentParser:
         default=[],
         metavar="TAP=ADDR[,ADDR]",
         help="addresses whose packets are still inside their sender's kernel at "
-        "TAP (an unfinished checksum there is normal TX offload); repeatable",
+        "TAP (an unfinished checksum there is normal TX offload); with any --sender, "
+        "every other source counts as having left its kernel at every tap; repeatable",
     )
     p.add_argument("--json", action="store_true", help="machine-readable output")
     p.set_defaults(func=cmd_analyze)
@@ -173,6 +176,13 @@ def _parser() -> argparse.ArgumentParser:
     image_sub = p.add_subparsers(dest="image_command", required=True, metavar="ACTION")
     b = image_sub.add_parser("build", help="build it (cached: only when its recipe changed)")
     b.add_argument("--force", action="store_true", help="rebuild even if up to date")
+    b.add_argument(
+        "--keep-rootfs",
+        action="store_true",
+        help="also keep the packed root file system in the cache (LABCTL_IMAGE_CACHE, "
+        "default /var/cache/labctl/images) and print its path; scripts/build-box.sh "
+        "puts it in the VM image so the VM imports it instead of running debootstrap",
+    )
     b.set_defaults(func=cmd_image_build)
     return parser
 
@@ -349,6 +359,28 @@ def _width() -> int:
     return min(shutil.get_terminal_size((100, 20)).columns, 120)
 
 
+ANALYZE_DESCRIPTION = """\
+Checksum forensics on captures: every TCP/UDP checksum is valid, unfinished
+(only the pseudo-header sum that TX checksum offload leaves) or wrong.
+
+What one capture proves on its own: TCP's evidence. A segment its peer
+answered (SYN answered by SYN/ACK, data or FIN covered by a later ACK) was
+accepted by the receiving TCP, whatever its checksum looked like here: not a
+fault. A segment sent again and never acknowledged, a SYN never answered, is
+a fault, with that evidence quoted. Without evidence (UDP, a capture that
+ends first, one direction only) the finding is a warning: where a tap sits is
+not known, and an unfinished checksum is normal inside its sender's kernel.
+
+What needs more: --sender TAP=ADDR says where taps sit (then an unfinished
+checksum from any other source is a fault by position, and acknowledged
+segments that contradict it are reported); several pcaps in path order show
+where on the way a checksum changes or a packet is lost; a run directory
+(labctl run) knows every tap's position from the topology.
+
+Exit 0 when nothing is a fault (warnings included), 1 on a fault, 2 on bad
+input."""
+
+
 def cmd_analyze(args: argparse.Namespace) -> int:
     from labctl.analysis.diagnose import Tap, diagnose, render_text
     from labctl.engine import diagnose_run_dir
@@ -377,8 +409,13 @@ def cmd_analyze(args: argparse.Namespace) -> int:
                     f"(stems: {', '.join(by_name)}; mismatch: {', '.join(unknown)})"
                 )
         senders = _parse_senders(args.sender, set(by_name))
+        # Without --sender nothing says where the taps sit: TCP's evidence alone decides.
+        positioned = bool(args.sender)
         diagnosis = diagnose(
-            [Tap(name, by_name[name], frozenset(senders.get(name, ()))) for name in order]
+            [
+                Tap(name, by_name[name], frozenset(senders.get(name, ())), positioned=positioned)
+                for name in order
+            ]
         )
     if args.json:
         print(json.dumps(diagnosis.to_dict(), indent=2))
@@ -559,7 +596,7 @@ def cmd_doctor(args: argparse.Namespace) -> int:
     from labctl.backends.host_probe import probe
     from labctl.core.doctor import blocking, evaluate, runnable
 
-    checks = evaluate(probe())
+    checks = evaluate(probe(kvm=True))
     from labctl.core.model import SwitchKind
 
     kind = SwitchKind(args.switch) if args.switch else None
@@ -598,10 +635,13 @@ def cmd_image_build(args: argparse.Namespace) -> int:
 
     client = connect()
     try:
-        tag, built = ImageBuilder(client, on_event=_progress(args)).ensure(force=args.force)
+        builder = ImageBuilder(client, on_event=_progress(args))
+        tag, built = builder.ensure(force=args.force, keep_rootfs=args.keep_rootfs)
     finally:
         client.close()
     print(f"node image {tag} {'built' if built else 'is up to date'}")
+    if args.keep_rootfs:
+        print(f"root file system: {builder.cached_rootfs}")
     return 0
 
 

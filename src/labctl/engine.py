@@ -654,9 +654,14 @@ def diagnose_run_dir(run_dir: Path, manifest: dict[str, Any] | None = None) -> D
     if manifest is None:
         manifest = json.loads((run_dir / "manifest.json").read_text())
     drops = {c["tap"]: c.get("packets_dropped") or 0 for c in manifest.get("captures", [])}
+    # The topology places every tap: positions and TCP's evidence are judged together.
     taps = [
         Tap(
-            t["name"], run_dir / t["pcap"], frozenset(t["offload_senders"]), drops.get(t["name"], 0)
+            t["name"],
+            run_dir / t["pcap"],
+            frozenset(t["offload_senders"]),
+            drops.get(t["name"], 0),
+            positioned=True,
         )
         for t in manifest["taps"]
         if (run_dir / t["pcap"]).exists()

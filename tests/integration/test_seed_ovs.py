@@ -23,6 +23,7 @@ from tests.integration.lab_fixtures import SEED, labctl
 pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("docker_host")]
 
 USERSPACE_KINDS = ["ovs-userspace", "ovs-dpdk"]
+LAB = Path(__file__).resolve().parents[2] / "labs" / "veth-checksum"
 
 
 def has_ovs_module() -> bool:
@@ -70,6 +71,12 @@ def test_seed_on_userspace_ovs_reproduces_the_bug(
     # Before the switch the same value is normal TX offload, not a fault.
     client_port = next(t for t in diagnosis.taps if t.name == "client-port")
     assert client_port.verdicts["offload"] > 0 and client_port.verdicts["unfinished"] == 0
+    # The server-side pcap alone, positions unknown: TCP's evidence (SYNs sent again,
+    # never answered) still makes it a fault, as `labctl analyze` on a pcap from anywhere.
+    alone = labctl("analyze", str(record.run_dir / "server-host.pcap"), check=False)
+    assert alone.returncode == 1, alone.stdout
+    assert alone.stdout.startswith("FAULT: TCP SYN 10.0.0.1:")
+    assert "never answered (no SYN/ACK)" in alone.stdout
 
 
 @pytest.mark.parametrize("kind", USERSPACE_KINDS)
@@ -111,3 +118,32 @@ def test_cli_headline_ovs_dpdk_up_and_down(lab_name: str, state_dir: Path) -> No
     assert f"lab {lab_name} is up (ovs-dpdk)" in up.stdout
     labctl("down", lab_name)
     assert HostSnapshot.take().added_since(before) == {}
+
+
+def test_server_only_column_is_the_seed_reports_picture(
+    lab_name: str, state_dir: Path, tmp_path: Path
+) -> None:
+    """labs/veth-checksum's server-only cell, built as the matrix builds it: the
+    client's SYN valid everywhere and answered, the server's SYN/ACK right at taps 1
+    and 2 and unfinished at tap 3; no claim that the SYN/ACK repeats the SYN's value."""
+    from labctl.core.matrix import cells, load_lab
+
+    lab_spec = load_lab(LAB)
+    (cell,) = cells(lab_spec, ["ovs-userspace"], ["server-only"])
+    topology = cell.topology(lab_spec.topology, lab_spec.name).with_name(lab_name)
+    with Lab(topology, lab_spec.topology_document) as lab:
+        record = RunRecorder(lab.engine, tmp_path / "runs").run(lab_name)
+    offload_read = record.manifest["offload"]
+    assert offload_read["client:eth0"]["tx"] is False and offload_read["server:eth0"]["tx"] is True
+    assert record.http is not None and record.http.succeeded == 0
+    diagnosis = record.diagnosis
+    assert diagnosis is not None
+    assert {f.kind for f in diagnosis.findings if f.severity == "fault"} == {"bad-checksum"}
+    assert all(f.kind != "synack-repeats-syn-checksum" for f in diagnosis.findings)
+    assert [t.name for t in diagnosis.taps] == ["server-eth0", "server-host", "client-port"]
+    for flow in diagnosis.flows:
+        cells_by_packet = {(event.packet.split()[0], event.cells) for event in flow.events}
+        assert cells_by_packet == {
+            ("SYN", ("ok", "ok", "ok")),
+            ("SYN/ACK", ("offload", "offload", "UNFINISHED")),
+        }, flow

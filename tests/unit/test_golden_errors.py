@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from labctl.core.loader import load_topology
+from labctl.core.matrix import load_lab
 from labctl.errors import ConfigError
 
 pytestmark = pytest.mark.unit
@@ -44,3 +45,23 @@ def test_every_problem_has_file_line_column() -> None:
             for problem in error.problems:
                 assert problem.line >= 1 and problem.column >= 1
                 assert problem.file.endswith(name)
+
+
+LAB_CASES = sorted(p.parent.name for p in (GOLDEN / "labs").glob("*/lab.yaml"))
+
+
+def test_there_are_broken_lab_cases() -> None:
+    assert LAB_CASES, "tests/unit/golden/labs/*/lab.yaml"
+
+
+@pytest.mark.parametrize("name", LAB_CASES)
+def test_broken_lab_reports_exact_errors(name: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    case = GOLDEN / "labs" / name
+    monkeypatch.chdir(case)
+    with pytest.raises(ConfigError) as caught:
+        load_lab("lab.yaml")
+    actual = "\n".join(caught.value.lines()) + "\n"
+    expected_file = case / "expected"
+    if os.environ.get("LABCTL_UPDATE_GOLDEN") == "1":
+        expected_file.write_text(actual)
+    assert actual == expected_file.read_text()

@@ -38,14 +38,20 @@ def test_only_different_vswitchd_configurations_conflict() -> None:
 
 def test_long_cells_start_first_and_conflicts_wait() -> None:
     j = list(jobs().values())
+    keys = [one.key for one in j]
     order = schedule.start_order(j)
-    # Offload-on cells of the OVS userspace kinds wait out an HTTP timeout: longest.
-    assert [j[i].key for i in order[:2]] == ["ovs-dpdk-on", "ovs-userspace-on"]
-    dpdk_on = order[0]
-    pending = order[1:]
+    # Cells where HTTP is expected to fail wait out a timeout: they start first.
+    assert [j[i].key for i in order[:4]] == [
+        "ovs-dpdk-on",
+        "ovs-dpdk-server-only",
+        "ovs-userspace-on",
+        "ovs-userspace-server-only",
+    ]
+    dpdk_on = keys.index("ovs-dpdk-on")
+    pending = [keys.index("ovs-userspace-on"), keys.index("linux-bridge-on")]
     index, waits = schedule.next_to_start(j, pending, [dpdk_on], workers=2)
-    assert index is not None and j[index].key == "ovs-dpdk-off"
-    assert [j[w].key for w in waits] == ["ovs-userspace-on"]
+    assert index == keys.index("linux-bridge-on")
+    assert list(waits) == [keys.index("ovs-userspace-on")]
     index, waits = schedule.next_to_start(j, pending, [dpdk_on, index], workers=2)
     assert index is None and waits == {}  # both workers busy
 

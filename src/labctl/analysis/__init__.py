@@ -2,9 +2,11 @@
 
 `checksums` reads pcap/pcapng files and judges every TCP/UDP checksum
 (valid, unfinished = pseudo-header sum only as TX offload leaves it, wrong,
-zero-udp, truncated, fragment). `diagnose` follows packets across taps on a
-path and says where a checksum that a receiver checks first goes bad, where
-packets are lost between taps, and which handshakes never completed.
+zero-udp, truncated, fragment). `evidence` reads TCP's own proof of what a
+receiver accepted (answered, acknowledged, resent and never acknowledged).
+`diagnose` follows packets across taps on a path and, from that evidence and
+the taps' positions, says where a checksum that a receiver checks first goes
+bad, where packets are lost between taps, and which handshakes never completed.
 """
 
 from labctl.analysis.checksums import Capture, PacketRecord, read_pcap

@@ -16,13 +16,25 @@ shows it, nobody checks it. The domain ends where the bytes alone go on:
 through userspace (the OVS netdev/DPDK datapath reads the frame with
 AF_PACKET and sends a new one), over a wire, through a tap device. Past
 that point every receiver verifies the checksum, so an unfinished one is a
-fault. The caller knows the topology, so it decides; the analysis only
-applies it:
+fault. The caller knows the topology (a lab run) or says it (--sender); a
+tap whose position nobody knows (`Tap.positioned` false: a pcap from
+anywhere) has only the capture's own evidence.
+
+That evidence comes first (labctl.analysis.evidence): a segment its peer
+answered or acknowledged passed the receiver's checksum check, whatever a
+tap showed; a segment sent again and again and never acknowledged, a SYN
+never answered, did not. So, per packet and tap:
 
 - `valid` (or a zero UDP checksum over IPv4): ok;
 - `unfinished` where the source is in `offload_senders`: "offload", normal;
-- `unfinished` anywhere else, `wrong` anywhere, a wrong IPv4 header
-  checksum: bad, its receiver drops it;
+- `unfinished` elsewhere, `wrong`, a wrong IPv4 header checksum:
+  - acknowledged by the peer: "accepted", never a fault; where the tap's
+    position says a receiver checks it, a warning says that position and
+    evidence disagree;
+  - sent again and never acknowledged: bad, a fault quoting the evidence;
+  - no evidence (UDP, the capture ended, one direction only): bad by the
+    tap's position where that is known, otherwise "unproven", a warning
+    that says how to prove it;
 - `truncated`, `fragment`: cannot be judged.
 
 Packets are matched across taps by their identity (`packet_identity`), and
@@ -37,16 +49,21 @@ from __future__ import annotations
 import ipaddress
 import textwrap
 from collections import Counter, defaultdict
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Literal
 
 from labctl.analysis.checksums import Capture, PacketRecord, read_pcap
+from labctl.analysis.evidence import Evidence, Observed, judge
 from labctl.analysis.tables import format_table
 from labctl.errors import UsageError
 
-Status = Literal["ok", "offload", "bad", "unknown"]
+# ok: checksum correct. offload: unfinished where the tap's position says TX offload
+# leaves it. accepted: unfinished or wrong, yet TCP shows its receiver took it.
+# bad: a receiver drops it (TCP's evidence, or the tap's position where the capture
+# has none). unproven: unfinished or wrong, and nothing proves either way.
+Status = Literal["ok", "offload", "accepted", "bad", "unproven", "unknown"]
 Severity = Literal["fault", "warning"]
 JsonScalar = str | int | float | bool | None
 FlowTuple = tuple[str, str, int, str, int]  # proto, src, sport, dst, dport
@@ -55,11 +72,22 @@ FlowTuple = tuple[str, str, int, str, int]  # proto, src, sport, dst, dport
 FINDING_KINDS = (
     "bad-checksum",
     "synack-repeats-syn-checksum",
+    "position-contradicted",
+    "checksum-unproven",
     "lost-between-taps",
     "syn-unanswered",
     "syn-refused",
 )
-VERDICT_KEYS = ("valid", "offload", "unfinished", "wrong", "zero-udp", "truncated", "fragment")
+VERDICT_KEYS = (
+    "valid",
+    "offload",
+    "accepted",
+    "unfinished",
+    "wrong",
+    "zero-udp",
+    "truncated",
+    "fragment",
+)
 
 
 # --------------------------------------------------------------------------
@@ -80,6 +108,10 @@ class Tap:
     pcap: str | Path
     offload_senders: frozenset[str] = frozenset()
     capture_drops: int = 0  # packets the capture itself dropped (tcpdump's kernel drops)
+    # The position is known (a lab's topology, or --sender): a source not in
+    # offload_senders has left its sender's kernel here. False for a pcap from
+    # anywhere: then only TCP's evidence can call an unfinished checksum bad.
+    positioned: bool = True
 
     def __post_init__(self) -> None:
         # Compare addresses, not spellings: "fd00::0001" is "fd00::1".
@@ -134,6 +166,8 @@ class TimelineEvent:
 
 CELL_LEGEND = (
     "ok = checksum correct; offload = unfinished where TX offload leaves it, normal; "
+    "accepted = unfinished or wrong here, yet TCP shows the receiver took it; "
+    "unfinished?/wrong? = nothing proves whether the receiver took it; "
     "UNFINISHED = pseudo-header sum only, receiver drops it; WRONG = any other bad value; "
     "BAD-IP = IPv4 header checksum wrong; trunc/frag = cannot be checked; . = not seen"
 )
@@ -231,6 +265,8 @@ def analyse(captures: Sequence[TapCapture]) -> Diagnosis:
     findings = _sorted_findings(
         _checksum_findings(packets, taps, directions)
         + _signature_findings(packets, taps, directions)
+        + _contradiction_findings(packets, taps)
+        + _unproven_findings(packets, taps)
         + _loss_findings(packets, taps, directions)
         + _handshake_findings(connections, taps, directions)
     )
@@ -238,7 +274,7 @@ def analyse(captures: Sequence[TapCapture]) -> Diagnosis:
     return Diagnosis(
         ok=ok,
         verdict=_headline(findings, packets),
-        taps=tuple(_tap_summary(c) for c in captures),
+        taps=tuple(_tap_summary(c, i, packets) for i, c in enumerate(captures)),
         flows=tuple(_timeline(c, len(taps)) for c in connections),
         findings=tuple(findings),
     )
@@ -262,6 +298,7 @@ class _Packet:
     flow: FlowTuple
     seen: dict[int, _Seen] = field(default_factory=dict)
     retransmission: int = 0
+    evidence: Evidence = field(default_factory=lambda: Evidence("none", "unjudged", ""))
 
     @property
     def first(self) -> _Seen:
@@ -288,22 +325,39 @@ def packet_identity(record: PacketRecord) -> tuple[object, ...]:
     return (record.flow, record.ip_id, record.payload_len, record.payload_digest)
 
 
-def checksum_status(record: PacketRecord, tap: Tap) -> Status:
-    """How a receiver after this tap sees the packet's checksums."""
+PositionStatus = Literal["ok", "offload", "suspect", "unknown"]
+
+
+def position_status(record: PacketRecord, tap: Tap) -> PositionStatus:
+    """What the checksums and the tap's position alone say; "suspect" is
+    unfinished or wrong where no offload explains it (see `resolve_status`)."""
     if record.ip_csum == "wrong":
-        return "bad"
+        return "suspect"
     verdict = record.l4_verdict
     if verdict in ("valid", "zero-udp"):
         return "ok"
-    if verdict == "unfinished":
-        return "offload" if record.src in tap.offload_senders else "bad"
-    if verdict == "wrong":
-        return "bad"
+    if verdict == "unfinished" and record.src in tap.offload_senders:
+        return "offload"
+    if verdict in ("unfinished", "wrong"):
+        return "suspect"
     return "unknown"
+
+
+def resolve_status(position: PositionStatus, evidence: Evidence, tap: Tap) -> Status:
+    """How a receiver after this tap sees the packet: TCP's evidence first, then
+    the tap's position, else unproven."""
+    if position != "suspect":
+        return position
+    if evidence.outcome == "accepted":
+        return "accepted"
+    if evidence.outcome == "rejected" or tap.positioned:
+        return "bad"
+    return "unproven"
 
 
 def _match_packets(captures: Sequence[TapCapture]) -> list[_Packet]:
     packets: dict[tuple[object, ...], _Packet] = {}
+    positions: dict[tuple[int, int], PositionStatus] = {}
     for tap_index, capture in enumerate(captures):
         ordinals: Counter[tuple[object, ...]] = Counter()
         for record in capture.capture:
@@ -311,10 +365,19 @@ def _match_packets(captures: Sequence[TapCapture]) -> list[_Packet]:
             key = (identity, ordinals[identity])
             ordinals[identity] += 1
             packet = packets.setdefault(key, _Packet(record.flow))
-            status = checksum_status(record, capture.tap)
-            packet.seen[tap_index] = _Seen(tap_index, record, status)
+            positions[(tap_index, record.index)] = position_status(record, capture.tap)
+            packet.seen[tap_index] = _Seen(tap_index, record, "unknown")
     ordered = sorted(packets.values(), key=lambda p: (p.first.record.timestamp, p.first.tap))
     _mark_retransmissions(ordered)
+    observed = [
+        Observed(p.flow, p.record, {t: s.record for t, s in p.seen.items()}) for p in ordered
+    ]
+    for packet, evidence in zip(ordered, judge(observed), strict=True):
+        packet.evidence = evidence
+        for tap_index, seen in packet.seen.items():
+            position = positions[(tap_index, seen.record.index)]
+            status = resolve_status(position, evidence, captures[tap_index].tap)
+            packet.seen[tap_index] = _Seen(tap_index, seen.record, status)
     return ordered
 
 
@@ -372,14 +435,15 @@ def _checksum_findings(
     packets: Sequence[_Packet], taps: Sequence[Tap], directions: Mapping[FlowTuple, int]
 ) -> list[Finding]:
     """The first tap, along the packet's way, where its checksum is bad."""
-    groups: dict[tuple[object, ...], list[tuple[_Seen, _Seen | None]]] = defaultdict(list)
+    groups: dict[tuple[object, ...], list[tuple[_Packet, _Seen, _Seen | None]]] = defaultdict(list)
     for packet in packets:
         first_bad, before = _first_bad(packet, directions[packet.flow], len(taps))
         if first_bad is None:
             continue
         history = None if before is None else (before.tap, before.status)
-        key = (packet.flow, first_bad.tap, _bad_kind(first_bad.record), history)
-        groups[key].append((first_bad, before))
+        kind = _bad_kind(first_bad.record)
+        key = (packet.flow, first_bad.tap, kind, history, packet.evidence.reason)
+        groups[key].append((packet, first_bad, before))
     return [_checksum_finding(group, taps) for group in groups.values()]
 
 
@@ -401,14 +465,16 @@ def _bad_kind(record: PacketRecord) -> str:
     return "ip-header" if record.ip_csum == "wrong" else record.l4_verdict
 
 
-def _checksum_finding(group: Sequence[tuple[_Seen, _Seen | None]], taps: Sequence[Tap]) -> Finding:
-    seen, before = group[0]
+def _checksum_finding(
+    group: Sequence[tuple[_Packet, _Seen, _Seen | None]], taps: Sequence[Tap]
+) -> Finding:
+    packet, seen, before = group[0]
     record = seen.record
     kind = _bad_kind(record)
     message = (
         f"{_subject(record)} reaches tap '{taps[seen.tap].name}' with {_what_is_bad(record)}; "
-        f"its receiver drops it; {_history(before, taps)}"
-        f"{_count_note([s.record for s, _ in group])}"
+        f"{_why_bad(packet.evidence, taps[seen.tap])}; {_history(before, taps)}"
+        f"{_count_note([s.record for _, s, _ in group])}"
     )
     return Finding(
         kind="bad-checksum",
@@ -416,8 +482,10 @@ def _checksum_finding(group: Sequence[tuple[_Seen, _Seen | None]], taps: Sequenc
         tap=taps[seen.tap].name,
         flow=_flow_label(record),
         message=message,
-        packets=tuple(_packet_ref(s.record) for s, _ in group),
+        packets=tuple(_packet_ref(s.record) for _, s, _ in group),
         evidence={
+            "tcp_evidence": packet.evidence.text if packet.evidence.proven else None,
+            "by_position": not packet.evidence.proven,
             "verdict": kind,
             "checksum": _hex(record.l4_csum),
             "expected": _hex(record.l4_expected),
@@ -442,18 +510,128 @@ def _what_is_bad(record: PacketRecord) -> str:
     )
 
 
+def _why_bad(evidence: Evidence, tap: Tap) -> str:
+    if evidence.proven and not tap.positioned:
+        return (
+            f"its receiver did not accept it: {evidence.text} (where this tap sits is not "
+            f"known: if it is on the sender's side, the checksum may have been finished "
+            f"later and the loss have another cause; {HOW_TO_PROVE})"
+        )
+    if evidence.proven:
+        return f"its receiver did not accept it: {evidence.text}"
+    return (
+        f"its receiver drops it: by the tap's position the packet has left its sender's "
+        f"kernel, where receivers check the checksum (TCP shows nothing either way: "
+        f"{evidence.text})"
+    )
+
+
 def _history(before: _Seen | None, taps: Sequence[Tap]) -> str:
     if before is None:
         return "no tap before it saw it"
     name = taps[before.tap].name
     if before.status == "ok":
         return f"it was correct at tap '{name}'"
+    if before.status in ("accepted", "unproven"):
+        return f"it was already {_bad_kind(before.record)} at tap '{name}'"
     if before.status == "offload":
         return (
             f"it left its sender unfinished at tap '{name}', as TX offload does, "
             "and nothing on the way finished it"
         )
     return f"at tap '{name}' it could not be checked ({before.record.l4_verdict})"
+
+
+HOW_TO_PROVE = (
+    "to prove it, say where each tap sits with --sender TAP=ADDR (the senders whose packets "
+    "are still inside their own kernel there; every other source has left its kernel), or "
+    "reproduce it as a lab run (labctl run), where every tap's position is known; a second "
+    "tap at the receiver's side shows whether anything on the way finished the checksum"
+)
+
+
+def _contradiction_findings(packets: Sequence[_Packet], taps: Sequence[Tap]) -> list[Finding]:
+    """Position says a receiver after the tap checks the checksum and drops the
+    packet; TCP says the receiver took it. Say so, do not pick one silently."""
+    findings = []
+    groups = _first_sightings(
+        packets, lambda t, s: s.status == "accepted" and taps[t].positioned, by_evidence=False
+    )
+    for (_, tap_index, _, _), group in groups.items():
+        packet, seen = group[0]
+        message = (
+            f"{_subject(seen.record)} carries {_what_is_bad(seen.record)} at tap "
+            f"'{taps[tap_index].name}', past its sender's kernel by the topology, where its "
+            f"receiver should drop it; yet TCP shows the receiver took it "
+            f"({packet.evidence.text}): something after the tap finished the checksum, or the "
+            "receiver did not check it (as a veth did before Linux 4.4, marking such packets "
+            "CHECKSUM_UNNECESSARY)"
+        )
+        evidence = {"tcp_evidence": packet.evidence.text}
+        tap = taps[tap_index]
+        findings.append(_warning("position-contradicted", group, tap, message, evidence))
+    return findings
+
+
+def _unproven_findings(packets: Sequence[_Packet], taps: Sequence[Tap]) -> list[Finding]:
+    """Unfinished or wrong where nothing proves whether its receiver took it."""
+    findings = []
+    groups = _first_sightings(packets, lambda _, s: s.status == "unproven")
+    for (_, tap_index, kind, _), group in groups.items():
+        packet, seen = group[0]
+        normal = (
+            "an unfinished checksum is normal where the packet is still inside its sender's "
+            "kernel (TX offload) and a fault where its receiver checks it"
+            if kind == "unfinished"
+            else "a capture can show a checksum wrong that the receiver never checks "
+            "(e.g. segments merged by GRO)"
+        )
+        message = (
+            f"{_subject(seen.record)} carries {_what_is_bad(seen.record)} at tap "
+            f"'{taps[tap_index].name}', and the capture cannot prove whether its receiver took "
+            f"it: {packet.evidence.text}; {normal}; {HOW_TO_PROVE}"
+        )
+        evidence = {"verdict": kind, "missing": packet.evidence.reason}
+        findings.append(_warning("checksum-unproven", group, taps[tap_index], message, evidence))
+    return findings
+
+
+_Sighting = tuple[_Packet, _Seen]
+
+
+def _first_sightings(
+    packets: Sequence[_Packet], wanted: Callable[[int, _Seen], bool], by_evidence: bool = True
+) -> dict[tuple[FlowTuple, int, str, str], list[_Sighting]]:
+    """Per packet the first tap (in path order) where `wanted` holds, grouped by
+    flow, tap, checksum verdict and (by_evidence) what the evidence lacks."""
+    groups: dict[tuple[FlowTuple, int, str, str], list[_Sighting]] = defaultdict(list)
+    for packet in packets:
+        for tap_index, seen in sorted(packet.seen.items()):
+            if wanted(tap_index, seen):
+                reason = packet.evidence.reason if by_evidence else ""
+                key = (packet.flow, tap_index, _bad_kind(seen.record), reason)
+                groups[key].append((packet, seen))
+                break
+    return groups
+
+
+def _warning(
+    kind: str,
+    group: Sequence[_Sighting],
+    tap: Tap,
+    message: str,
+    evidence: Mapping[str, JsonScalar],
+) -> Finding:
+    records = [seen.record for _, seen in group]
+    return Finding(
+        kind=kind,
+        severity="warning",
+        tap=tap.name,
+        flow=_flow_label(records[0]),
+        message=message + _count_note(records),
+        packets=tuple(_packet_ref(r) for r in records),
+        evidence={**evidence, "count": len(records), "first_time": records[0].timestamp},
+    )
 
 
 def _signature_findings(
@@ -466,14 +644,18 @@ def _signature_findings(
     for packet in packets:
         if packet.record.tcp_flags == "S":
             for seen in packet.seen.values():
-                syn_values[(packet.flow, seen.record.l4_csum)].append(seen)
+                # Only an unfinished SYN: a finished one matching by chance proves nothing.
+                if seen.record.l4_verdict == "unfinished":
+                    syn_values[(packet.flow, seen.record.l4_csum)].append(seen)
     findings: list[Finding] = []
     reported: set[FlowTuple] = set()
     for packet in packets:
         if packet.record.tcp_flags != "SA" or packet.flow in reported:
             continue
         bad, _ = _first_bad(packet, directions[packet.flow], len(taps))
-        if bad is None:
+        # Where a tap's position is unknown, a SYN/ACK unfinished like its SYN is what
+        # offload looks like on any host; only past the sender's kernel is it the seed's mark.
+        if bad is None or not bad.record.looks_unfinished or not taps[bad.tap].positioned:
             continue
         syns = syn_values.get((_reverse(packet.flow), bad.record.l4_csum))
         if syns:
@@ -490,12 +672,11 @@ def _signature_finding(synack: _Seen, syn: _Seen, taps: Sequence[Tap]) -> Findin
         f"{_endpoint(record.dst, record.dport)} carries at tap '{taps[synack.tap].name}' "
         f"the checksum {_hex(value)} that the client's SYN carried at tap '{taps[syn.tap].name}'"
     )
-    if value == record.l4_pseudo:
-        message += (
-            ": both hold only the pseudo-header sum, which is the same in both directions "
-            "for segments of equal length (TX checksum offload, and a switch that forwards "
-            "the packet without finishing its checksum)"
-        )
+    message += (
+        ": both hold only the pseudo-header sum, which is the same in both directions "
+        "for segments of equal length (TX checksum offload on both ends, and a switch that "
+        "forwards the packets without finishing their checksums)"
+    )
     return Finding(
         kind="synack-repeats-syn-checksum",
         severity="fault",
@@ -698,12 +879,19 @@ def _headline(findings: Sequence[Finding], packets: Sequence[_Packet]) -> str:
 # Summaries and timelines
 
 
-def _tap_summary(capture: TapCapture) -> TapSummary:
+def _tap_summary(capture: TapCapture, tap_index: int, packets: Sequence[_Packet]) -> TapSummary:
+    statuses = {
+        seen.record.index: seen.status
+        for packet in packets
+        if (seen := packet.seen.get(tap_index)) is not None
+    }
     verdicts: Counter[str] = Counter()
     for record in capture.capture:
-        status = checksum_status(record, capture.tap)
-        offload = record.l4_verdict == "unfinished" and status == "offload"
-        verdicts["offload" if offload else record.l4_verdict] += 1
+        status = statuses.get(record.index)
+        if status in ("offload", "accepted") and record.l4_verdict in ("unfinished", "wrong"):
+            verdicts[status] += 1
+        else:
+            verdicts[record.l4_verdict] += 1
     return TapSummary(
         name=capture.tap.name,
         pcap=str(capture.tap.pcap),
@@ -757,8 +945,10 @@ def _cell(seen: _Seen | None) -> str:
     record = seen.record
     if seen.status == "ok":
         return "ok"
-    if seen.status == "offload":
-        return "offload"
+    if seen.status in ("offload", "accepted"):
+        return seen.status
+    if seen.status == "unproven":
+        return "unfinished?" if record.l4_verdict == "unfinished" else "wrong?"
     if seen.status == "bad":
         if record.ip_csum == "wrong":
             return "BAD-IP"
@@ -884,7 +1074,16 @@ def _flows_to_show(diagnosis: Diagnosis, max_flows: int | None) -> list[FlowTime
 
 
 # Short headers for VERDICT_KEYS so that the tap table fits 100 columns.
-VERDICT_HEADERS = ("valid", "offload", "unfinished", "wrong", "no-csum", "trunc", "frag")
+VERDICT_HEADERS = (
+    "valid",
+    "offload",
+    "accepted",
+    "unfinished",
+    "wrong",
+    "no-csum",
+    "trunc",
+    "frag",
+)
 
 
 def _render_taps(diagnosis: Diagnosis) -> str:

@@ -10,6 +10,7 @@ import shutil
 import subprocess
 from pathlib import Path
 
+from labctl.backends import kvm_probe
 from labctl.core.doctor import HostFacts, hugepages_mib, hugetlbfs_mounted, socket_mem_mib
 from labctl.core.model import DpdkOptions
 from labctl.errors import PrerequisiteError
@@ -90,8 +91,11 @@ def _docker() -> tuple[str | None, str | None]:
         client.close()
 
 
-def probe(dpdk: DpdkOptions | None = None) -> HostFacts:
+def probe(dpdk: DpdkOptions | None = None, kvm: bool = False) -> HostFacts:
+    """The host's facts. kvm: also boot the KVM probe guest (up to 3 s where KVM
+    hangs), which `labctl doctor` does and `up` does not need."""
     docker_error, image = _docker()
+    kvm_result = kvm_probe.probe("kvm") if kvm else None
     policy, docker_user = _forward_policy()
     free_mib, total_mib = hugepages_mib(read_text_or_empty(Path("/proc/meminfo")))
     nf_call = None
@@ -117,4 +121,6 @@ def probe(dpdk: DpdkOptions | None = None) -> HostFacts:
         hugetlbfs_mounted=hugetlbfs_mounted(read_text_or_empty(Path("/proc/mounts"))),
         dpdk_socket_mem_mib=socket_mem_mib((dpdk or DpdkOptions()).socket_mem),
         kernel=platform.release(),
+        kvm_works=kvm_result.works if kvm_result else None,
+        kvm_detail=kvm_result.detail if kvm_result else "not probed",
     )

@@ -4,6 +4,11 @@ debootstrap makes a minimal Debian root file system with the tools a node
 needs (HTTP server and client, iproute2, ethtool, tcpdump), then the Docker
 SDK imports it. The image is tagged with a hash of its recipe, so it is
 rebuilt exactly when the recipe changes and reused otherwise.
+
+The packed root file system is kept in a cache folder under the same hash. A
+Docker without the image (a fresh VM whose box carries the cache, or an image
+removed by hand) imports it from there instead of running debootstrap again,
+which needs the Debian archive and takes minutes under software emulation.
 """
 
 from __future__ import annotations
@@ -56,6 +61,10 @@ def mirror() -> str:
     return os.environ.get("LABCTL_DEBIAN_MIRROR", "http://deb.debian.org/debian")
 
 
+def rootfs_cache_dir() -> Path:
+    return Path(os.environ.get("LABCTL_IMAGE_CACHE", "/var/cache/labctl/images"))
+
+
 class ImageBuilder:
     def __init__(
         self,
@@ -74,11 +83,26 @@ class ImageBuilder:
         except docker.errors.ImageNotFound:
             return False
 
-    def ensure(self, force: bool = False) -> tuple[str, bool]:
-        """Build the image unless it exists. Returns (tag, built)."""
-        if self.exists() and not force:
+    @property
+    def cached_rootfs(self) -> Path:
+        """Where the packed root file system of this recipe is kept."""
+        return rootfs_cache_dir() / f"{self.recipe.digest()}.tar"
+
+    def ensure(self, force: bool = False, keep_rootfs: bool = False) -> tuple[str, bool]:
+        """Build the image unless it exists. Returns (tag, built).
+
+        keep_rootfs: also make sure the packed root file system is in the cache
+        (the box builder copies it into the VM image).
+        """
+        cached = self.cached_rootfs.is_file()
+        if not force and self.exists() and (cached or not keep_rootfs):
             self.emit(Event("info", f"node image {self.recipe.tag} is up to date"))
             return self.recipe.tag, False
+        if not force and cached:
+            self.emit(Event("step-start", f"importing {self.cached_rootfs} as {self.recipe.tag}"))
+            self._import(self.cached_rootfs)
+            self.emit(Event("step-done", f"node image {self.recipe.tag} from the cache"))
+            return self.recipe.tag, True
         self.build()
         return self.recipe.tag, True
 
@@ -105,6 +129,7 @@ class ImageBuilder:
             )
             self.emit(Event("step-start", f"importing into Docker as {self.recipe.tag}", 4, 4))
             self._import(tarball)
+            self._keep(tarball)
         finally:
             shutil.rmtree(workdir, ignore_errors=True)
         self.emit(Event("step-done", f"built node image {self.recipe.tag}", 4, 4))
@@ -151,6 +176,18 @@ class ImageBuilder:
             for entry in (rootfs / cache).glob("*"):
                 if entry.is_file():
                     entry.unlink()
+
+    def _keep(self, tarball: Path) -> None:
+        """Move the packed root file system into the cache (atomically: a reader never
+        sees half a file); older recipes' files go, they can never match again."""
+        cache = rootfs_cache_dir()
+        cache.mkdir(parents=True, exist_ok=True)
+        partial = cache / f".{self.recipe.digest()}.tar.partial"
+        shutil.move(str(tarball), partial)
+        os.replace(partial, self.cached_rootfs)
+        for old in cache.glob("*.tar"):
+            if old != self.cached_rootfs:
+                old.unlink(missing_ok=True)
 
     def _import(self, tarball: Path) -> None:
         repository, tag = self.recipe.tag.split(":")

@@ -41,6 +41,9 @@ class HostFacts:
     hugetlbfs_mounted: bool = False
     dpdk_socket_mem_mib: int = 256
     kernel: str = ""
+    # KVM: True/False from a real guest boot (labctl.backends.kvm_probe), None: not probed
+    kvm_works: bool | None = None
+    kvm_detail: str = "not probed"
 
 
 @dataclass(frozen=True)
@@ -215,7 +218,32 @@ def evaluate(facts: HostFacts) -> list[Check]:
             frozenset({SwitchKind.OVS_DPDK}),
         )
     )
+    if facts.kvm_works is not None or facts.kvm_detail != "not probed":
+        checks.append(_kvm_check(facts))
     return checks
+
+
+def _kvm_check(facts: HostFacts) -> Check:
+    """Informational: no switch kind needs KVM; VMs (Vagrant, platform VMs) are faster."""
+    if facts.kvm_works:
+        return Check(
+            "kvm",
+            True,
+            f"{facts.kvm_detail} under KVM: VMs use hardware virtualisation",
+            None,
+            frozenset(),
+            required=False,
+        )
+    return Check(
+        "kvm",
+        False,
+        f"KVM cannot run guests here ({facts.kvm_detail}): VMs fall back to TCG "
+        "(software emulation, several times slower); the Vagrantfile picks the qemu driver",
+        "nothing needed for labctl; for KVM, enable VT-x/AMD-V (nested virtualisation: "
+        "the vmx or svm flag in /proc/cpuinfo) and access to /dev/kvm",
+        frozenset(),
+        required=False,
+    )
 
 
 def _module(facts: HostFacts, module: str, needed_by: frozenset[SwitchKind], what: str) -> Check:

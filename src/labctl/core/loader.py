@@ -180,12 +180,30 @@ def structure_problems(doc: Document) -> tuple[Topology | None, list[Problem]]:
         return None, doc.parse_problems + [_pydantic_problem(doc, e) for e in err.errors()]
 
 
-def _pydantic_problem(doc: Document, error: Any, root: type[Any] = Topology) -> Problem:
+def value_problems(
+    doc: Document, path: PathKey, value: object, model: type[Any]
+) -> tuple[Any, list[Problem]]:
+    """Check one value found at `path` of `doc` against a pydantic model (a part
+    that the document's own model leaves open); problems carry file positions."""
+    try:
+        return model.model_validate(value), []
+    except ValidationError as err:
+        problems = []
+        for error in err.errors():
+            located = {**error, "loc": (*path, *error["loc"])}
+            problems.append(_pydantic_problem(doc, located, model, model_at=len(path)))
+        return None, problems
+
+
+def _pydantic_problem(
+    doc: Document, error: Any, root: type[Any] = Topology, model_at: int = 0
+) -> Problem:
+    """`root` is the model of the document below the first `model_at` path parts."""
     loc: PathKey = tuple(part for part in error["loc"] if not _is_union_tag(part))
     kind = error["type"]
     value = error.get("input")
     if kind == "extra_forbidden":
-        parent = _model_fields_at(loc[:-1], root)
+        parent = _model_fields_at(loc[model_at:-1], root)
         allowed = f" (allowed: {', '.join(parent)})" if parent else ""
         return doc.problem(loc, f"unknown key {loc[-1]!r}{allowed}")
     if kind == "missing":

@@ -3,6 +3,18 @@
 A lab (labs/<name>/lab.yaml) names a topology, the matrix (switch kinds x
 offload settings) and what each cell is expected to show. Pure: loading,
 enumerating cells, and comparing an observation with its expectation.
+
+An offload setting (one column of the matrix) is a mapping whose keys are
+offload features, nodes or interfaces of the topology::
+
+    "on": {tx: true, rx: true}                  # every node (each interface)
+    "server-only":
+      client: {tx: off, rx: off}                # every interface of node client
+      server:eth0: {tx: on, rx: on}             # one interface
+    "mixed": {tx: off, server: {tx: on}}        # every node, then node server
+
+The narrower target wins per feature (interface over node over every node),
+and every level is laid over what the topology itself sets at that level.
 """
 
 from __future__ import annotations
@@ -14,18 +26,63 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StrictStr
 
-from labctl.core.loader import Document, model_problems, parse_yaml, read_topology_text
+from labctl.core.loader import (
+    Document,
+    model_problems,
+    parse_yaml,
+    read_topology_text,
+    value_problems,
+)
 from labctl.core.model import Offload, SwitchKind, Topology
 from labctl.errors import ConfigError, Problem, UsageError
 
-OFFLOAD_NAME_RE = re.compile(r"^[a-z0-9][a-z0-9-]{0,7}$")
+OFFLOAD_NAME_RE = re.compile(r"^[a-z0-9][a-z0-9-]{0,11}$")
+OFFLOAD_FEATURES = tuple(Offload.model_fields)
 SWITCH_ABBREVIATIONS = {
     SwitchKind.LINUX_BRIDGE: "lb",
     SwitchKind.OVS_KERNEL: "ok",
     SwitchKind.OVS_USERSPACE: "ou",
     SwitchKind.OVS_DPDK: "od",
 }
-DEFAULT_OFFLOADS = {"on": Offload(tx=True, rx=True), "off": Offload(tx=False, rx=False)}
+DEFAULT_OFFLOADS: dict[str, dict[str, Any]] = {
+    "on": {"tx": True, "rx": True},
+    "off": {"tx": False, "rx": False},
+}
+LAB_NAME_MAX = 31
+
+
+@dataclass(frozen=True)
+class OffloadSetting:
+    """One column of the matrix: offload for every node, some nodes, some interfaces."""
+
+    every: Offload = Offload()
+    nodes: tuple[tuple[str, Offload], ...] = ()
+    interfaces: tuple[tuple[str, str, Offload], ...] = ()
+
+    def as_dict(self) -> dict[str, Any]:
+        """As written in lab.yaml (features first, then node and node:interface targets)."""
+        plain: dict[str, Any] = dict(self.every.as_dict())
+        plain.update({node: offload.as_dict() for node, offload in self.nodes})
+        plain.update({f"{n}:{i}": offload.as_dict() for n, i, offload in self.interfaces})
+        return plain
+
+    def apply(self, topology: Topology) -> Topology:
+        nodes = {}
+        node_settings = dict(self.nodes)
+        for name, node in topology.nodes.items():
+            node_wide = node_settings.get(name, Offload()).merged_over(self.every)
+            interfaces = {
+                ifname: node.interfaces[ifname].model_copy(
+                    update={"offload": offload.merged_over(node.interfaces[ifname].offload)}
+                )
+                for target, ifname, offload in self.interfaces
+                if target == name
+            }
+            update: dict[str, Any] = {"offload": node_wide.merged_over(node.offload)}
+            if interfaces:
+                update["interfaces"] = {**node.interfaces, **interfaces}
+            nodes[name] = node.model_copy(update=update)
+        return topology.model_copy(update={"nodes": nodes})
 
 
 class _Spec(BaseModel):
@@ -34,7 +91,12 @@ class _Spec(BaseModel):
 
 class MatrixSpec(_Spec):
     switches: list[SwitchKind] = Field(default_factory=lambda: list(SwitchKind))
-    offload: dict[StrictStr, Offload] = Field(default_factory=lambda: dict(DEFAULT_OFFLOADS))
+    # Checked against the topology's nodes after loading, see `offload_settings`.
+    offload: dict[StrictStr, dict[StrictStr, Any]] = Field(
+        default_factory=lambda: dict(DEFAULT_OFFLOADS),
+        description="named offload settings: features for every node, or per node / "
+        "node:interface mappings of features",
+    )
 
 
 class When(_Spec):
@@ -56,6 +118,9 @@ class Expectation(_Spec):
         None,
         description="finding kinds that must be reported; [] means: no fault at all",
     )
+    note: StrictStr | None = Field(
+        None, description="what the cells it matches show, for the reports"
+    )
 
 
 class LabSpec(_Spec):
@@ -75,6 +140,7 @@ class Lab:
     topology_file: Path
     topology: Topology
     topology_document: Document
+    offloads: dict[str, OffloadSetting]
 
     @property
     def name(self) -> str:
@@ -85,7 +151,7 @@ class Lab:
 class Cell:
     switch: SwitchKind
     offload_name: str
-    offload: Offload
+    offload: OffloadSetting
     expectation: Expectation | None
 
     @property
@@ -94,14 +160,12 @@ class Cell:
 
     def lab_name(self, lab: str) -> str:
         """Each cell is its own lab, so cells may run side by side."""
-        return f"{lab[:18].rstrip('-')}-{SWITCH_ABBREVIATIONS[self.switch]}-{self.offload_name}"
+        suffix = f"-{SWITCH_ABBREVIATIONS[self.switch]}-{self.offload_name}"
+        keep = min(18, LAB_NAME_MAX - len(suffix))
+        return f"{lab[:keep].rstrip('-')}{suffix}"
 
     def topology(self, base: Topology, lab: str) -> Topology:
-        nodes = {
-            name: node.model_copy(update={"offload": self.offload.merged_over(node.offload)})
-            for name, node in base.nodes.items()
-        }
-        cell = base.model_copy(update={"nodes": nodes}).with_switch_kind(self.switch)
+        cell = self.offload.apply(base).with_switch_kind(self.switch)
         return cell.with_name(self.lab_name(lab))
 
 
@@ -112,27 +176,84 @@ def load_lab(path: str | Path) -> Lab:
         file = file / "lab.yaml"
     doc = parse_yaml(read_topology_text(file), str(file))
     spec, problems = model_problems(doc, LabSpec)
-    if spec is not None:
-        problems += _lab_problems(spec, doc, file)
-    if problems:
+    if spec is None:
         raise ConfigError(problems)
+    problems += _lab_problems(spec, doc, file)
+    topology_file = (file.parent / spec.topology).resolve()
+    if not topology_file.is_file():
+        raise ConfigError(problems)  # _lab_problems said so
     from labctl.core.loader import load_topology
 
-    topology_file = (file.parent / spec.topology).resolve()
     topology, topology_doc = load_topology(topology_file)
     if topology.switch is None:
-        raise ConfigError(
-            [
-                doc.problem(
-                    ("topology",),
-                    f"{spec.topology} has no `switch:`; a matrix varies the switch kind",
-                )
-            ]
+        problems.append(
+            doc.problem(
+                ("topology",), f"{spec.topology} has no `switch:`; a matrix varies the switch kind"
+            )
         )
+    # Checked against the topology, so that every problem of the file shows at once.
+    offloads, found = offload_settings(spec, doc, topology)
+    problems += found
+    if problems:
+        raise ConfigError(problems)
     if spec.requests is not None and topology.traffic is not None:
         traffic = topology.traffic.model_copy(update={"requests": spec.requests})
         topology = topology.model_copy(update={"traffic": traffic})
-    return Lab(spec, file, topology_file, topology, topology_doc)
+    return Lab(spec, file, topology_file, topology, topology_doc, offloads)
+
+
+def offload_settings(
+    spec: LabSpec, doc: Document, topology: Topology
+) -> tuple[dict[str, OffloadSetting], list[Problem]]:
+    """Each named setting's keys: a feature (true/false, every node), a node or a
+    node:interface of the topology (a mapping of features)."""
+    settings: dict[str, OffloadSetting] = {}
+    problems: list[Problem] = []
+    for name, raw in spec.matrix.offload.items():
+        path = ("matrix", "offload", name)
+        features = {k: v for k, v in raw.items() if k in OFFLOAD_FEATURES}
+        every, found = value_problems(doc, path, features, Offload)
+        problems += found
+        nodes: list[tuple[str, Offload]] = []
+        interfaces: list[tuple[str, str, Offload]] = []
+        for key, value in raw.items():
+            if key in OFFLOAD_FEATURES:
+                continue
+            target = _offload_target(key, topology)
+            if isinstance(target, str):
+                problems.append(doc.problem((*path, key), target))
+                continue
+            offload, found = value_problems(doc, (*path, key), value, Offload)
+            problems += found
+            if offload is None:
+                continue
+            node, ifname = target
+            if ifname is None:
+                nodes.append((node, offload))
+            else:
+                interfaces.append((node, ifname, offload))
+        if every is not None:
+            settings[name] = OffloadSetting(every, tuple(nodes), tuple(interfaces))
+    return settings, problems
+
+
+def _offload_target(key: str, topology: Topology) -> tuple[str, str | None] | str:
+    """(node, interface or None), or what is wrong with the key."""
+    node, _, ifname = key.partition(":")
+    if node not in topology.nodes:
+        return (
+            f"{key!r} is neither an offload feature ({', '.join(OFFLOAD_FEATURES)}) nor a "
+            f"node of the topology ({', '.join(topology.nodes)}); use a feature for every "
+            "node, NODE or NODE:INTERFACE for one"
+        )
+    if not ifname:
+        return (node, None)
+    if ifname not in topology.nodes[node].interfaces:
+        return (
+            f"node {node!r} has no interface {ifname!r} "
+            f"(it has: {', '.join(topology.nodes[node].interfaces)})"
+        )
+    return (node, ifname)
 
 
 def _lab_problems(spec: LabSpec, doc: Document, file: Path) -> list[Problem]:
@@ -156,7 +277,7 @@ def _lab_problems(spec: LabSpec, doc: Document, file: Path) -> list[Problem]:
             problems.append(
                 doc.problem(
                     ("matrix", "offload", name),
-                    f"offload setting name {name!r} must be 1-8 characters of a-z, 0-9 and '-'",
+                    f"offload setting name {name!r} must be 1-12 characters of a-z, 0-9 and '-'",
                 )
             )
     for index, expectation in enumerate(spec.expectations):
@@ -194,7 +315,7 @@ def cells(
             )
         chosen_offloads = offloads
     return [
-        Cell(switch, name, matrix.offload[name], expectation_for(lab.spec, switch, name))
+        Cell(switch, name, lab.offloads[name], expectation_for(lab.spec, switch, name))
         for switch in chosen_switches
         for name in chosen_offloads
     ]

@@ -53,6 +53,7 @@ class Latency:
 class Expectation:
     http: str | None  # "ok" | "fail" | None (not judged)
     findings: tuple[str, ...] | None  # () = no fault at all; None = findings not checked
+    note: str | None = None  # the lab's words on what the cell shows
 
 
 @dataclass(frozen=True)
@@ -374,7 +375,7 @@ def _status(value: str) -> Status:
 
 def _read_expectation(expected: _Reader) -> Expectation:
     findings = None if expected.data.get("findings") is None else expected.strings("findings")
-    return Expectation(http=_http(expected, "http"), findings=findings)
+    return Expectation(http=_http(expected, "http"), findings=findings, note=expected.text("note"))
 
 
 def _http(reader: _Reader, key: str) -> str | None:
@@ -517,9 +518,17 @@ def host_versions(matrix: Matrix) -> list[str]:
 
 
 def offload_settings(settings: Sequence[tuple[str, object]]) -> str:
-    """ "tx on, rx on"; unset features say "default"."""
-    words = []
+    """ "tx on, rx on"; unset features say "default"; a node or node:interface
+    target reads "client: tx off, rx off", separated by "; "."""
+    words: list[str] = []
+    targets = [
+        f"{key}: {offload_settings(list(value.items())) or 'default'}"
+        for key, value in settings
+        if isinstance(value, Mapping)
+    ]
     for feature, value in settings:
+        if isinstance(value, Mapping):
+            continue
         if value is True:
             words.append(f"{feature} on")
         elif value is False:
@@ -528,7 +537,7 @@ def offload_settings(settings: Sequence[tuple[str, object]]) -> str:
             words.append(f"{feature} default")
         else:
             words.append(f"{feature} {value}")
-    return ", ".join(words)
+    return "; ".join(([", ".join(words)] if words else []) + targets)
 
 
 def describe_expectation(expected: Expectation | None) -> str:

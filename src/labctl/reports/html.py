@@ -356,6 +356,8 @@ def _comparison(cell: Cell) -> str:
         )
     rows.append(("HTTP", expected_http, observed_http))
     rows.append(("findings", expected_findings, observed_findings))
+    if expected is not None and expected.note:
+        rows.append(("note", expected.note, ""))
     if observed_latency:
         rows.append(("latency", "", observed_latency))
     body = "".join(
@@ -423,7 +425,8 @@ def _tap_table(taps: Sequence[TapRecord], pcaps: Mapping[str, str], report_dir: 
         '<h4>Taps</h4><div class="scroll"><table class="taps">'
         f"<thead><tr>{header}</tr></thead><tbody>{''.join(rows)}</tbody></table></div>"
         '<p class="hint">Checksum verdicts per tap: offload = unfinished where TX offload '
-        "leaves it (normal); unfinished and wrong are checksums a receiver drops.</p>"
+        "leaves it (normal); accepted = unfinished or wrong, yet the peer acknowledged it; "
+        "unfinished and wrong are checksums a receiver drops or nothing proves it took.</p>"
     )
 
 

@@ -129,6 +129,8 @@ def _details(cell: Cell) -> str:
         lines.append(cell.verdict)
     lines.append(f"expected: {describe_expectation(cell.expected)}")
     lines.append(f"observed: {describe_observation(cell.observed)}")
+    if cell.expected is not None and cell.expected.note:
+        lines.append(f"note: {cell.expected.note}")
     return "\n".join(lines)
 
 
@@ -136,6 +138,8 @@ def _record(cell: Cell) -> str:
     lines = [f"host: {cell.host}"] if cell.host else []
     lines.append(f"expected: {describe_expectation(cell.expected)}")
     lines.append(f"observed: {describe_observation(cell.observed)}")
+    if cell.expected is not None and cell.expected.note:
+        lines.append(f"note: {cell.expected.note}")
     observed = cell.observed
     if observed is not None and observed.latency_ms is not None:
         latency = observed.latency_ms

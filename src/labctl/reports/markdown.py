@@ -118,6 +118,8 @@ def _evidence(matrix: Matrix) -> list[str]:
             f"{summary.icon} {escape(summary.text)}; {judged}.",
             "",
         ]
+        if cell.expected is not None and cell.expected.note:
+            lines += [f"Note: {escape(cell.expected.note)}", ""]
         lines += _quote(cell)
     return lines
 

@@ -62,10 +62,12 @@ def test_seed_bug_findings(tmp_path: Path) -> None:
     assert SYN_PSEUDO == 0x1431
     assert bad.message == (
         "TCP SYN 10.0.0.1:41234 -> 10.0.0.2:80 reaches tap 'server-eth0' with an unfinished "
-        "checksum (pseudo-header only, 0x1431); its receiver drops it; it was correct at tap "
-        "'client-eth0' (3 packets: SYN x3)"
+        "checksum (pseudo-header only, 0x1431); its receiver did not accept it: sent 3 times, "
+        "never answered (no SYN/ACK); it was correct at tap 'client-eth0' (3 packets: SYN x3)"
     )
     assert dict(bad.evidence) == {
+        "tcp_evidence": "sent 3 times, never answered (no SYN/ACK)",
+        "by_position": False,
         "verdict": "unfinished",
         "checksum": "0x1431",
         "expected": bad.evidence["expected"],
@@ -112,6 +114,7 @@ def test_seed_bug_tap_summaries(tmp_path: Path) -> None:
     assert server.verdicts == {
         "valid": 0,
         "offload": 0,
+        "accepted": 0,
         "unfinished": 3,
         "wrong": 0,
         "zero-udp": 0,
@@ -149,7 +152,9 @@ def test_seed_bug_four_taps_golden(tmp_path: Path) -> None:
 
 def test_seed_signature_synack_repeats_syn_checksum(tmp_path: Path) -> None:
     """The original write-up: old veth let the unfinished SYN in, the server
-    answered, its SYN/ACK reached the client unfinished with the SYN's value."""
+    answered, its SYN/ACK reached the client unfinished with the SYN's value.
+    The SYN was answered, so TCP proves the server took it although the tap's
+    position says it should not have: a warning that says both, not a fault."""
     taps = [("client-eth0", frozenset({CLIENT})), ("server-eth0", frozenset({SERVER}))]
     forward = {"client-eth0": "unfinished", "server-eth0": "unfinished"}
     backward = {"server-eth0": "unfinished", "client-eth0": "unfinished"}
@@ -161,11 +166,17 @@ def test_seed_signature_synack_repeats_syn_checksum(tmp_path: Path) -> None:
     ]
     diagnosis = diagnose(write_scenario(tmp_path, taps, sent))
     assert summary(diagnosis) == [
-        ("bad-checksum", "fault", "server-eth0", FLOW),
         ("bad-checksum", "fault", "client-eth0", BACK),
         ("synack-repeats-syn-checksum", "fault", "client-eth0", BACK),
+        ("position-contradicted", "warning", "server-eth0", FLOW),
     ]
-    signature = diagnosis.findings[2]
+    assert "sent 2 times, never acknowledged" in diagnosis.findings[0].message
+    contradicted = diagnosis.findings[2]
+    assert "yet TCP shows the receiver took it (answered by the SYN/ACK in frame 2)" in (
+        contradicted.message
+    )
+    assert "before Linux 4.4" in contradicted.message
+    signature = diagnosis.findings[1]
     assert signature.message.startswith(
         "TCP SYN/ACK 10.0.0.2:80 -> 10.0.0.1:41234 carries at tap 'client-eth0' the checksum "
         "0x1431 that the client's SYN carried at tap 'client-eth0': both hold only the "
@@ -248,20 +259,31 @@ def test_real_veth_captures_with_the_right_model_are_ok() -> None:
 
 def test_real_veth_captures_if_the_path_left_the_kernel() -> None:
     """Same bytes, but told that each side's packets leave the sender's
-    offload domain (as through OVS userspace): every crossing is a fault."""
+    offload domain (as through OVS userspace). TCP was answered and
+    acknowledged, so position and evidence disagree: said, not a fault. UDP
+    has no evidence: its position decides, a fault."""
     taps = [
         Tap("ns1", CAPTURES / "veth-offload-on-sender.pcap", frozenset({"10.77.0.1", "fd77::1"})),
         Tap("ns2", CAPTURES / "veth-offload-on-receiver.pcap", frozenset({"10.77.0.2", "fd77::2"})),
     ]
     diagnosis = diagnose(taps)
-    kinds = [(f.kind, f.tap) for f in diagnosis.findings]
-    assert kinds.count(("bad-checksum", "ns2")) == 4  # client's TCP+UDP, v4+v6
-    assert kinds.count(("bad-checksum", "ns1")) == 2  # server's replies, v4+v6
-    assert kinds.count(("synack-repeats-syn-checksum", "ns1")) == 2
+    kinds = [(f.kind, f.severity, f.tap) for f in diagnosis.findings]
+    assert kinds == [
+        ("bad-checksum", "fault", "ns2"),  # UDP, v4 and v6
+        ("bad-checksum", "fault", "ns2"),
+        ("position-contradicted", "warning", "ns2"),  # client's TCP, v4 and v6
+        ("position-contradicted", "warning", "ns1"),  # server's TCP
+        ("position-contradicted", "warning", "ns2"),
+        ("position-contradicted", "warning", "ns1"),
+    ]
     assert diagnosis.verdict.startswith(
-        "FAULT: TCP SYN 10.77.0.1:42190 -> 10.77.0.2:8080 reaches tap 'ns2' with an "
-        "unfinished checksum (pseudo-header only, 0x14cb)"
+        "FAULT: UDP 10.77.0.1:56540 -> 10.77.0.2:9999 reaches tap 'ns2' with an "
+        "unfinished checksum (pseudo-header only, 0x14c1); its receiver drops it: by the "
+        "tap's position"
     )
+    assert diagnosis.findings[0].evidence["by_position"] is True
+    # A SYN/ACK that was acknowledged is no fault, so no seed signature either.
+    assert all(f.kind != "synack-repeats-syn-checksum" for f in diagnosis.findings)
 
 
 def test_truncated_captures_cannot_be_judged(tmp_path: Path) -> None:

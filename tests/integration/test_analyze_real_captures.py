@@ -1,0 +1,245 @@
+"""`labctl analyze` on captures a network engineer really has: made here, for real.
+
+Two network namespaces on one veth pair with TX checksum offload on (the
+kernel default), busybox httpd in one, curl in the other, UDP datagrams both
+ways over IPv4 and IPv6. dumpcap writes pcapng on the client's eth0, tcpdump
+`-i any` writes Linux cooked v2 (SLL2) on the server's side. Every checksum
+in them is unfinished, and the exchange works: the analysis must say so
+(exit 0), and must still find the fault when an nft rule drops the SYN/ACK.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from labctl.analysis.checksums import LINKTYPE_LINUX_SLL2, read_pcap
+from labctl.backends.base import NodeHandle
+from tests.integration.lab_fixtures import labctl
+from tests.integration.netns_fixtures import lab_prefix, labctl_skip_or_fail, run
+
+pytestmark = pytest.mark.integration
+
+CLIENT4, SERVER4 = "10.99.0.1", "10.99.0.2"
+CLIENT6, SERVER6 = "fd99::1", "fd99::2"
+UDP_PORT = 9999
+UDP_SENDER = (
+    "import socket, sys\n"
+    "family = socket.AF_INET6 if ':' in sys.argv[1] else socket.AF_INET\n"
+    "with socket.socket(family, socket.SOCK_DGRAM) as s:\n"
+    "    s.sendto(b'hello over udp', (sys.argv[1], int(sys.argv[2])))\n"
+)
+
+
+@dataclass(frozen=True)
+class Pair:
+    client: NodeHandle
+    server: NodeHandle
+
+
+def nsrun(node: NodeHandle, argv: list[str]) -> subprocess.CompletedProcess[str]:
+    return run(["nsenter", f"--net={node.netns_path}", *argv], check=False)
+
+
+def nspopen(node: NodeHandle, argv: list[str]) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        ["nsenter", f"--net={node.netns_path}", *argv],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+@pytest.fixture
+def tools() -> None:
+    for tool in ("busybox", "curl", "tcpdump", "dumpcap", "nft", "ethtool"):
+        if shutil.which(tool) is None:
+            labctl_skip_or_fail(f"needs {tool} (scripts/provision.sh installs it)")
+
+
+@pytest.fixture
+def pair(
+    tools: None, make_node: Callable[..., NodeHandle], lab: str, tmp_path: Path
+) -> Iterator[Pair]:
+    """client and server namespaces joined by one veth pair, offload on, httpd up."""
+    client, server = make_node("client"), make_node("server")
+    prefix = lab_prefix(lab)
+    a, b = f"{prefix}-a", f"{prefix}-b"
+    run(["ip", "link", "add", a, "type", "veth", "peer", "name", b])
+    for node, ifname, v4, v6 in ((client, a, CLIENT4, CLIENT6), (server, b, SERVER4, SERVER6)):
+        run(["ip", "link", "set", ifname, "netns", str(node.pid)])
+        for argv in (
+            ["ip", "link", "set", ifname, "name", "eth0"],
+            ["ip", "addr", "add", f"{v4}/24", "dev", "eth0"],
+            ["ip", "addr", "add", f"{v6}/64", "dev", "eth0", "nodad"],
+            ["ip", "link", "set", "eth0", "up"],
+            ["ip", "link", "set", "lo", "up"],
+            ["ethtool", "-K", "eth0", "tx", "on", "rx", "on"],
+        ):
+            done = nsrun(node, argv)
+            assert done.returncode == 0, (argv, done.stderr)
+    docroot = tmp_path / "www"
+    docroot.mkdir()
+    (docroot / "index.html").write_text("hello from busybox httpd\n" * 40)
+    httpd = nspopen(server, ["busybox", "httpd", "-f", "-p", "[::]:80", "-h", str(docroot)])
+    try:
+        wait_listening(server, 80)
+        yield Pair(client, server)
+    finally:
+        httpd.terminate()
+        httpd.wait(timeout=10)
+
+
+def wait_listening(node: NodeHandle, port: int) -> None:
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        if f":{port} " in nsrun(node, ["ss", "-Hltn"]).stdout:
+            return
+        time.sleep(0.05)
+    raise AssertionError(f"nothing listens on port {port}")
+
+
+class Captures:
+    """dumpcap (pcapng) on the client's eth0 and tcpdump -i any (SLL2) at the server."""
+
+    def __init__(self, pair: Pair, directory: Path) -> None:
+        self.client_file = directory / "client.pcapng"
+        self.server_file = directory / "server.pcap"
+        filter_ = f"tcp port 80 or udp port {UDP_PORT}"
+        self.processes = [
+            nspopen(
+                pair.client,
+                ["dumpcap", "-q", "-i", "eth0", "-f", filter_, "-w", str(self.client_file)],
+            ),
+            nspopen(
+                pair.server,
+                ["tcpdump", "--immediate-mode", "-n", "-i", "any", "-w", str(self.server_file)]
+                + [filter_],
+            ),
+        ]
+        # Both print to stderr once they listen: dumpcap "Capturing on", tcpdump "listening on".
+        for process in self.processes:
+            assert process.stderr is not None
+            seen = []
+            while not any("apturing on" in line or "listening on" in line for line in seen):
+                line = process.stderr.readline()
+                assert line, f"capture ended before it listened: {seen}"
+                seen.append(line)
+
+    def stop(self) -> None:
+        time.sleep(0.3)  # let the last ACKs reach the captures
+        for process in self.processes:
+            process.terminate()
+        for process in self.processes:
+            process.communicate(timeout=10)
+
+
+def traffic(pair: Pair, max_time: float) -> list[str]:
+    """Two HTTP requests over each of IPv4 and IPv6, one UDP datagram each way per family."""
+    codes = []
+    for server in (SERVER4, f"[{SERVER6}]"):
+        for _ in range(2):
+            done = nsrun(
+                pair.client,
+                [
+                    "curl",
+                    "-s",
+                    "-o",
+                    "/dev/null",
+                    "-w",
+                    "%{http_code}",
+                    "--max-time",
+                    str(max_time),
+                    f"http://{server}:80/",
+                ],
+            )
+            codes.append(done.stdout.strip() or f"curl exit {done.returncode}")
+    for sender, target in ((pair.client, SERVER4), (pair.client, SERVER6)):
+        assert nsrun(sender, [sys.executable, "-c", UDP_SENDER, target, "9999"]).returncode == 0
+    for sender, target in ((pair.server, CLIENT4), (pair.server, CLIENT6)):
+        assert nsrun(sender, [sys.executable, "-c", UDP_SENDER, target, "9999"]).returncode == 0
+    return codes
+
+
+def analyze(*argv: str) -> tuple[int, dict[str, object], str]:
+    as_json = labctl("analyze", *argv, "--json", check=False)
+    text = labctl("analyze", *argv, check=False)
+    assert as_json.returncode == text.returncode, text.stderr
+    return text.returncode, json.loads(as_json.stdout), text.stdout
+
+
+def test_healthy_offload_captures_are_not_a_fault(pair: Pair, tmp_path: Path) -> None:
+    captures = Captures(pair, tmp_path)
+    try:
+        codes = traffic(pair, max_time=5)
+    finally:
+        captures.stop()
+    assert codes == ["200"] * 4
+    client, server = read_pcap(captures.client_file), read_pcap(captures.server_file)
+    assert server.link_type == LINKTYPE_LINUX_SLL2
+    # The point of the test: offload leaves the checksums unfinished on both sides.
+    for capture in (client, server):
+        verdicts = [r.l4_verdict for r in capture]
+        assert verdicts.count("unfinished") >= len(verdicts) - 2, verdicts
+        assert {(r.ip_version, r.proto) for r in capture} == {
+            (4, "tcp"),
+            (6, "tcp"),
+            (4, "udp"),
+            (6, "udp"),
+        }
+    for pcap in (captures.client_file, captures.server_file):
+        code, data, text = analyze(str(pcap))
+        assert code == 0, text
+        assert "FAULT" not in text
+        findings = data["findings"]
+        assert isinstance(findings, list)
+        # Only UDP is left unproven: warnings naming what proves it.
+        assert {(f["kind"], f["severity"], f["flow"][:3]) for f in findings} == {
+            ("checksum-unproven", "warning", "UDP")
+        }
+        assert all("--sender" in f["message"] for f in findings)
+        flows = data["flows"]
+        assert isinstance(flows, list)
+        tcp = [flow for flow in flows if flow["proto"] == "tcp"]
+        assert len(tcp) == 4
+        cells = {cell for flow in tcp for event in flow["events"] for cell in event["at"].values()}
+        assert cells == {"accepted"}
+    # Both files as two taps of one path; tcpdump's and dumpcap's clocks are the host's.
+    code, _, text = analyze(str(captures.client_file), str(captures.server_file))
+    assert code == 0, text
+
+
+def test_synack_dropped_by_nft_is_a_fault_with_tcp_evidence(pair: Pair, tmp_path: Path) -> None:
+    rules = (
+        "table inet fxdrop {\n  chain input {\n    type filter hook input priority 0;\n"
+        "    tcp sport 80 tcp flags & (syn | ack) == syn | ack drop\n  }\n}"
+    )
+    (tmp_path / "drop.nft").write_text(rules + "\n")
+    done = nsrun(pair.client, ["nft", "-f", str(tmp_path / "drop.nft")])
+    assert done.returncode == 0, done.stderr
+    captures = Captures(pair, tmp_path)
+    try:
+        codes = traffic(pair, max_time=3.5)
+    finally:
+        captures.stop()
+    assert all(code in ("000", "curl exit 28") for code in codes), codes
+    for pcap in (captures.client_file, captures.server_file):
+        code, data, text = analyze(str(pcap))
+        assert code == 1, text
+        faults = [f for f in data["findings"] if f["severity"] == "fault"]  # type: ignore[union-attr]
+        synack_faults = [f for f in faults if f["message"].startswith("TCP SYN/ACK ")]
+        # Two connections each over v4 and v6: the server's SYN/ACK sent again and
+        # again, never acknowledged.
+        assert len(synack_faults) == 4, text
+        assert {f["kind"] for f in faults} == {"bad-checksum"}, text
+        assert all("never acknowledged" in f["message"] for f in synack_faults)
+        # The SYNs were answered: the client's side is not blamed.
+        assert not [f for f in faults if f["message"].startswith("TCP SYN ")], text
