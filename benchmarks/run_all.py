@@ -46,7 +46,7 @@ QUICK_ARGS: dict[str, list[str]] = {
 }
 TITLES = {
     "cli": "Seed cycle as a user runs it: three labctl processes vs a shell script",
-    "matrix_time": "`labctl matrix labs/veth-checksum`: one process, all 8 cells",
+    "matrix_time": "`labctl matrix labs/veth-checksum`: one process, every cell",
     "cycle": "In-process breakdown: seed lab up, run (3 taps, 5 requests, diagnosis), down",
     "scale": "Scaling: N nodes on one switch",
     "dataplane": "Data plane: two nodes through each switch, vs a direct veth pair",
@@ -69,7 +69,7 @@ NOTES = {
     ),
     "matrix_time": (
         "Each cell is its own lab: up, run with captures and diagnosis, down. Cells run side "
-        "by side (default: one per core, at most 4), except OVS cells that need another "
+        "by side (default: two per core, at most 4), except OVS cells that need another "
         "ovs-vswitchd build or settings, which take turns. The offload-on cells of the OVS "
         "userspace datapaths fail by design (the seed bug): their 5 requests run at once and "
         "wait out one 3 s curl timeout together."

@@ -121,8 +121,9 @@ def _parser() -> argparse.ArgumentParser:
         "--workers",
         type=int,
         metavar="N",
-        help="cells running at the same time, each its own lab (default: one per core, at "
-        "most 4); OVS cells needing another ovs-vswitchd build or settings take turns",
+        help="cells running at the same time, each its own lab (default: two per core, at "
+        "most 4; 1 on one core); OVS cells needing another ovs-vswitchd build or settings "
+        "take turns",
     )
     p.add_argument("--serial", action="store_true", help="one cell at a time (--workers 1)")
     p.add_argument(

@@ -58,6 +58,6 @@ def test_long_cells_start_first_and_conflicts_wait() -> None:
 
 def test_default_workers_follow_the_cores() -> None:
     assert schedule.default_workers(1) == 1
-    assert schedule.default_workers(2) == 2
+    assert schedule.default_workers(2) == 4
     assert schedule.default_workers(None) == 1
     assert schedule.default_workers(64) == schedule.MAX_DEFAULT_WORKERS

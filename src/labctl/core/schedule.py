@@ -117,9 +117,13 @@ def next_to_start(
 
 
 def default_workers(cpus: int | None) -> int:
-    """Cells at once by default: one per core, at most MAX_DEFAULT_WORKERS; 1 on one core.
-    Cells mostly wait on Docker, the daemons and HTTP timeouts, not on the CPU."""
-    return max(1, min(cpus or 1, MAX_DEFAULT_WORKERS))
+    """Cells at once by default: two per core, at most MAX_DEFAULT_WORKERS; 1 on one core.
+    A cell mostly waits (on Docker, the OVS daemons, an HTTP timeout), not on the CPU: on
+    2 cores the 12-cell veth-checksum matrix took 15 s with 4 workers, 16.5 s with 3 and
+    20 s with 2 (benchmarks/results/summary.md has the latest numbers)."""
+    if not cpus or cpus < 2:
+        return 1
+    return min(2 * cpus, MAX_DEFAULT_WORKERS)
 
 
 def rules(jobs: Sequence[Job]) -> list[str]:
