@@ -58,14 +58,14 @@ def netlink_action(action: str) -> Iterator[None]:
     """Turn pyroute2 / namespace errors into BackendError naming what labctl was doing."""
     try:
         yield
-    except NetlinkError as error:
-        raise BackendError(action, error, _HINTS.get(error.code)) from error
-    except NetlinkDumpInterrupted as error:
+    except NetlinkDumpInterrupted as error:  # a NetlinkError: first
         raise BackendError(
             action,
             f"the kernel interrupted {DUMP_ATTEMPTS} dumps in a row (links kept changing)",
             "run it again when fewer labs are being built or torn down",
         ) from error
+    except NetlinkError as error:
+        raise BackendError(action, error, _HINTS.get(error.code)) from error
     except FileNotFoundError as error:
         raise BackendError(action, error, "the node's process is gone; is it running?") from error
     except OSError as error:
