@@ -182,7 +182,12 @@ class Lab:
         tb: TracebackType | None,
     ) -> None:
         try:
-            self.down()
+            try:
+                self.down()
+            except LabctlError:
+                # down is idempotent: a second pass finishes what a passing failure stopped
+                # (a busy daemon, an interrupted dump), so no lab state is left behind.
+                self.down()
         except LabctlError:
             if exc is None:
                 raise

@@ -220,3 +220,21 @@ def test_lock_times_out_with_a_clear_message(tmp_path: Path) -> None:
         store.lock("lab", wait_seconds=0.2),
     ):
         pass
+
+
+def test_a_lab_block_finishes_teardown_after_a_passing_failure(
+    host: FakeHost, tmp_path: Path
+) -> None:
+    from labctl.api import Lab
+
+    engine = make_engine(host, tmp_path)
+    topology, document = load_topology(SEED)
+    lab = Lab(topology, document, backends=engine.backends, store=engine.store, host_checks=False)
+    with lab:
+        # As in CI: listing the lab's links after the sweep failed once (an interrupted
+        # netlink dump), before down could forget the lab.
+        host.fail_once.add("list_links")
+    assert not host.fail_once, "the check after the sweep was not reached"
+    assert host.empty()
+    # The first down stopped before it forgot the lab; the block ran down again.
+    assert engine.store.load(topology.name) is None
