@@ -18,7 +18,7 @@ from types import TracebackType
 from labctl.core.events import Event, EventSink, discard
 from labctl.core.http import TrafficSummary
 from labctl.core.loader import Document, load_topology
-from labctl.core.model import DEFAULT_IMAGE, SwitchKind, Topology
+from labctl.core.model import DEFAULT_IMAGE, RuntimeKind, SwitchKind, Topology
 from labctl.core.plan import Plan, make_plan
 from labctl.engine import Backends, Engine
 from labctl.errors import ConfigError, LabctlError, UsageError
@@ -49,8 +49,9 @@ def load(
             raise UsageError(f"--name {name!r} must be 1-31 characters of a-z, 0-9 and '-'")
         topology = topology.with_name(name)
     if runtime is not None:
-        if runtime not in ("docker", "netns"):
-            raise UsageError(f"--runtime {runtime!r} is not one of docker, netns")
+        kinds = [k.value for k in RuntimeKind]
+        if runtime not in kinds:
+            raise UsageError(f"--runtime {runtime!r} is not one of {', '.join(kinds)}")
         topology = topology.with_runtime(runtime)
     return topology, doc
 

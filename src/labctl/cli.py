@@ -13,10 +13,11 @@ from pathlib import Path
 from typing import Any
 
 from labctl import __version__
-from labctl.core.model import SwitchKind
+from labctl.core.model import RuntimeKind, SwitchKind
 from labctl.errors import LabctlError, UsageError
 
 SWITCH_KINDS = [k.value for k in SwitchKind]
+RUNTIME_KINDS = [k.value for k in RuntimeKind]
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -35,7 +36,7 @@ def _parser() -> argparse.ArgumentParser:
         p.add_argument("--name", help="override the lab name (run two copies side by side)")
         p.add_argument(
             "--runtime",
-            choices=["docker", "netns"],
+            choices=RUNTIME_KINDS,
             help="override the node runtime: Docker containers or plain namespaces",
         )
 
@@ -132,7 +133,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--offload", action="append", help="only this offload setting (repeatable)")
     p.add_argument(
-        "--runtime", choices=["docker", "netns"], help="override the node runtime of every cell"
+        "--runtime", choices=RUNTIME_KINDS, help="override the node runtime of every cell"
     )
     p.add_argument(
         "--serial",
@@ -160,8 +161,8 @@ def _parser() -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--runtime",
-        choices=["docker", "netns"],
-        default="docker",
+        choices=RUNTIME_KINDS,
+        default=RuntimeKind.DOCKER.value,
         help="the node runtime to check for (default docker)",
     )
     p.add_argument("--json", action="store_true", help="machine-readable output")
@@ -743,15 +744,16 @@ def cmd_doctor(args: argparse.Namespace) -> int:
 
     checks = evaluate(probe(kvm=True))
     kind = SwitchKind(args.switch) if args.switch else None
-    failing = blocking(checks, kind, args.runtime)
+    runtime = RuntimeKind(args.runtime)
+    failing = blocking(checks, kind, runtime)
     if args.json:
         print(
             json.dumps(
                 {
                     "checks": [c.to_dict() for c in checks],
-                    "runnable": runnable(checks, args.runtime),
+                    "runnable": runnable(checks, runtime),
                     "switch": args.switch,
-                    "runtime": args.runtime,
+                    "runtime": runtime,
                     "ok": not failing,
                 },
                 indent=2,
@@ -759,13 +761,13 @@ def cmd_doctor(args: argparse.Namespace) -> int:
         )
         return 1 if failing else 0
     for check in checks:
-        if (kind is not None and kind not in check.needed_by) or args.runtime not in check.runtimes:
+        if (kind is not None and kind not in check.needed_by) or runtime not in check.runtimes:
             continue
         mark = "ok  " if check.ok else ("FAIL" if check.required else "warn")
         print(f"{mark}  {check.name:24} {check.detail}")
         if check.fix and not check.ok:
             print(f"      {'':24} fix: {check.fix}")
-    can = runnable(checks, args.runtime)
+    can = runnable(checks, runtime)
     print("\n" + runnable_line(can))
     return 1 if failing else 0
 

@@ -32,7 +32,7 @@ from labctl.backends.base import (
 )
 from labctl.core import http
 from labctl.core.events import Event, EventSink, discard
-from labctl.core.model import SwitchKind, Topology
+from labctl.core.model import RuntimeKind, SwitchKind, Topology
 from labctl.core.plan import (
     AttachPort,
     ConfigureOffload,
@@ -61,8 +61,8 @@ SwitchFactory = Callable[[SwitchKind], SwitchBackend]
 
 @dataclass(frozen=True)
 class Backends:
-    runtimes: Mapping[str, NodeRuntime]
-    """Node runtime per topology `runtime:` ("docker", "netns")."""
+    runtimes: Mapping[RuntimeKind, NodeRuntime]
+    """Node runtime per topology `runtime:`."""
     links: LinkBackend
     switch_for: SwitchFactory
     """Maps a switch kind to its backend: one table, see labctl.backends.registry."""

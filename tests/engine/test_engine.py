@@ -8,7 +8,7 @@ import pytest
 
 from labctl.core.events import Event
 from labctl.core.loader import load_topology
-from labctl.core.model import Offload, SwitchKind
+from labctl.core.model import Offload, RuntimeKind, SwitchKind
 from labctl.engine import Backends, Engine
 from labctl.errors import BackendError, PrerequisiteError, UsageError
 from labctl.state import StateStore
@@ -31,7 +31,7 @@ def make_engine(
 ) -> Engine:
     switch_for, all_switches = switch_table(host, unavailable)
     backends = Backends(
-        {"docker": FakeRuntime(host)},
+        {RuntimeKind.DOCKER: FakeRuntime(host)},
         FakeLinks(host),
         switch_for,
         all_switches,

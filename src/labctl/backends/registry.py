@@ -6,7 +6,7 @@ from collections.abc import Callable
 
 from labctl.backends.base import SwitchBackend
 from labctl.core.events import EventSink, discard
-from labctl.core.model import SwitchKind
+from labctl.core.model import RuntimeKind, SwitchKind
 from labctl.engine import Backends
 from labctl.errors import LabctlError
 
@@ -80,7 +80,7 @@ def real_backends(on_event: EventSink = discard) -> tuple[Backends, Callable[[],
             return host_versions(None)
 
     backends = Backends(
-        runtimes={"docker": docker_runtime, "netns": NetnsRuntime()},
+        runtimes={RuntimeKind.DOCKER: docker_runtime, RuntimeKind.NETNS: NetnsRuntime()},
         links=NetlinkLinks(),
         switch_for=switches,
         all_switches=switches.sweepers,
