@@ -14,18 +14,10 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-import pytest
-
 from labctl.backends.ovs import ovsdb
 from labctl.backends.ovs.daemons import OVS_SCHEMA, VSWITCHD
 
 DUMMY_ARGS = ("--enable-dummy=override", "--disable-system")
-
-
-def skip_or_fail(reason: str) -> None:
-    if os.environ.get("CI") == "true":
-        pytest.fail(f"unexpected skip under CI: {reason}")
-    pytest.skip(reason)
 
 
 @dataclass
