@@ -15,12 +15,13 @@ from collections.abc import Callable
 from pathlib import Path
 from types import TracebackType
 
-from labctl.core.events import Event, EventSink, discard
+from labctl.backends.base import Backends
+from labctl.core.events import EventSink, discard
 from labctl.core.http import TrafficSummary
 from labctl.core.loader import Document, load_topology
 from labctl.core.model import DEFAULT_IMAGE, RuntimeKind, SwitchKind, Topology
 from labctl.core.plan import Plan, make_plan
-from labctl.engine import Backends, Engine
+from labctl.engine import Engine
 from labctl.errors import ConfigError, LabctlError, UsageError
 from labctl.state import LabState, StateStore
 
@@ -121,11 +122,9 @@ class Lab:
             self.check_host()
         runtime = self.engine.runtime(self.topology)
         problems = []
-        need_default = False
         for node_name, node in self.topology.nodes.items():
-            if node.image == DEFAULT_IMAGE:
-                need_default = True
-            elif not runtime.image_exists(node.image):
+            # The default image is the runtime's to build (prepare, below).
+            if node.image != DEFAULT_IMAGE and not runtime.image_exists(node.image):
                 problems.append(
                     self.document.problem(
                         ("nodes", node_name, "image"),
@@ -135,13 +134,7 @@ class Lab:
                 )
         if problems:
             raise ConfigError(problems)
-        if need_default and not runtime.image_exists(DEFAULT_IMAGE):
-            from labctl.backends.docker_runtime import DockerRuntime
-            from labctl.backends.image import ImageBuilder
-
-            if isinstance(runtime, DockerRuntime):
-                self.emit(Event("phase", "building the node image (first run only)"))
-                ImageBuilder(runtime.client, on_event=self.emit).ensure()
+        runtime.prepare(self.topology, self.emit)
 
     def up(self) -> LabState:
         self.preflight()

@@ -6,10 +6,11 @@ from pathlib import Path
 
 import pytest
 
+from labctl.backends.base import Backends
 from labctl.core.events import Event
 from labctl.core.loader import load_topology
 from labctl.core.model import Offload, RuntimeKind, SwitchKind
-from labctl.engine import Backends, Engine
+from labctl.engine import Engine
 from labctl.errors import BackendError, PrerequisiteError, UsageError
 from labctl.state import StateStore
 from tests.engine.fakes import FakeHost, FakeLinks, FakeOffload, FakeRuntime, switch_table
@@ -220,3 +221,28 @@ def test_lock_times_out_with_a_clear_message(tmp_path: Path) -> None:
         store.lock("lab", wait_seconds=0.2),
     ):
         pass
+
+
+def test_up_prepares_the_node_runtime_before_creating_anything(
+    host: FakeHost, tmp_path: Path
+) -> None:
+    from labctl.api import Lab
+
+    switch_for, all_switches = switch_table(host)
+    backends = Backends(
+        {RuntimeKind.DOCKER: FakeRuntime(host)},
+        FakeLinks(host),
+        switch_for,
+        all_switches,
+        offload=FakeOffload(host),
+    )
+    lab = Lab.from_file(SEED, backends=backends, store=StateStore(tmp_path / "state"))
+    host.fail_on = {f"prepare:{lab.name}"}
+    with pytest.raises(BackendError, match="injected failure"):
+        lab.up()
+    assert host.log == [f"prepare:{lab.name}"] and host.empty()
+    host.fail_on = set()
+    lab.up()
+    assert host.log[1] == f"prepare:{lab.name}" and not host.empty()
+    lab.down()
+    assert host.empty()

@@ -56,7 +56,8 @@ from typing import Any
 from labctl.backends import processes
 from labctl.backends.base import ExecResult, NodeHandle, Owned
 from labctl.core import names
-from labctl.core.model import Node
+from labctl.core.events import EventSink
+from labctl.core.model import Node, Topology
 from labctl.errors import BackendError, PrerequisiteError
 from labctl.store import read_json, temporary_path, write_json, write_text_atomic
 
@@ -155,6 +156,10 @@ class NetnsRuntime:
         self._children: dict[int, subprocess.Popen[bytes]] = {}
 
     # ---- NodeRuntime --------------------------------------------------------------
+
+    def prepare(self, topology: Topology, emit: EventSink) -> None:
+        """Nodes run the host's own binaries: check root, `ip` and /srv up front."""
+        self._check_host()
 
     def image_exists(self, image: str) -> bool:
         return True  # netns nodes run the host's binaries; node.image is ignored
