@@ -30,16 +30,19 @@ def make_engine(
     events: list[Event] | None = None,
     unavailable: dict[SwitchKind, str] | None = None,
 ) -> Engine:
+    sink = events.append if events is not None else (lambda e: None)
+    return Engine(fake_backends(host, unavailable), StateStore(tmp_path / "state"), sink)
+
+
+def fake_backends(host: FakeHost, unavailable: dict[SwitchKind, str] | None = None) -> Backends:
     switch_for, all_switches = switch_table(host, unavailable)
-    backends = Backends(
+    return Backends(
         {RuntimeKind.DOCKER: FakeRuntime(host)},
         FakeLinks(host),
         switch_for,
         all_switches,
         offload=FakeOffload(host),
     )
-    sink = events.append if events is not None else (lambda e: None)
-    return Engine(backends, StateStore(tmp_path / "state"), sink)
 
 
 def seed():
@@ -228,15 +231,7 @@ def test_up_prepares_the_node_runtime_before_creating_anything(
 ) -> None:
     from labctl.api import Lab
 
-    switch_for, all_switches = switch_table(host)
-    backends = Backends(
-        {RuntimeKind.DOCKER: FakeRuntime(host)},
-        FakeLinks(host),
-        switch_for,
-        all_switches,
-        offload=FakeOffload(host),
-    )
-    lab = Lab.from_file(SEED, backends=backends, store=StateStore(tmp_path / "state"))
+    lab = Lab.from_file(SEED, backends=fake_backends(host), store=StateStore(tmp_path / "state"))
     host.fail_on = {f"prepare:{lab.name}"}
     with pytest.raises(BackendError, match="injected failure"):
         lab.up()
