@@ -31,7 +31,6 @@ import pytest
 
 from labctl.backends.base import NodeHandle
 from labctl.core import names
-from tests.skips import skip_or_fail
 
 IPTABLES_BINARIES = ("iptables", "ip6tables")
 FIREWALL_CHAINS = ("DOCKER-USER", "FORWARD")
@@ -42,6 +41,14 @@ def run(argv: list[str], check: bool = True) -> subprocess.CompletedProcess[str]
 
 
 # -- prerequisites --------------------------------------------------------
+
+
+def skip_or_fail(reason: str) -> None:
+    # Imported here, not at the top: this file also runs as a script inside a node's
+    # namespace (the ping probe below), where the tests package is not importable.
+    from tests.skips import skip_or_fail as skip
+
+    skip(reason)
 
 
 @pytest.fixture
