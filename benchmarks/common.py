@@ -393,6 +393,10 @@ class LabSession:
             "switch": union_seconds(
                 (s, e) for step, s, e in intervals if isinstance(step, CreateSwitch)
             ),
+            # Nodes and the switch start at the same time: their union, counted once.
+            "start": union_seconds(
+                (s, e) for step, s, e in intervals if isinstance(step, (CreateNode, CreateSwitch))
+            ),
         }
         result.update({f"step:{a}": union_seconds(v) for a, v in sorted(by_action.items())})
         result["steps"] = union_seconds((s, e) for _step, s, e in intervals)
@@ -451,6 +455,20 @@ class LabSession:
             ),
             "sweep_verify": call_seconds(
                 calls.select(phase.start, phase.end, None, ["sweep", "list_owned"])
+            ),
+            # Nodes and the switch are removed at the same time: their union, counted once.
+            "nodes_switch": call_seconds(
+                calls.select(phase.start, phase.end, "runtime", ["remove_node"])
+                + calls.select(phase.start, phase.end, "switch", ["remove_switch"])
+            ),
+            "all": call_seconds(
+                calls.select(
+                    phase.start,
+                    phase.end,
+                    None,
+                    ["remove_node", "remove_switch", "remove_link", "remove_port", "sweep"]
+                    + ["list_owned"],
+                )
             ),
         }
 

@@ -41,10 +41,10 @@ host_state() {  # what a VM may leave behind, one sorted line each
 }
 
 "${VIRSH[@]}" version >/dev/null 2>&1 || die "libvirtd does not answer: run scripts/provision.sh --vm"
-host_state >"$STATE_DIR/before"
-
 timed box bash scripts/build-box.sh
 box="$(bash scripts/build-box.sh --print-name)"
+# After the box step: it removes older recipes' boxes and their volumes, which are its own.
+host_state >"$STATE_DIR/before"
 # vagrant-libvirt uploads the box into the default pool once and keeps it; when that
 # happens in this run, the volume goes again at the end, like everything else new.
 

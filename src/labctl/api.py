@@ -14,6 +14,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 from types import TracebackType
+from typing import TYPE_CHECKING
 
 from labctl.backends.base import Backends
 from labctl.core.events import EventSink, discard
@@ -24,6 +25,10 @@ from labctl.core.plan import Plan, make_plan
 from labctl.engine import Engine
 from labctl.errors import ConfigError, LabctlError, UsageError
 from labctl.state import LabState, StateStore
+
+if TYPE_CHECKING:
+    from labctl.core.doctor import HostFacts
+    from labctl.core.model import DpdkOptions
 
 
 def load(
@@ -67,8 +72,12 @@ class Lab:
         store: StateStore | None = None,
         on_event: EventSink = discard,
         host_checks: bool | None = None,
+        host_facts: Callable[[DpdkOptions | None], HostFacts] | None = None,
     ):
+        """`host_facts` gathers what the host checks judge (default: probe the host now);
+        a caller running many labs on one host can pass one that probes once."""
         self.topology = topology
+        self.host_facts = host_facts
         self.document = document
         self.emit = on_event
         self._close: Callable[[], None] = lambda: None
@@ -101,12 +110,15 @@ class Lab:
 
     def check_host(self) -> None:
         """The doctor's checks for this lab's switch kind; refuse with the first failing one."""
-        from labctl.backends.host_probe import probe
         from labctl.core.doctor import blocking, evaluate
         from labctl.errors import PrerequisiteError
 
+        if self.host_facts is None:
+            from labctl.backends.host_probe import probe
+
+            self.host_facts = probe
         switch = self.topology.switch
-        checks = evaluate(probe(switch.dpdk if switch else None))
+        checks = evaluate(self.host_facts(switch.dpdk if switch else None))
         failing = blocking(
             checks, switch.kind if switch else SwitchKind.LINUX_BRIDGE, self.topology.runtime
         )

@@ -13,11 +13,13 @@ from pathlib import Path
 from typing import Any
 
 from labctl import __version__
-from labctl.core.model import RuntimeKind, SwitchKind
 from labctl.errors import LabctlError, UsageError
 
-SWITCH_KINDS = [k.value for k in SwitchKind]
-RUNTIME_KINDS = [k.value for k in RuntimeKind]
+# labctl.core.model.SwitchKind and RuntimeKind, spelled out: importing the model (pydantic)
+# here would cost every command, also those that never read a topology (a unit test keeps
+# them equal).
+SWITCH_KINDS = ["linux-bridge", "ovs-kernel", "ovs-userspace", "ovs-dpdk"]
+RUNTIME_KINDS = ["docker", "netns"]
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -136,13 +138,37 @@ def _parser() -> argparse.ArgumentParser:
         "--runtime", choices=RUNTIME_KINDS, help="override the node runtime of every cell"
     )
     p.add_argument(
-        "--serial",
-        action="store_true",
-        help="one cell at a time (default: Linux bridge and OVS cells side by side)",
+        "--workers",
+        type=int,
+        metavar="N",
+        help="cells running at the same time, each its own lab (default: two per core, at "
+        "most 4; 1 on one core); OVS cells needing another ovs-vswitchd build or settings "
+        "take turns",
+    )
+    p.add_argument("--serial", action="store_true", help="one cell at a time (--workers 1)")
+    p.add_argument(
+        "--shard",
+        metavar="K/N",
+        help="run only share K of N (1 <= K <= N) of the cells: the same share on every "
+        "machine given the same LAB, --switch and --offload; combine the shards' reports "
+        "with `labctl report merge`",
     )
     p.add_argument("--runs-dir", default=None, help="default: $LABCTL_RUNS_DIR or ./runs")
     p.add_argument("--json", action="store_true", help="print the full result as JSON")
     p.set_defaults(func=cmd_matrix)
+
+    p = sub.add_parser("report", help="matrix reports")
+    report_sub = p.add_subparsers(dest="report_command", required=True, metavar="ACTION")
+    m = report_sub.add_parser(
+        "merge",
+        help="one report (json, md, junit, html) from the report.json of matrix shards",
+    )
+    m.add_argument(
+        "dirs", nargs="+", metavar="DIR", help="shard report directories (or report.json files)"
+    )
+    m.add_argument("-o", "--output", required=True, metavar="OUT", help="directory to write")
+    m.add_argument("--json", action="store_true", help="print the merged result as JSON")
+    m.set_defaults(func=cmd_report_merge)
 
     p = sub.add_parser("down", help="tear a lab down; finds leftovers by label, idempotent")
     p.add_argument("lab", nargs="?", help="lab name (default: the only lab known)")
@@ -162,7 +188,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--runtime",
         choices=RUNTIME_KINDS,
-        default=RuntimeKind.DOCKER.value,
+        default="docker",
         help="the node runtime to check for (default docker)",
     )
     p.add_argument("--json", action="store_true", help="machine-readable output")
@@ -606,18 +632,39 @@ def _parse_senders(values: list[str], taps: set[str]) -> dict[str, list[str]]:
 
 
 def cmd_matrix(args: argparse.Namespace) -> int:
-    from labctl.analysis.tables import format_table
+    from labctl.core import schedule
     from labctl.core.matrix import cells, load_lab
-    from labctl.matrix import MatrixRunner, exit_code, write_reports
+    from labctl.matrix import MatrixRunner, write_reports
 
+    if args.serial and args.workers not in (None, 1):
+        raise UsageError("--serial is --workers 1; give one of them")
+    workers = 1 if args.serial else args.workers or schedule.default_workers(os.cpu_count())
+    if workers < 1:
+        raise UsageError(f"--workers must be at least 1, not {workers}")
+    shard = schedule.parse_shard(args.shard) if args.shard else None
     lab = load_lab(args.lab)
     chosen = cells(lab, args.switch, args.offload)
     runner = MatrixRunner(
         lab, runs_root(args.runs_dir), on_event=_progress(args), runtime=args.runtime
     )
-    result = runner.run(chosen, workers=1 if args.serial else 2)
+    result = runner.run(chosen, workers=workers, shard=shard)
     reports = write_reports(result)
-    if args.json:
+    return _print_matrix(result, reports, args.json)
+
+
+def cmd_report_merge(args: argparse.Namespace) -> int:
+    from labctl.matrix import merge_reports, write_reports
+
+    result = merge_reports([Path(d) for d in args.dirs], Path(args.output))
+    reports = write_reports(result)
+    return _print_matrix(result, reports, args.json)
+
+
+def _print_matrix(result: dict[str, Any], reports: dict[str, Path], as_json: bool) -> int:
+    from labctl.analysis.tables import format_table
+    from labctl.matrix import exit_code
+
+    if as_json:
         print(json.dumps(result, indent=2, default=str))
         return exit_code(result)
     rows = []
@@ -645,6 +692,12 @@ def cmd_matrix(args: argparse.Namespace) -> int:
         f"{summary['failed']} differ, {summary['skipped']} skipped, {summary['error']} errors "
         f"({result['seconds']:.0f} s)"
     )
+    plan = result.get("schedule") or {}
+    if plan.get("workers"):
+        print(f"up to {plan['workers']} cells at a time", end="")
+        print("; " + "; ".join(plan["rules"]) if plan.get("rules") else "")
+    for shard in result.get("shards", []):
+        print(f"  shard {shard['shard']} ran on {shard['hostname']} ({shard['report']})")
     for kind, path in reports.items():
         print(f"  {kind:8} {path}")
     return exit_code(result)
@@ -743,6 +796,8 @@ def cmd_doctor(args: argparse.Namespace) -> int:
     from labctl.core.doctor import blocking, evaluate, runnable, runnable_line
 
     checks = evaluate(probe(kvm=True))
+    from labctl.core.model import RuntimeKind, SwitchKind
+
     kind = SwitchKind(args.switch) if args.switch else None
     runtime = RuntimeKind(args.runtime)
     failing = blocking(checks, kind, runtime)
@@ -929,13 +984,19 @@ def _add_completers(parser: argparse.ArgumentParser) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = _parser()
     if argv is None and "_ARGCOMPLETE" in os.environ:
         # The shell's completion function runs labctl this way; nothing is imported otherwise.
         import argcomplete
 
-        argcomplete.autocomplete(parser)  # prints the candidates and exits
-    args = parser.parse_args(argv)
+        argcomplete.autocomplete(_parser())  # prints the candidates and exits
+    if argv is None:  # run as the `labctl` program, not called from Python
+        from labctl import warm
+
+        if warm.enabled():
+            code = warm.run(sys.argv[1:])
+            if code is not None:
+                return code
+    args = _parser().parse_args(argv)
     try:
         return int(args.func(args))
     except LabctlError as error:

@@ -15,9 +15,8 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from labctl.analysis.diagnose import Diagnosis, Tap, diagnose
 from labctl.backends.base import (
     AddressSpec,
     Backends,
@@ -52,6 +51,10 @@ from labctl.errors import (
     UsageError,
 )
 from labctl.state import LabState, StateStore
+
+if TYPE_CHECKING:
+    # Reading pcaps is only for `run`: up and down do not pay for importing it.
+    from labctl.analysis.diagnose import Diagnosis
 
 
 @dataclass
@@ -160,7 +163,7 @@ class Engine:
         state: LabState,
         record: Callable[[int, Step, dict[str, Any], float], None],
     ) -> None:
-        """Independent steps (starting nodes) side by side; each is journalled when it is
+        """Independent steps (nodes, the switch) side by side; each is journalled when it is
         done, also those that finish after another one failed, so rollback sees them all."""
         started = time.monotonic()
         pool = ThreadPoolExecutor(max_workers=min(PARALLEL_WORKERS, len(batch)))
@@ -383,10 +386,11 @@ class Engine:
             Event(
                 "phase",
                 f"HTTP: {traffic.requests} requests from {traffic.client} to "
-                f"{http.url(topology, traffic)} (timeout {traffic.timeout} s each)",
+                f"{http.url(topology, traffic)}, concurrently (timeout {traffic.timeout} s "
+                "each)",
             )
         )
-        budget = traffic.requests * (float(traffic.timeout) + 1) + 10
+        budget = http.batch_seconds(traffic) + 10
         outcome = self.runtime(topology).exec(client, argv, timeout=budget)
         results = http.parse_batch(
             traffic.requests, outcome.exit_code, outcome.stdout, outcome.stderr
@@ -417,7 +421,9 @@ def _one_line(error: BaseException) -> str:
 PARALLEL_WORKERS = 8
 """Containers start (and are removed) this many at a time: dockerd works in parallel."""
 
-PARALLEL_STEPS = (CreateNode,)
+PARALLEL_STEPS = (CreateNode, CreateSwitch)
+"""Steps that depend on nothing before them: the nodes, and the switch (with its OVS
+daemons), start at the same time; links and ports come after both."""
 
 
 def _batches(steps: Sequence[Step]) -> list[list[tuple[int, Step]]]:
@@ -496,24 +502,31 @@ class RunRecorder:
                 for tap, spec in zip(plan.taps, specs, strict=True)
             ],
             "versions": {},  # filled in below, gathered while the traffic runs
-            "offload": self._offload_readback(lab, topology, plan),
+            "offload": {},  # read back while the captures start
             "started_at": _now(),
         }
         record = RunRecord(lab, run_dir, None, None, manifest)
         results: list[CaptureResult] = []
-        # Asking every tool for its version takes a few subprocesses: overlap it with the run.
-        versions_pool = ThreadPoolExecutor(max_workers=1)
+        # Asking every tool for its version takes a few subprocesses, and reading back the
+        # offload settings a netlink query per interface: overlap both with starting the
+        # captures. The readback is complete before any traffic is sent.
+        versions_pool = ThreadPoolExecutor(max_workers=2)
         versions = versions_pool.submit(engine.backends.host_versions)
+        readback = versions_pool.submit(self._offload_readback, lab, topology, plan)
         try:
             capture = engine.backends.capture
             if specs and capture is not None:
                 engine.emit(Event("phase", f"capturing at {len(specs)} taps into {run_dir}"))
                 with capture.capturing(specs) as results:
+                    manifest["offload"] = readback.result()
                     record.http = engine._traffic(lab, topology)
                     _wait_until_quiet([spec.pcap for spec in specs])
             else:
+                manifest["offload"] = readback.result()
                 record.http = engine._traffic(lab, topology)
         finally:
+            if not manifest["offload"] and readback.done() and readback.exception() is None:
+                manifest["offload"] = readback.result()
             manifest["ended_at"] = _now()
             try:
                 manifest["versions"] = versions.result(timeout=30)
@@ -616,6 +629,8 @@ class RunRecorder:
 
 def diagnose_run_dir(run_dir: Path, manifest: dict[str, Any] | None = None) -> Diagnosis:
     """The diagnosis of a run directory, taps in the topology's (path) order."""
+    from labctl.analysis.diagnose import Tap, diagnose
+
     if manifest is None:
         manifest = json.loads((run_dir / "manifest.json").read_text())
     drops = {c["tap"]: c.get("packets_dropped") or 0 for c in manifest.get("captures", [])}

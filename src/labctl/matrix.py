@@ -8,17 +8,24 @@ are reported as skipped with the reason, never as passed.
 
 from __future__ import annotations
 
+import hashlib
 import json
+import shutil
+import socket
+import threading
 import time
 from collections import Counter
 from collections.abc import Callable
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from pathlib import Path
 from typing import Any
 
+from labctl.core import schedule
 from labctl.core.events import Event, EventSink, discard
 from labctl.core.matrix import Cell, Lab, Observation, compare
+from labctl.core.model import Topology
 from labctl.engine import Backends, RunRecord, RunRecorder
-from labctl.errors import LabctlError, PrerequisiteError
+from labctl.errors import LabctlError, PrerequisiteError, UsageError
 
 BackendsFactory = Callable[[EventSink], tuple[Backends, Callable[[], None]]]
 
@@ -63,14 +70,28 @@ class MatrixRunner:
         self.backends_factory = backends_factory
         self.host_checks = host_checks
         self.runtime = runtime  # overrides the topology's node runtime
+        self._facts_lock = threading.Lock()
+        self._facts: dict[Any, Any] = {}
 
-    def run(self, cells: list[Cell], workers: int = 1) -> dict[str, Any]:
-        """Run every cell; with workers > 1, cells of different switch families run side by
-        side (each cell is its own lab). The cells' results do not depend on it."""
+    def run(
+        self, cells: list[Cell], workers: int = 1, shard: tuple[int, int] | None = None
+    ) -> dict[str, Any]:
+        """Run every cell, up to `workers` at the same time (each cell is its own lab).
+        Cells that need differently configured OVS daemons take turns (see
+        labctl.core.schedule); the cells' results do not depend on `workers`.
+        With `shard` (K, N), only share K of N of the cells (labctl.core.schedule.shard_of)."""
+        if workers < 1:
+            raise UsageError(f"workers must be at least 1, not {workers}")
         started = time.monotonic()
+        all_keys = [cell.key for cell in cells]
+        if shard is not None:
+            assigned = schedule.shard_of([self._job(cell) for cell in cells], shard[1])
+            cells = [cell for cell, k in zip(cells, assigned, strict=True) if k == shard[0]]
         out_dir = self._new_dir()
+        jobs = [self._job(cell) for cell in cells]
         result: dict[str, Any] = {
             "lab": self.lab.name,
+            "lab_version": lab_version(self.lab),
             "runtime": self.runtime or self.lab.topology.runtime,
             "description": self.lab.spec.description,
             "notes": self.lab.spec.notes,
@@ -81,25 +102,91 @@ class MatrixRunner:
             "switches": list(dict.fromkeys(c.switch.value for c in cells)),
             "offloads": {c.offload_name: c.offload.as_dict() for c in cells},
             "report_dir": str(out_dir),
+            "schedule": {"workers": workers, "rules": schedule.rules(jobs), "waits": []},
+            "matrix_cells": all_keys,
+            "shard": None if shard is None else {"index": shard[0], "count": shard[1]},
             "cells": [],
         }
-        host: dict[str, Any] = {}
-        for index, cell in enumerate(cells, start=1):
-            self.emit(
-                Event(
-                    "phase",
-                    f"cell {index}/{len(cells)}: {cell.switch.value}, offload {cell.offload_name}",
-                )
-            )
-            entry, versions = self._run_cell(cell, out_dir / cell.key)
-            host = host or versions
-            result["cells"].append(entry)
-            self.emit(Event("step-done", _cell_line(entry), index, len(cells), entry["seconds"]))
-        result["host"] = host
+        # Tool versions do not change between cells: ask once, while the first cells run.
+        versions_pool = ThreadPoolExecutor(max_workers=1)
+        versions = versions_pool.submit(self._host_versions)
+        try:
+            entries = self._run_all(cells, jobs, workers, out_dir, started, result)
+        finally:
+            versions_pool.shutdown(wait=True)
+        result["cells"] = entries
+        try:
+            host = dict(versions.result())
+        except Exception as error:  # noqa: BLE001 - a report field, never a reason to fail
+            host = {"error": str(error)}
+        result["host"] = {**host, "hostname": socket.gethostname()}
         result["ended_at"] = _now()
         result["seconds"] = round(time.monotonic() - started, 2)
         result["summary"] = summarise(result["cells"])
         return result
+
+    def _run_all(
+        self,
+        cells: list[Cell],
+        jobs: list[schedule.Job],
+        workers: int,
+        out_dir: Path,
+        started: float,
+        result: dict[str, Any],
+    ) -> list[dict[str, Any]]:
+        entries: list[dict[str, Any] | None] = [None] * len(cells)
+        pending = schedule.start_order(jobs)
+        running: dict[Future[dict[str, Any]], int] = {}
+        told: set[int] = set()
+        done_count = 0
+        pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="cell")
+        try:
+            while pending or running:
+                while True:
+                    index, waits = schedule.next_to_start(
+                        jobs, pending, list(running.values()), workers
+                    )
+                    for waiting, reason in waits.items():
+                        if waiting not in told:  # say why once per cell
+                            told.add(waiting)
+                            result["schedule"]["waits"].append(
+                                {"cell": jobs[waiting].key, "reason": reason}
+                            )
+                            self.emit(Event("info", f"{jobs[waiting].key} waits: {reason}"))
+                    if index is None:
+                        break
+                    pending.remove(index)
+                    cell = cells[index]
+                    self.emit(
+                        Event(
+                            "phase",
+                            f"cell {index + 1}/{len(cells)}: {cell.switch.value}, "
+                            f"offload {cell.offload_name}",
+                        )
+                    )
+                    future = pool.submit(self._run_cell, cell, out_dir / cell.key, started)
+                    running[future] = index
+                finished, _ = wait(running, return_when=FIRST_COMPLETED)
+                for future in finished:
+                    index = running.pop(future)
+                    entry = future.result()
+                    entries[index] = entry
+                    done_count += 1
+                    self.emit(
+                        Event(
+                            "step-done",
+                            _cell_line(entry),
+                            done_count,
+                            len(cells),
+                            entry["seconds"],
+                        )
+                    )
+        except BaseException:
+            # Ctrl-C: start nothing more; running cells finish and tear their labs down.
+            pool.shutdown(wait=True, cancel_futures=True)
+            raise
+        pool.shutdown(wait=True)
+        return [entry for entry in entries if entry is not None]
 
     def _new_dir(self) -> Path:
         stamp = time.strftime("%Y%m%d-%H%M%S")
@@ -111,7 +198,34 @@ class MatrixRunner:
         path.mkdir(parents=True)
         return path
 
-    def _run_cell(self, cell: Cell, run_dir: Path) -> tuple[dict[str, Any], dict[str, Any]]:
+    def _job(self, cell: Cell) -> schedule.Job:
+        expected = cell.expectation.http if cell.expectation else None
+        return schedule.job(cell.key, self._topology(cell), expect_http_fail=expected == "fail")
+
+    def _topology(self, cell: Cell) -> Topology:
+        topology = cell.topology(self.lab.topology, self.lab.name)
+        if self.runtime is not None:
+            topology = topology.with_runtime(self.runtime)
+        return topology
+
+    def _host_versions(self) -> dict[str, Any]:
+        backends, close = self.backends_factory(discard)
+        try:
+            return dict(backends.host_versions())
+        finally:
+            close()
+
+    def _host_facts(self, dpdk: Any) -> Any:
+        """The doctor's host facts, gathered once per matrix (per DPDK setting): the host
+        does not change between cells, and cells side by side need not each probe it."""
+        from labctl.backends.host_probe import probe
+
+        with self._facts_lock:
+            if dpdk not in self._facts:
+                self._facts[dpdk] = probe(dpdk)
+            return self._facts[dpdk]
+
+    def _run_cell(self, cell: Cell, run_dir: Path, matrix_started: float) -> dict[str, Any]:
         from labctl.api import Lab as LiveLab
 
         started = time.monotonic()
@@ -129,18 +243,15 @@ class MatrixRunner:
             "pcaps": {},
             "diagnosis": None,
         }
-        versions: dict[str, Any] = {}
-        topology = cell.topology(self.lab.topology, self.lab.name)
-        if self.runtime is not None:
-            topology = topology.with_runtime(self.runtime)
+        topology = self._topology(cell)
         backends, close = self.backends_factory(discard)
         try:
-            versions = backends.host_versions()
             live = LiveLab(
                 topology,
                 self.lab.topology_document,
                 backends=backends,
                 host_checks=self.host_checks,
+                host_facts=self._host_facts,
             )
             with live:
                 record = RunRecorder(live.engine, self.runs_root).run(live.name, run_dir)
@@ -160,18 +271,22 @@ class MatrixRunner:
             entry.update(status="error", reason=" / ".join(error.lines()))
         finally:
             close()
-        entry["seconds"] = round(time.monotonic() - started, 2)
-        return entry, versions
+        ended = time.monotonic()
+        entry["host"] = socket.gethostname()
+        entry["seconds"] = round(ended - started, 2)
+        # When the cell ran, in seconds since the matrix started: shows which cells overlapped.
+        entry["window"] = [round(started - matrix_started, 3), round(ended - matrix_started, 3)]
+        return entry
 
 
-def _groups(cells: list[Cell]) -> list[list[tuple[int, Cell]]]:
-    """Cells that share host daemons run one after the other: the OVS kinds share one
-    ovs-vswitchd (a userspace cell and a DPDK cell need different builds of it)."""
-    by_family: dict[str, list[tuple[int, Cell]]] = {}
-    for index, cell in enumerate(cells, start=1):
-        family = "ovs" if cell.switch.is_ovs else cell.switch.value
-        by_family.setdefault(family, []).append((index, cell))
-    return list(by_family.values())
+def lab_version(lab: Lab) -> str:
+    """What makes two matrix results comparable: a hash of lab.yaml and the topology file
+    as they are on disk (12 hex digits of SHA-256)."""
+    digest = hashlib.sha256()
+    for path in (lab.file, lab.topology_file):
+        digest.update(Path(path).read_bytes())
+        digest.update(b"\0")
+    return digest.hexdigest()[:12]
 
 
 def summarise(cells: list[dict[str, Any]]) -> dict[str, int]:
@@ -214,3 +329,112 @@ def exit_code(result: dict[str, Any]) -> int:
 
 def _now() -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%S%z")
+
+
+def merge_reports(inputs: list[Path], out_dir: Path) -> dict[str, Any]:
+    """One matrix result from the report.json of every shard of one lab version.
+
+    Refuses shards of different labs or lab versions, unsharded results, a shard given
+    twice, and missing shards. Each cell's run directory (pcaps, diagnosis) is copied
+    into `out_dir/<cell>/` so that the merged report links to files next to it; each
+    cell keeps the name of the host it ran on."""
+    shards = [_read_shard(path) for path in inputs]
+    first_path, first = shards[0]
+    for path, data in shards[1:]:
+        for key, what in (("lab", "labs"), ("lab_version", "lab versions")):
+            if data.get(key) != first.get(key):
+                raise UsageError(
+                    f"{path} and {first_path} are of different {what} "
+                    f"({data.get(key)} vs {first.get(key)}); merge shards of one lab run only"
+                )
+    counts = {data["shard"]["count"] for _path, data in shards}
+    if len(counts) != 1:
+        raise UsageError(f"the shards were cut differently (N = {sorted(counts)})")
+    count = counts.pop()
+    seen: dict[int, Path] = {}
+    for path, data in shards:
+        index = data["shard"]["index"]
+        if index in seen:
+            raise UsageError(f"shard {index}/{count} given twice: {seen[index]} and {path}")
+        seen[index] = path
+    missing = [str(k) for k in range(1, count + 1) if k not in seen]
+    if missing:
+        raise UsageError(
+            f"shard(s) {', '.join(missing)} of {count} missing; give every shard's report"
+        )
+    out_dir.mkdir(parents=True, exist_ok=True)
+    by_key: dict[str, dict[str, Any]] = {}
+    for path, data in shards:
+        for cell in data["cells"]:
+            key = f"{cell['switch']}-{cell['offload']}"
+            if key in by_key:
+                raise UsageError(f"cell {key} is in more than one shard ({path})")
+            by_key[key] = _relocate(cell, path.parent, out_dir / key)
+    order = first.get("matrix_cells") or list(by_key)
+    cells = [by_key[key] for key in order if key in by_key]
+    cells += [cell for key, cell in by_key.items() if key not in order]
+    ordered = sorted(shards, key=lambda item: item[1]["shard"]["index"])
+    merged: dict[str, Any] = {
+        **{k: v for k, v in first.items() if k not in ("cells", "schedule", "shard")},
+        "switches": list(dict.fromkeys(s for _p, d in ordered for s in d["switches"])),
+        "offloads": {k: v for _p, d in ordered for k, v in d["offloads"].items()},
+        "report_dir": str(out_dir),
+        "started_at": min(d["started_at"] for _p, d in shards),
+        "ended_at": max(d["ended_at"] for _p, d in shards),
+        # The shards run at the same time on their own machines: the longest is the wall time.
+        "seconds": max(d["seconds"] for _p, d in shards),
+        "host": {
+            **first.get("host", {}),
+            "hostname": ", ".join(
+                dict.fromkeys(str(d.get("host", {}).get("hostname")) for _p, d in ordered)
+            ),
+        },
+        "shards": [
+            {
+                "shard": f"{d['shard']['index']}/{count}",
+                "hostname": d.get("host", {}).get("hostname"),
+                "report": str(p),
+                "seconds": d["seconds"],
+                "cells": [f"{c['switch']}-{c['offload']}" for c in d["cells"]],
+                "host": d.get("host", {}),
+            }
+            for p, d in ordered
+        ],
+        "cells": cells,
+    }
+    merged["summary"] = summarise(cells)
+    return merged
+
+
+def _read_shard(path: Path) -> tuple[Path, dict[str, Any]]:
+    file = path / "report.json" if path.is_dir() else path
+    try:
+        data = json.loads(file.read_text())
+    except FileNotFoundError:
+        raise UsageError(f"{file}: no such file; give a matrix report directory") from None
+    except ValueError as error:
+        raise UsageError(f"{file}: not JSON ({error})") from None
+    if not isinstance(data, dict) or not isinstance(data.get("cells"), list):
+        raise UsageError(f"{file}: not a labctl matrix report.json")
+    if not data.get("shard"):
+        raise UsageError(
+            f"{file}: not a shard's report; run `labctl matrix LAB --shard K/N` on each machine"
+        )
+    if not data.get("lab_version"):
+        raise UsageError(f"{file}: has no lab_version (made by an older labctl)")
+    return file, data
+
+
+def _relocate(cell: dict[str, Any], shard_dir: Path, target: Path) -> dict[str, Any]:
+    """The cell with its run directory copied to `target`, when it lies in the shard's
+    report directory (where the runner puts it); paths elsewhere are kept as given."""
+    run_dir = cell.get("run_dir")
+    if not run_dir:
+        return dict(cell)
+    source = shard_dir / Path(run_dir).name
+    if not source.is_dir():
+        return dict(cell)
+    if source.resolve() != target.resolve():
+        shutil.copytree(source, target, dirs_exist_ok=True)
+    pcaps = {tap: str(target / Path(pcap).name) for tap, pcap in cell.get("pcaps", {}).items()}
+    return {**cell, "run_dir": str(target), "pcaps": pcaps}

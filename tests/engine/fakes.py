@@ -6,6 +6,7 @@ remove, sweep by lab) and can be told to fail at a given operation.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -36,6 +37,9 @@ class FakeHost:
     interrupt_on: set[str] = field(default_factory=set)
     http_listening: set[str] = field(default_factory=set)
     curl_exit: int = 0
+    failing_labs: set[str] = field(default_factory=set)  # curl times out in these labs
+    curl_seconds: float = 0.0  # how long each curl batch takes
+    intervals: list[tuple[str, float, float]] = field(default_factory=list)  # lab, start, end
 
     def op(self, name: str) -> None:
         self.log.append(name)
@@ -87,11 +91,17 @@ class FakeRuntime(NodeRuntime):
             return ExecResult(0, "  sl  local_address rem_address   st\n" + row + "\n")
         if argv[0] == "curl":
             requests = argv.count("--output")
-            if self.host.curl_exit:
-                code = self.host.curl_exit
-                line = f"{code} 000 0.000000 3.000000\n"
-                return ExecResult(code, line * requests, f"curl: ({code}) timed out\n" * requests)
-            return ExecResult(0, "0 200 0.000100 0.000500\n" * requests)
+            lab = handle.container_id.split("-", 1)[1].rsplit("-", 1)[0]
+            started = time.monotonic()
+            time.sleep(self.host.curl_seconds)
+            self.host.intervals.append((lab, started, time.monotonic()))
+            code = self.host.curl_exit or (28 if lab in self.host.failing_labs else 0)
+            if code:
+                lines = "".join(f"{i} {code} 000 0.000000 3.000000\n" for i in range(requests))
+                return ExecResult(code, lines, f"curl: ({code}) timed out\n" * requests)
+            # --parallel: transfers finish in any order, each line names its URL index.
+            lines = "".join(f"{i} 0 200 0.000100 0.000500\n" for i in reversed(range(requests)))
+            return ExecResult(0, lines)
         return ExecResult(127, "", "not found")
 
     def sweep(self, lab: str) -> list[Owned]:

@@ -1,39 +1,85 @@
-"""The matrix runner against in-memory backends: statuses, skips, expectations."""
+"""The matrix runner against in-memory backends: statuses, skips, expectations, and cells
+that really run side by side, except those that need differently configured OVS daemons."""
 
 from __future__ import annotations
 
+import json
+import threading
 from pathlib import Path
+from typing import Any
 
 import pytest
 
+from labctl.core import schedule
 from labctl.core.matrix import cells, load_lab
-from labctl.core.model import SwitchKind
+from labctl.core.model import Switch, SwitchKind
 from labctl.engine import Backends
+from labctl.errors import PrerequisiteError
 from labctl.matrix import MatrixRunner, exit_code
-from tests.engine.fakes import FakeHost, FakeLinks, FakeOffload, FakeRuntime, switch_table
+from tests.engine.fakes import FakeHost, FakeLinks, FakeOffload, FakeRuntime, FakeSwitch
 
 pytestmark = pytest.mark.engine
 LAB = Path(__file__).resolve().parents[2] / "labs" / "veth-checksum"
+FAILING = {"veth-checksum-ou-on", "veth-checksum-od-on"}
 
 
-def factory(host: FakeHost, failing_http: set[str]):
-    """Backends whose HTTP fails for the lab names in `failing_http`; no ovs-kernel."""
+class Daemons:
+    """Like labctl's own OVS daemons: one configuration at a time, shared by every lab
+    that needs the same one; another configuration while a lab uses it is refused (the
+    real OvsDaemons raises the same PrerequisiteError, which a cell reports as skipped)."""
 
-    class Runtime(FakeRuntime):
-        def exec(self, handle, argv, *, detach=False, timeout=60):  # type: ignore[no-untyped-def]
-            lab = handle.container_id.split("-", 1)[1].rsplit("-", 1)[0]
-            self.host.curl_exit = 28 if lab in failing_http else 0
-            return super().exec(handle, argv, detach=detach, timeout=timeout)
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.config: object = None
+        self.users: set[str] = set()
+
+    def ensure(self, lab: str, config: object) -> None:
+        with self.lock:
+            if self.users and config != self.config:
+                raise PrerequisiteError(
+                    f"ovs-vswitchd runs another configuration for {sorted(self.users)}",
+                    "take those labs down",
+                )
+            self.config = config
+            self.users.add(lab)
+
+    def release(self, lab: str) -> None:
+        with self.lock:
+            self.users.discard(lab)
+
+
+class OvsFake(FakeSwitch):
+    def __init__(self, host: FakeHost, daemons: Daemons, unavailable: str | None = None):
+        super().__init__(host, unavailable)
+        self.daemons = daemons
+
+    def ensure_switch(self, lab: str, bridge: str, switch: Switch) -> dict[str, Any]:
+        self.daemons.ensure(lab, schedule.vswitchd_config(switch))
+        return super().ensure_switch(lab, bridge, switch)
+
+    def remove_switch(self, lab: str, bridge: str) -> None:
+        super().remove_switch(lab, bridge)
+        self.daemons.release(lab)
+
+
+def factory(host: FakeHost, daemons: Daemons | None = None):
+    """Backends whose HTTP fails for the labs in host.failing_labs; no ovs-kernel."""
+    daemons = daemons or Daemons()
 
     def make(on_event):  # type: ignore[no-untyped-def]
-        switch_for, all_switches = switch_table(
-            host, {SwitchKind.OVS_KERNEL: "the openvswitch kernel module is missing"}
-        )
+        switches = {
+            SwitchKind.LINUX_BRIDGE: FakeSwitch(host),
+            SwitchKind.OVS_KERNEL: OvsFake(
+                host, daemons, "the openvswitch kernel module is missing"
+            ),
+            SwitchKind.OVS_USERSPACE: OvsFake(host, daemons),
+            SwitchKind.OVS_DPDK: OvsFake(host, daemons),
+        }
         backends = Backends(
-            {"docker": Runtime(host)},
+            {"docker": FakeRuntime(host)},
             FakeLinks(host),
-            switch_for,
-            all_switches,
+            switches.__getitem__,
+            lambda: [switches[SwitchKind.LINUX_BRIDGE]],
             offload=FakeOffload(host),
             host_versions=lambda: {"kernel": "test"},
         )
@@ -42,17 +88,20 @@ def factory(host: FakeHost, failing_http: set[str]):
     return make
 
 
+def run_matrix(tmp_path: Path, workers: int, curl_seconds: float = 0.0) -> tuple[dict, FakeHost]:
+    lab = load_lab(LAB)
+    host = FakeHost(failing_labs=set(FAILING), curl_seconds=curl_seconds)
+    runner = MatrixRunner(
+        lab, tmp_path / f"runs{workers}", backends_factory=factory(host), host_checks=False
+    )
+    return runner.run(cells(lab), workers=workers), host
+
+
 def test_matrix_cells_pass_skip_and_fail(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("LABCTL_STATE_DIR", str(tmp_path / "state"))
-    lab = load_lab(LAB)
-    host = FakeHost()
     # The fakes do not capture, so there is no diagnosis: expectations that name findings
     # (the OVS offload-on cells) cannot be met, and are reported as failed with the reason.
-    failing = {"veth-checksum-ou-on", "veth-checksum-od-on"}
-    runner = MatrixRunner(
-        lab, tmp_path / "runs", backends_factory=factory(host, failing), host_checks=False
-    )
-    result = runner.run(cells(lab))
+    result, host = run_matrix(tmp_path, workers=1)
     by_key = {(c["switch"], c["offload"]): c for c in result["cells"]}
     assert by_key[("linux-bridge", "on")]["status"] == "passed"
     assert by_key[("ovs-userspace", "off")]["status"] == "passed"
@@ -68,27 +117,104 @@ def test_matrix_cells_pass_skip_and_fail(tmp_path: Path, monkeypatch: pytest.Mon
     assert result["summary"] == {"passed": 5, "failed": 4, "skipped": 3, "error": 0}
     assert exit_code(result) == 1
     assert host.empty()
-    assert result["host"] == {"kernel": "test"}
+    assert result["host"]["kernel"] == "test" and result["host"]["hostname"]
+    # Serially nothing overlaps.
+    windows = sorted(tuple(c["window"]) for c in result["cells"])
+    assert all(a[1] <= b[0] for a, b in zip(windows, windows[1:], strict=False))
 
 
-def test_parallel_cells_give_the_same_result(
+def overlaps(a: tuple[float, float], b: tuple[float, float]) -> bool:
+    return a[0] < b[1] and b[0] < a[1]
+
+
+def test_parallel_cells_overlap_and_give_the_serial_result(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("LABCTL_STATE_DIR", str(tmp_path / "state"))
+    serial, _ = run_matrix(tmp_path, workers=1, curl_seconds=0.2)
+    parallel, host = run_matrix(tmp_path, workers=3, curl_seconds=0.2)
+    assert host.empty()
+    assert [(c["switch"], c["offload"], c["status"], c["reason"]) for c in serial["cells"]] == [
+        (c["switch"], c["offload"], c["status"], c["reason"]) for c in parallel["cells"]
+    ]
+    # The HTTP traffic of different cells ran at the same time (recorded by the fake
+    # runtime, not taken from the runner's own report) ...
+    curls = {lab: (start, end) for lab, start, end in host.intervals}
+    pairs = sum(1 for a in curls for b in curls if a < b and overlaps(curls[a], curls[b]))
+    assert pairs >= 3
+    assert max(c["window"][1] for c in parallel["cells"]) < sum(
+        c["seconds"] for c in serial["cells"]
+    )
+    # ... but never a userspace cell beside a DPDK cell: they need different vswitchd builds.
+    for user in ("veth-checksum-ou-on", "veth-checksum-ou-off"):
+        for dpdk in ("veth-checksum-od-on", "veth-checksum-od-off"):
+            assert not overlaps(curls[user], curls[dpdk]), (user, dpdk)
+    # The runner says why cells waited, and which rule applies.
+    waits = parallel["schedule"]["waits"]
+    assert waits and all("vswitchd" in w["reason"] for w in waits)
+    assert any("DPDK build" in rule for rule in parallel["schedule"]["rules"])
+
+
+def test_workers_must_be_positive(tmp_path: Path) -> None:
+    from labctl.errors import UsageError
+
     lab = load_lab(LAB)
-    failing = {"veth-checksum-ou-on", "veth-checksum-od-on"}
-    outcomes = []
-    for workers in (1, 2):
-        host = FakeHost()
+    runner = MatrixRunner(lab, tmp_path, backends_factory=factory(FakeHost()), host_checks=False)
+    with pytest.raises(UsageError):
+        runner.run(cells(lab), workers=0)
+
+
+def statuses(result: dict) -> list[tuple[str, str, str]]:
+    return [(c["switch"], c["offload"], c["status"]) for c in result["cells"]]
+
+
+def test_shards_merge_into_the_unsharded_result(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from labctl.matrix import merge_reports, write_reports
+
+    monkeypatch.setenv("LABCTL_STATE_DIR", str(tmp_path / "state"))
+    lab = load_lab(LAB)
+    whole, _ = run_matrix(tmp_path, workers=2)
+    dirs = []
+    shard_keys = []
+    for k in (1, 2):
         runner = MatrixRunner(
-            lab,
-            tmp_path / f"runs{workers}",
-            backends_factory=factory(host, failing),
-            host_checks=False,
+            lab, tmp_path / f"shard{k}", backends_factory=factory(FakeHost()), host_checks=False
         )
-        result = runner.run(cells(lab), workers=workers)
-        outcomes.append(
-            [(c["switch"], c["offload"], c["status"], c["reason"]) for c in result["cells"]]
-        )
-        assert host.empty()
-    assert outcomes[0] == outcomes[1]
+        result = runner.run(cells(lab), workers=2, shard=(k, 2))
+        write_reports(result)
+        dirs.append(Path(result["report_dir"]))
+        shard_keys.append({c["switch"] + "-" + c["offload"] for c in result["cells"]})
+    # A real split: both shards run cells, none twice, none left out.
+    assert all(shard_keys) and not shard_keys[0] & shard_keys[1]
+    assert len(shard_keys[0] | shard_keys[1]) == len(whole["cells"])
+    # The long cells (OVS cells expected to wait out an HTTP timeout) are shared out.
+    long_cells = {c["switch"] + "-" + c["offload"] for c in whole["cells"]}
+    long_cells = {k for k in long_cells if k.startswith("ovs-") and "-off" not in k}
+    long_cells -= {"ovs-kernel-on", "ovs-kernel-server-only"}
+    assert long_cells & shard_keys[0] and long_cells & shard_keys[1]
+    merged = merge_reports(dirs, tmp_path / "merged")
+    assert statuses(merged) == statuses(whole)
+    assert merged["summary"] == whole["summary"]
+    assert all(c["host"] for c in merged["cells"])
+    assert [s["shard"] for s in merged["shards"]] == ["1/2", "2/2"]
+    paths = write_reports(merged)
+    assert "(on " in paths["markdown"].read_text()
+    assert "host: " in paths["junit"].read_text()
+    # The merge refuses what does not belong together.
+    from labctl.errors import UsageError
+
+    with pytest.raises(UsageError, match="missing"):
+        merge_reports(dirs[:1], tmp_path / "m2")
+    with pytest.raises(UsageError, match="twice"):
+        merge_reports([dirs[0], dirs[0], dirs[1]], tmp_path / "m3")
+    report = dirs[1] / "report.json"
+    data = json.loads(report.read_text())
+    data["lab_version"] = "0" * 12
+    report.write_text(json.dumps(data))
+    with pytest.raises(UsageError, match="different lab versions"):
+        merge_reports(dirs, tmp_path / "m4")
+    write_reports(whole)
+    with pytest.raises(UsageError, match="not a shard"):
+        merge_reports([Path(whole["report_dir"])], tmp_path / "m5")

@@ -84,7 +84,7 @@ def test_validate_json_shapes() -> None:
 
 def test_every_command_that_prints_a_result_has_json() -> None:
     # JSON already, a script, a session, a drawing in the format asked for, a group
-    without = {"schema", "completion", "exec", "graph", "image"}
+    without = {"schema", "completion", "exec", "graph", "image", "report"}
     parser = _parser()
     for action in parser._subparsers._group_actions:  # type: ignore[union-attr]
         for name, child in action.choices.items():

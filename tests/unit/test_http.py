@@ -46,10 +46,18 @@ def test_batch_client_makes_one_transfer_per_request() -> None:
     argv = http.batch_client_argv(topology, topology.traffic)
     assert argv.count("http://10.0.0.2:80/") == 5 and argv.count("--output") == 5
     assert argv[argv.index("--header") + 1] == "Connection: close"
+    # All at once, each on a connection of its own: a lab where TCP cannot connect waits
+    # out one timeout, not five.
+    assert "--parallel" in argv and "--parallel-immediate" in argv
+    assert argv[argv.index("--parallel-max") + 1] == "5"
+    assert http.batch_seconds(topology.traffic) == 3
+    many = topology.traffic.model_copy(update={"requests": 120})
+    assert http.batch_seconds(many) == 9  # 50 at a time: three rounds
 
 
 def test_parse_batch_maps_each_line_and_error_to_its_request() -> None:
-    stdout = "0 200 0.000300 0.001000\n28 000 0.000000 3.001000\n7 000 0.000000 0.000200\n"
+    # Lines come in completion order; the first field is the transfer's URL index.
+    stdout = "2 7 000 0.000000 0.000200\n0 0 200 0.000300 0.001000\n1 28 000 0.000000 3.001000\n"
     stderr = "curl: (28) Connection timed out after 3001 milliseconds\ncurl: (7) Failed\n"
     results = http.parse_batch(4, 7, stdout, stderr)
     assert [r.ok for r in results] == [True, False, False, False]

@@ -17,12 +17,12 @@ import ipaddress
 import os
 import shutil
 import subprocess
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
 from pyroute2 import IPRoute, NetNS
-from pyroute2.netlink.exceptions import NetlinkError
+from pyroute2.netlink.exceptions import NetlinkDumpInterrupted, NetlinkError
 from pyroute2.netlink.rtnl.ifaddrmsg import IFA_F_NODAD
 
 from labctl.backends.base import AddressSpec, NodeHandle, Owned
@@ -58,12 +58,35 @@ def netlink_action(action: str) -> Iterator[None]:
     """Turn pyroute2 / namespace errors into BackendError naming what labctl was doing."""
     try:
         yield
+    except NetlinkDumpInterrupted as error:  # a NetlinkError: first
+        raise BackendError(
+            action,
+            f"the kernel interrupted {DUMP_ATTEMPTS} dumps in a row (links kept changing)",
+            "run it again when fewer labs are being built or torn down",
+        ) from error
     except NetlinkError as error:
         raise BackendError(action, error, _HINTS.get(error.code)) from error
     except FileNotFoundError as error:
         raise BackendError(action, error, "the node's process is gone; is it running?") from error
     except OSError as error:
         raise BackendError(action, error, _HINTS.get(error.errno or 0)) from error
+
+
+DUMP_ATTEMPTS = 10
+
+
+def dump(request: Callable[[], Iterable[Any]]) -> list[Any]:
+    """A netlink dump, asked again when the kernel flags it interrupted.
+
+    The kernel sets NLM_F_DUMP_INTR when the table changed while it was being read;
+    labs built side by side (matrix cells) change the host's links all the time, so
+    such a dump is normal and its answer must not be used."""
+    for _ in range(DUMP_ATTEMPTS - 1):
+        try:
+            return list(request())
+        except NetlinkDumpInterrupted:
+            continue
+    return list(request())
 
 
 def link_alias(link: Any) -> str | None:
@@ -427,7 +450,8 @@ class NetlinkLinks:
     @staticmethod
     def _add_addresses(ns: Netlink, index: int, addresses: tuple[str, ...]) -> None:
         present = {
-            (addr.get_attr("IFA_ADDRESS"), addr["prefixlen"]) for addr in ns.get_addr(index=index)
+            (addr.get_attr("IFA_ADDRESS"), addr["prefixlen"])
+            for addr in dump(lambda: ns.get_addr(index=index))
         }
         for address in addresses:
             ip, prefixlen, version = _split_address(address)
@@ -443,7 +467,7 @@ class NetlinkLinks:
     @staticmethod
     def _links_owned_by(ipr: Netlink, lab: str | None, kind: str) -> list[Any]:
         owned = []
-        for link in ipr.get_links():
+        for link in dump(ipr.get_links):
             owner = names.lab_of_alias(link_alias(link))
             if owner is None or link_kind(link) != kind:
                 continue

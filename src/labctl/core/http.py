@@ -1,7 +1,9 @@
 """HTTP traffic under test: the client command and the interpretation of its output.
 
-The client is curl inside the client node, one process per request so that
-every request opens its own TCP connection (the bug shows on the handshake).
+The client is one curl inside the client node that runs every request at the same
+time (`--parallel`), each on its own TCP connection (the bug shows on the
+handshake). A lab where TCP cannot connect then costs one request timeout, not one
+per request, and every request still gets its own result line.
 """
 
 from __future__ import annotations
@@ -20,7 +22,10 @@ CURL_ERRORS = {
     52: "empty reply from server",
     56: "connection reset while receiving",
 }
-BATCH_WRITE_OUT = "%{exitcode} %{http_code} %{time_connect} %{time_total}\\n"
+# %{urlnum}: with --parallel, transfers finish in any order; the index says which one.
+BATCH_WRITE_OUT = "%{urlnum} %{exitcode} %{http_code} %{time_connect} %{time_total}\\n"
+PARALLEL_MAX = 50
+"""At most this many requests in flight (curl's own default); more wait for a free slot."""
 
 
 def target_address(topology: Topology, traffic: Traffic) -> str:
@@ -39,14 +44,20 @@ def url(topology: Topology, traffic: Traffic) -> str:
 
 
 def batch_client_argv(topology: Topology, traffic: Traffic) -> list[str]:
-    """One curl for all requests: one exec instead of one per request. Each URL is its own
-    transfer on its own connection (the server is asked to close it), so every request
-    still makes its own TCP handshake, which is where the checksum bug shows."""
+    """One curl for all requests, run concurrently: one exec, and a lab where TCP cannot
+    connect waits out one timeout instead of one per request. Each URL is its own transfer
+    on its own connection (--parallel-immediate opens them at once instead of waiting to
+    reuse one; the server is asked to close it), so every request still makes its own TCP
+    handshake, which is where the checksum bug shows."""
     target = url(topology, traffic)
     argv = [
         "curl",
         "--silent",
         "--show-error",
+        "--parallel",
+        "--parallel-immediate",
+        "--parallel-max",
+        str(min(traffic.requests, PARALLEL_MAX)),
         "--header",
         "Connection: close",
         "--max-time",
@@ -59,13 +70,24 @@ def batch_client_argv(topology: Topology, traffic: Traffic) -> list[str]:
     return argv
 
 
+def batch_seconds(traffic: Traffic) -> float:
+    """The longest batch_client_argv can take: one timeout per round of parallel requests."""
+    rounds = -(-traffic.requests // PARALLEL_MAX)
+    return rounds * float(traffic.timeout)
+
+
 def parse_batch(requests: int, exit_code: int, stdout: str, stderr: str) -> list[RequestResult]:
-    """Results of batch_client_argv: one write-out line per transfer, in order."""
+    """Results of batch_client_argv: one write-out line per transfer, in the order the
+    transfers finished, each starting with its 0-based URL index."""
     results = []
-    lines = [line for line in stdout.splitlines() if line.strip()]
+    by_index: dict[int, list[str]] = {}
+    for line in stdout.splitlines():
+        fields = line.split()
+        if len(fields) == 5 and fields[0].isdigit():
+            by_index.setdefault(int(fields[0]) + 1, fields[1:])
     errors = [line for line in stderr.splitlines() if line.startswith("curl: (")]
     for index in range(1, requests + 1):
-        fields = lines[index - 1].split() if index <= len(lines) else []
+        fields = by_index.get(index, [])
         if len(fields) != 4:
             reason = errors[-1] if errors else f"curl exit {exit_code}"
             results.append(

@@ -11,7 +11,7 @@ from __future__ import annotations
 import math
 import re
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Literal
 
 from labctl.errors import UsageError
@@ -121,6 +121,7 @@ class Cell:
     pcaps: tuple[tuple[str, str], ...]  # (tap name, path) in the order given
     diagnosis: DiagnosisRecord | None
     seconds: float | None
+    host: str | None = None  # the machine it ran on, in a report merged from shards
 
     @property
     def title(self) -> str:
@@ -303,7 +304,10 @@ def _bad(path: str, what: str, value: object) -> UsageError:
 def read_matrix(result: Mapping[str, object]) -> Matrix:
     """The result as records; UsageError names the path of a malformed value."""
     top = _Reader(result, "")
-    cells = tuple(_read_cell(_Reader(c, f"cells[{i}]")) for i, c in enumerate(top.items("cells")))
+    merged = bool(top.items("shards"))
+    cells = tuple(
+        _read_cell(_Reader(c, f"cells[{i}]"), merged) for i, c in enumerate(top.items("cells"))
+    )
     switches = list(top.strings("switches"))
     offloads = [
         (str(name), tuple(_Reader(settings or {}, f"offloads.{name}").data.items()))
@@ -335,7 +339,7 @@ def read_matrix(result: Mapping[str, object]) -> Matrix:
     )
 
 
-def _read_cell(cell: _Reader) -> Cell:
+def _read_cell(cell: _Reader, merged: bool = False) -> Cell:
     status = cell.required_text("status")
     if status not in STATUSES:
         raise _bad(cell.at("status"), f"one of {', '.join(STATUSES)}", status)
@@ -358,6 +362,7 @@ def _read_cell(cell: _Reader) -> Cell:
         pcaps=tuple(pcaps),
         diagnosis=None if diagnosis is None else _read_diagnosis(diagnosis),
         seconds=cell.number("seconds"),
+        host=cell.text("host") if merged else None,
     )
 
 
@@ -579,6 +584,13 @@ class CellSummary:
 
 
 def summarize_cell(cell: Cell) -> CellSummary:
+    summary = _summarize(cell)
+    if cell.host is None:
+        return summary
+    return replace(summary, text=f"{summary.text} (on {cell.host})")
+
+
+def _summarize(cell: Cell) -> CellSummary:
     reason = one_line(cell.reason) if cell.reason else None
     if cell.status == "skipped":
         return CellSummary(

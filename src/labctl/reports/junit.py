@@ -135,7 +135,8 @@ def _details(cell: Cell) -> str:
 
 
 def _record(cell: Cell) -> str:
-    lines = [f"expected: {describe_expectation(cell.expected)}"]
+    lines = [f"host: {cell.host}"] if cell.host else []
+    lines.append(f"expected: {describe_expectation(cell.expected)}")
     lines.append(f"observed: {describe_observation(cell.observed)}")
     if cell.expected is not None and cell.expected.note:
         lines.append(f"note: {cell.expected.note}")

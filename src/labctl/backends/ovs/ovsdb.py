@@ -10,97 +10,35 @@ from __future__ import annotations
 
 import contextlib
 import json
-import logging
 import socket
 from collections.abc import Callable, Iterator
-from typing import Any
-
-from ovsdbapp.backend.ovs_idl import connection, transaction
-from ovsdbapp.schema.open_vswitch import impl_idl
+from typing import TYPE_CHECKING, Any
 
 from labctl.errors import BackendError
 
+if TYPE_CHECKING:
+    from labctl.backends.ovs.ovsdb_idl import OvsdbApi
+
 DEFAULT_TIMEOUT = 30.0
-SCHEMA_NAME = "Open_vSwitch"
-
-# ovsdbapp logs failed transactions and post-commit checks with tracebacks;
-# labctl raises them as BackendError instead, so a library caller sees no output.
-logging.getLogger("ovsdbapp").addHandler(logging.NullHandler())
 
 
-class _Transaction(impl_idl.OvsVsctlTransaction):
-    """An ovs-vsctl-like transaction that waits for ovs-vswitchd to apply it
-    (Open_vSwitch cur_cfg), unless the daemon is not running yet."""
+def __getattr__(name: str) -> Any:
+    # OvsdbApi lives with the rest of ovsdbapp's side, imported on first use.
+    if name == "OvsdbApi":
+        from labctl.backends.ovs.ovsdb_idl import OvsdbApi
 
-    def __init__(
-        self,
-        api: OvsdbApi,
-        conn: connection.Connection,
-        *,
-        check_error: bool,
-        log_errors: bool,
-        wait_for_vswitchd: bool,
-    ):
-        super().__init__(api, conn, check_error=check_error, log_errors=log_errors)
-        self.wait_for_vswitchd = wait_for_vswitchd
-
-    def pre_commit(self, txn: Any) -> None:
-        if self.wait_for_vswitchd:
-            super().pre_commit(txn)
-        else:
-            txn.expected_ifaces = set()  # AddPortCommand records into it
-
-    def post_commit(self, txn: Any) -> None:
-        transaction.Transaction.post_commit(self, txn)
-        if not self.wait_for_vswitchd:
-            return
-        # Callers read Interface.error themselves and roll back.
-        with contextlib.suppress(impl_idl.VswitchdInterfaceAddException):
-            self.do_post_commit(txn)
+        return OvsdbApi
+    raise AttributeError(name)
 
 
-class OvsdbApi(impl_idl.OvsdbIdl):
-    """ovsdbapp's Open_vSwitch API bound to one connection of its own."""
-
-    @property  # type: ignore[override]
-    def ovsdb_connection(self) -> connection.Connection:
-        return self.__dict__["_labctl_connection"]
-
-    @ovsdb_connection.setter
-    def ovsdb_connection(self, conn: connection.Connection) -> None:
-        self.__dict__["_labctl_connection"] = conn
-
-    def create_transaction(  # type: ignore[override]
-        self,
-        check_error: bool = False,
-        log_errors: bool = True,
-        wait_for_vswitchd: bool = True,
-        **kwargs: Any,
-    ) -> _Transaction:
-        return _Transaction(
-            self,
-            self.ovsdb_connection,
-            check_error=check_error,
-            log_errors=log_errors,
-            wait_for_vswitchd=wait_for_vswitchd,
-        )
-
-    def close(self, timeout: float = 5.0) -> None:
-        """Stop the connection thread (it would otherwise outlive the caller's work)."""
-        self.ovsdb_connection.stop(timeout)
-
-
-ApiFactory = Callable[[str], OvsdbApi]
+ApiFactory = Callable[[str], "OvsdbApi"]
 
 
 def connect(endpoint: str, timeout: float = DEFAULT_TIMEOUT) -> OvsdbApi:
     """Connect to the ovsdb-server at `endpoint` ("unix:/path/db.sock")."""
-    try:
-        idl = connection.OvsdbIdl.from_server(endpoint, SCHEMA_NAME)
-        conn = connection.Connection(idl, timeout)
-        return OvsdbApi(conn, start=True)
-    except Exception as exc:  # ovsdbapp raises bare Exception/TimeoutException
-        raise BackendError(f"connecting to OVSDB at {endpoint}", exc) from exc
+    from labctl.backends.ovs import ovsdb_idl
+
+    return ovsdb_idl.connect(endpoint, timeout)
 
 
 @contextlib.contextmanager

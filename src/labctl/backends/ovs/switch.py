@@ -9,10 +9,12 @@ and sweeps only ever touch rows carrying the lab's name.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import platform
 import re
 import subprocess
+import threading
 import time
 import zlib
 from collections.abc import Callable
@@ -33,6 +35,7 @@ EXTERNAL_ID_PORT = "labctl-port"
 IFF_UP = 0x1
 VDEV_INDEX_RANGE = 1000
 _VDEV_RE = re.compile(r"^(net_[a-z_]+?)(\d+)(?:,|$)")
+_DPDK_VDEV_LOCK = threading.Lock()
 
 
 @dataclass(frozen=True)
@@ -216,14 +219,18 @@ class OvsSwitch(SwitchBackend):
         ids: dict[str, str],
     ) -> None:
         attrs: dict[str, Any] = {"type": self.port_type, "external_ids": ids}
-        if self.port_type == "dpdk":
-            attrs["options"] = {"dpdk-devargs": self._devargs(api, switch, ovs_port, host_ifname)}
-        try:
-            with api.transaction(check_error=True, log_errors=False) as txn:
-                txn.add(api.add_port(bridge, ovs_port, may_exist=False, **attrs))
-                txn.add(api.db_set("Port", ovs_port, ("external_ids", ids), if_exists=False))
-        except Exception as exc:
-            raise BackendError(action, exc) from exc
+        # Labs built side by side (matrix cells) share vswitchd: choosing a free DPDK vdev
+        # index and taking it must not interleave with another lab doing the same.
+        with _DPDK_VDEV_LOCK if self.port_type == "dpdk" else contextlib.nullcontext():
+            if self.port_type == "dpdk":
+                devargs = self._devargs(api, switch, ovs_port, host_ifname)
+                attrs["options"] = {"dpdk-devargs": devargs}
+            try:
+                with api.transaction(check_error=True, log_errors=False) as txn:
+                    txn.add(api.add_port(bridge, ovs_port, may_exist=False, **attrs))
+                    txn.add(api.db_set("Port", ovs_port, ("external_ids", ids), if_exists=False))
+            except Exception as exc:
+                raise BackendError(action, exc) from exc
 
     def health(self) -> list[str]:
         """Why the switch may not be forwarding (a daemon of ours died), else []."""
