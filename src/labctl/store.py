@@ -19,7 +19,9 @@ from typing import IO, Any
 
 from labctl.errors import UsageError
 
-LOCK_POLL = 0.1
+LOCK_POLL = 0.02
+"""flock cannot block with a timeout, so a waiter polls: often enough that matrix cells
+sharing the OVS daemons do not wait noticeably longer than a blocking lock would."""
 
 
 def temporary_path(path: Path) -> Path:
