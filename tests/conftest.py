@@ -8,16 +8,13 @@ components were exercised.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Generator
 
 import pytest
 
+from tests.skips import in_ci
+
 ALLOWED_CI_SKIPS = ("openvswitch kernel module",)
-
-
-def in_ci() -> bool:
-    return os.environ.get("CI", "").lower() == "true"
 
 
 @pytest.hookimpl(hookwrapper=True)

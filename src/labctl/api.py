@@ -16,12 +16,13 @@ from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING
 
-from labctl.core.events import Event, EventSink, discard
+from labctl.backends.base import Backends
+from labctl.core.events import EventSink, discard
 from labctl.core.http import TrafficSummary
 from labctl.core.loader import Document, load_topology
-from labctl.core.model import DEFAULT_IMAGE, SwitchKind, Topology
+from labctl.core.model import DEFAULT_IMAGE, RuntimeKind, SwitchKind, Topology
 from labctl.core.plan import Plan, make_plan
-from labctl.engine import Backends, Engine
+from labctl.engine import Engine
 from labctl.errors import ConfigError, LabctlError, UsageError
 from labctl.state import LabState, StateStore
 
@@ -54,8 +55,9 @@ def load(
             raise UsageError(f"--name {name!r} must be 1-31 characters of a-z, 0-9 and '-'")
         topology = topology.with_name(name)
     if runtime is not None:
-        if runtime not in ("docker", "netns"):
-            raise UsageError(f"--runtime {runtime!r} is not one of docker, netns")
+        kinds = [k.value for k in RuntimeKind]
+        if runtime not in kinds:
+            raise UsageError(f"--runtime {runtime!r} is not one of {', '.join(kinds)}")
         topology = topology.with_runtime(runtime)
     return topology, doc
 
@@ -132,11 +134,9 @@ class Lab:
             self.check_host()
         runtime = self.engine.runtime(self.topology)
         problems = []
-        need_default = False
         for node_name, node in self.topology.nodes.items():
-            if node.image == DEFAULT_IMAGE:
-                need_default = True
-            elif not runtime.image_exists(node.image):
+            # The default image is the runtime's to build (prepare, below).
+            if node.image != DEFAULT_IMAGE and not runtime.image_exists(node.image):
                 problems.append(
                     self.document.problem(
                         ("nodes", node_name, "image"),
@@ -146,13 +146,7 @@ class Lab:
                 )
         if problems:
             raise ConfigError(problems)
-        if need_default and not runtime.image_exists(DEFAULT_IMAGE):
-            from labctl.backends.docker_runtime import DockerRuntime
-            from labctl.backends.image import ImageBuilder
-
-            if isinstance(runtime, DockerRuntime):
-                self.emit(Event("phase", "building the node image (first run only)"))
-                ImageBuilder(runtime.client, on_event=self.emit).ensure()
+        runtime.prepare(self.topology, self.emit)
 
     def up(self) -> LabState:
         self.preflight()

@@ -15,9 +15,11 @@ from typing import Any
 from labctl import __version__
 from labctl.errors import LabctlError, UsageError
 
-# labctl.core.model.SwitchKind, spelled out: importing the model (pydantic) here would
-# cost every command, also those that never read a topology (a unit test keeps them equal).
+# labctl.core.model.SwitchKind and RuntimeKind, spelled out: importing the model (pydantic)
+# here would cost every command, also those that never read a topology (a unit test keeps
+# them equal).
 SWITCH_KINDS = ["linux-bridge", "ovs-kernel", "ovs-userspace", "ovs-dpdk"]
+RUNTIME_KINDS = ["docker", "netns"]
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -36,7 +38,7 @@ def _parser() -> argparse.ArgumentParser:
         p.add_argument("--name", help="override the lab name (run two copies side by side)")
         p.add_argument(
             "--runtime",
-            choices=["docker", "netns"],
+            choices=RUNTIME_KINDS,
             help="override the node runtime: Docker containers or plain namespaces",
         )
 
@@ -133,7 +135,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--offload", action="append", help="only this offload setting (repeatable)")
     p.add_argument(
-        "--runtime", choices=["docker", "netns"], help="override the node runtime of every cell"
+        "--runtime", choices=RUNTIME_KINDS, help="override the node runtime of every cell"
     )
     p.add_argument(
         "--workers",
@@ -185,7 +187,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--runtime",
-        choices=["docker", "netns"],
+        choices=RUNTIME_KINDS,
         default="docker",
         help="the node runtime to check for (default docker)",
     )
@@ -794,18 +796,19 @@ def cmd_doctor(args: argparse.Namespace) -> int:
     from labctl.core.doctor import blocking, evaluate, runnable, runnable_line
 
     checks = evaluate(probe(kvm=True))
-    from labctl.core.model import SwitchKind
+    from labctl.core.model import RuntimeKind, SwitchKind
 
     kind = SwitchKind(args.switch) if args.switch else None
-    failing = blocking(checks, kind, args.runtime)
+    runtime = RuntimeKind(args.runtime)
+    failing = blocking(checks, kind, runtime)
     if args.json:
         print(
             json.dumps(
                 {
                     "checks": [c.to_dict() for c in checks],
-                    "runnable": runnable(checks, args.runtime),
+                    "runnable": runnable(checks, runtime),
                     "switch": args.switch,
-                    "runtime": args.runtime,
+                    "runtime": runtime,
                     "ok": not failing,
                 },
                 indent=2,
@@ -813,13 +816,13 @@ def cmd_doctor(args: argparse.Namespace) -> int:
         )
         return 1 if failing else 0
     for check in checks:
-        if (kind is not None and kind not in check.needed_by) or args.runtime not in check.runtimes:
+        if (kind is not None and kind not in check.needed_by) or runtime not in check.runtimes:
             continue
         mark = "ok  " if check.ok else ("FAIL" if check.required else "warn")
         print(f"{mark}  {check.name:24} {check.detail}")
         if check.fix and not check.ok:
             print(f"      {'':24} fix: {check.fix}")
-    can = runnable(checks, args.runtime)
+    can = runnable(checks, runtime)
     print("\n" + runnable_line(can))
     return 1 if failing else 0
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,19 +19,16 @@ from typing import TYPE_CHECKING, Any
 
 from labctl.backends.base import (
     AddressSpec,
-    CaptureBackend,
+    Backends,
     CaptureResult,
     CaptureSpec,
-    LinkBackend,
     NodeHandle,
     NodeRuntime,
-    OffloadBackend,
     Owned,
-    SwitchBackend,
 )
 from labctl.core import http
 from labctl.core.events import Event, EventSink, discard
-from labctl.core.model import SwitchKind, Topology
+from labctl.core.model import Topology
 from labctl.core.plan import (
     AttachPort,
     ConfigureOffload,
@@ -58,22 +55,6 @@ from labctl.state import LabState, StateStore
 if TYPE_CHECKING:
     # Reading pcaps is only for `run`: up and down do not pay for importing it.
     from labctl.analysis.diagnose import Diagnosis
-
-SwitchFactory = Callable[[SwitchKind], SwitchBackend]
-
-
-@dataclass(frozen=True)
-class Backends:
-    runtimes: Mapping[str, NodeRuntime]
-    """Node runtime per topology `runtime:` ("docker", "netns")."""
-    links: LinkBackend
-    switch_for: SwitchFactory
-    """Maps a switch kind to its backend: one table, see labctl.backends.registry."""
-    all_switches: Callable[[], list[SwitchBackend]]
-    """Every switch backend, for sweeping a lab whose switch kind is unknown."""
-    capture: CaptureBackend | None = None
-    offload: OffloadBackend | None = None
-    host_versions: Callable[[], dict[str, Any]] = dict
 
 
 @dataclass
@@ -575,9 +556,8 @@ class RunRecorder:
         if topology.switch is None:
             return []
         backend = self.engine.backends.switch_for(topology.switch.kind)
-        health = getattr(backend, "health", None)
         try:
-            return list(health()) if health is not None else []
+            return list(backend.health())
         except LabctlError as error:
             return [str(error)]
 

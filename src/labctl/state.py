@@ -8,8 +8,6 @@ serialises labctl processes working on the same lab.
 from __future__ import annotations
 
 import contextlib
-import fcntl
-import json
 import os
 import time
 from collections.abc import Iterator
@@ -17,7 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from labctl.errors import UsageError
+from labctl.store import file_lock, read_json, write_json
 
 DEFAULT_STATE_DIR = "/var/lib/labctl"
 
@@ -63,19 +61,15 @@ class StateStore:
 
     def load(self, lab: str) -> LabState | None:
         try:
-            return LabState.from_dict(json.loads(self.path(lab).read_text()))
-        except FileNotFoundError:
-            return None
-        except (ValueError, TypeError):
+            data = read_json(self.path(lab))
+            return LabState.from_dict(data) if data is not None else None
+        except (OSError, ValueError, TypeError):
             # A torn or foreign file: `down` still sweeps by labels without it.
             return None
 
     def save(self, state: LabState) -> None:
         self.root.mkdir(parents=True, exist_ok=True)
-        target = self.path(state.lab)
-        tmp = target.with_suffix(".json.tmp")
-        tmp.write_text(json.dumps(state.to_dict(), indent=2, sort_keys=True))
-        os.replace(tmp, target)
+        write_json(self.path(state.lab), state.to_dict(), sort_keys=True)
 
     def delete(self, lab: str) -> None:
         with contextlib.suppress(FileNotFoundError):
@@ -90,49 +84,11 @@ class StateStore:
     def lock(self, lab: str, wait_seconds: float = 30) -> Iterator[None]:
         """Serialise labctl processes on one lab; fail clearly instead of hanging.
 
-        The lock file is removed again when the lab is gone, so labs leave no trace.
-        A process that waited on a file removed meanwhile notices (its inode is no
-        longer the path's) and locks the new file instead."""
-        self.root.mkdir(parents=True, exist_ok=True)
-        path = self.root / f"{lab}.lock"
-        deadline = time.monotonic() + wait_seconds
-        while True:
-            handle = open(path, "a")  # noqa: SIM115 - closed below, after the lock
-            try:
-                if self._try_lock(handle, path, deadline):
-                    break
-            except BaseException:
-                handle.close()
-                raise
-            handle.close()
-        try:
+        The lock file is removed again when the lab is gone, so labs leave no trace."""
+        with file_lock(
+            self.root / f"{lab}.lock",
+            f"lab {lab!r}",
+            wait_seconds,
+            remove_after=lambda: not self.path(lab).exists(),
+        ):
             yield
-        finally:
-            if not self.path(lab).exists():
-                with contextlib.suppress(FileNotFoundError):
-                    path.unlink()
-            fcntl.flock(handle, fcntl.LOCK_UN)
-            handle.close()
-
-    def _try_lock(self, handle: Any, path: Path, deadline: float) -> bool:
-        """True when `handle` holds the lock on the file now at `path`."""
-        while True:
-            try:
-                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                break
-            except BlockingIOError:
-                if time.monotonic() > deadline:
-                    raise UsageError(
-                        f"lab {path.stem!r} is locked by another labctl process ({path}); "
-                        "wait for it to finish"
-                    ) from None
-                time.sleep(0.1)
-        try:
-            current = os.stat(path)
-        except FileNotFoundError:
-            current = None
-        mine = os.fstat(handle.fileno())
-        if current is not None and (current.st_ino, current.st_dev) == (mine.st_ino, mine.st_dev):
-            return True
-        fcntl.flock(handle, fcntl.LOCK_UN)
-        return False

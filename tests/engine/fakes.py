@@ -11,8 +11,18 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from labctl.backends.base import AddressSpec, ExecResult, NodeHandle, Owned
-from labctl.core.model import Node, Switch, SwitchKind
+from labctl.backends.base import (
+    AddressSpec,
+    ExecResult,
+    LinkBackend,
+    NodeHandle,
+    NodeRuntime,
+    OffloadBackend,
+    Owned,
+    SwitchBackend,
+)
+from labctl.core.events import EventSink
+from labctl.core.model import Node, Switch, SwitchKind, Topology
 from labctl.errors import BackendError, PrerequisiteError
 
 
@@ -53,10 +63,13 @@ class FakeHost:
         return not (self.containers or self.links or self.bridges or self.ports)
 
 
-class FakeRuntime:
+class FakeRuntime(NodeRuntime):
     def __init__(self, host: FakeHost):
         self.host = host
         self.images = {"labctl-node"}
+
+    def prepare(self, topology: Topology, emit: EventSink) -> None:
+        self.host.op(f"prepare:{topology.name}")
 
     def image_exists(self, image: str) -> bool:
         return image in self.images
@@ -116,7 +129,7 @@ class FakeRuntime:
         ]
 
 
-class FakeLinks:
+class FakeLinks(LinkBackend):
     def __init__(self, host: FakeHost):
         self.host = host
 
@@ -155,7 +168,7 @@ class FakeLinks:
         return [Owned("link", k, v) for k, v in self.host.links.items() if lab in (None, v)]
 
 
-class FakeSwitch:
+class FakeSwitch(SwitchBackend):
     def __init__(self, host: FakeHost, unavailable: str | None = None):
         self.host = host
         self.unavailable = unavailable
@@ -203,7 +216,7 @@ def switch_table(host: FakeHost, unavailable: dict[SwitchKind, str] | None = Non
     return backends.__getitem__, lambda: [backends[SwitchKind.LINUX_BRIDGE]]
 
 
-class FakeOffload:
+class FakeOffload(OffloadBackend):
     def __init__(self, host: FakeHost):
         self.host = host
         self.state: dict[tuple[str | None, str], dict[str, bool]] = {}

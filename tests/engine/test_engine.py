@@ -6,10 +6,11 @@ from pathlib import Path
 
 import pytest
 
+from labctl.backends.base import Backends
 from labctl.core.events import Event
 from labctl.core.loader import load_topology
-from labctl.core.model import Offload, SwitchKind
-from labctl.engine import Backends, Engine
+from labctl.core.model import Offload, RuntimeKind, SwitchKind
+from labctl.engine import Engine
 from labctl.errors import BackendError, PrerequisiteError, UsageError
 from labctl.state import StateStore
 from tests.engine.fakes import FakeHost, FakeLinks, FakeOffload, FakeRuntime, switch_table
@@ -29,16 +30,19 @@ def make_engine(
     events: list[Event] | None = None,
     unavailable: dict[SwitchKind, str] | None = None,
 ) -> Engine:
+    sink = events.append if events is not None else (lambda e: None)
+    return Engine(fake_backends(host, unavailable), StateStore(tmp_path / "state"), sink)
+
+
+def fake_backends(host: FakeHost, unavailable: dict[SwitchKind, str] | None = None) -> Backends:
     switch_for, all_switches = switch_table(host, unavailable)
-    backends = Backends(
-        {"docker": FakeRuntime(host)},
+    return Backends(
+        {RuntimeKind.DOCKER: FakeRuntime(host)},
         FakeLinks(host),
         switch_for,
         all_switches,
         offload=FakeOffload(host),
     )
-    sink = events.append if events is not None else (lambda e: None)
-    return Engine(backends, StateStore(tmp_path / "state"), sink)
 
 
 def seed():
@@ -238,3 +242,20 @@ def test_a_lab_block_finishes_teardown_after_a_passing_failure(
     assert host.empty()
     # The first down stopped before it forgot the lab; the block ran down again.
     assert engine.store.load(topology.name) is None
+
+
+def test_up_prepares_the_node_runtime_before_creating_anything(
+    host: FakeHost, tmp_path: Path
+) -> None:
+    from labctl.api import Lab
+
+    lab = Lab.from_file(SEED, backends=fake_backends(host), store=StateStore(tmp_path / "state"))
+    host.fail_on = {f"prepare:{lab.name}"}
+    with pytest.raises(BackendError, match="injected failure"):
+        lab.up()
+    assert host.log == [f"prepare:{lab.name}"] and host.empty()
+    host.fail_on = set()
+    lab.up()
+    assert host.log[1] == f"prepare:{lab.name}" and not host.empty()
+    lab.down()
+    assert host.empty()

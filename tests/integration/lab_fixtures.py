@@ -11,6 +11,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.skips import skip_or_fail
+
 ROOT = Path(__file__).resolve().parents[2]
 SEED = ROOT / "topologies" / "seed.yaml"
 
@@ -31,7 +33,7 @@ def docker_problem() -> str | None:
 def docker_host() -> None:
     reason = docker_problem()
     if reason:
-        pytest.skip(reason)
+        skip_or_fail(reason)
 
 
 @pytest.fixture

@@ -36,13 +36,6 @@ IPTABLES_BINARIES = ("iptables", "ip6tables")
 FIREWALL_CHAINS = ("DOCKER-USER", "FORWARD")
 
 
-def labctl_skip_or_fail(reason: str) -> None:
-    """Skip, except under CI=true: there an integration test may not silently skip."""
-    if os.environ.get("CI") == "true":
-        pytest.fail(f"integration test cannot run in CI: {reason}")
-    pytest.skip(reason)
-
-
 def run(argv: list[str], check: bool = True) -> subprocess.CompletedProcess[str]:
     return subprocess.run(argv, capture_output=True, text=True, check=check, timeout=60)
 
@@ -50,14 +43,22 @@ def run(argv: list[str], check: bool = True) -> subprocess.CompletedProcess[str]
 # -- prerequisites --------------------------------------------------------
 
 
+def skip_or_fail(reason: str) -> None:
+    # Imported here, not at the top: this file also runs as a script inside a node's
+    # namespace (the ping probe below), where the tests package is not importable.
+    from tests.skips import skip_or_fail as skip
+
+    skip(reason)
+
+
 @pytest.fixture
 def privileged() -> None:
     """Root and the host tools these tests drive."""
     if os.geteuid() != 0:
-        labctl_skip_or_fail("needs root (CAP_NET_ADMIN, CAP_SYS_ADMIN) for netns and veths")
+        skip_or_fail("needs root (CAP_NET_ADMIN, CAP_SYS_ADMIN) for netns and veths")
     for tool in ("unshare", "nsenter", "ip", "iptables"):
         if shutil.which(tool) is None:
-            labctl_skip_or_fail(f"needs the {tool} command")
+            skip_or_fail(f"needs the {tool} command")
 
 
 @pytest.fixture
@@ -65,7 +66,7 @@ def docker_forward_drop(privileged: None) -> None:
     """The hostile setting the firewall backend exists for: bridged frames hit FORWARD DROP."""
     policy = run(["iptables", "-w", "-S", "FORWARD"]).stdout.splitlines()[0]
     if policy != "-P FORWARD DROP" or sysctl("net/bridge/bridge-nf-call-iptables") != "1":
-        labctl_skip_or_fail(
+        skip_or_fail(
             "needs dockerd's setting: iptables FORWARD policy DROP and "
             "net.bridge.bridge-nf-call-iptables=1 (start dockerd)"
         )

@@ -24,7 +24,8 @@ import pytest
 from labctl.analysis.checksums import LINKTYPE_LINUX_SLL2, read_pcap
 from labctl.backends.base import NodeHandle
 from tests.integration.lab_fixtures import labctl
-from tests.integration.netns_fixtures import lab_prefix, labctl_skip_or_fail, run
+from tests.integration.netns_fixtures import lab_prefix, run
+from tests.skips import skip_or_fail
 
 pytestmark = pytest.mark.integration
 
@@ -62,7 +63,7 @@ def nspopen(node: NodeHandle, argv: list[str]) -> subprocess.Popen[str]:
 def tools() -> None:
     for tool in ("busybox", "curl", "tcpdump", "dumpcap", "nft", "ethtool"):
         if shutil.which(tool) is None:
-            labctl_skip_or_fail(f"needs {tool} (scripts/provision.sh installs it)")
+            skip_or_fail(f"needs {tool} (scripts/provision.sh installs it)")
 
 
 @pytest.fixture

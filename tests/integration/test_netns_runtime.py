@@ -38,7 +38,7 @@ from labctl.engine import RunRecorder
 from labctl.errors import BackendError
 from tests.integration.host_snapshot import HostSnapshot
 from tests.integration.lab_fixtures import SEED
-from tests.integration.netns_fixtures import labctl_skip_or_fail
+from tests.skips import skip_or_fail
 
 pytestmark = pytest.mark.integration
 
@@ -55,7 +55,7 @@ CLIENT = Node.model_validate({"interfaces": {"eth0": {"ipv4": "10.77.0.1/24"}}})
 def netns_host(privileged: None) -> None:
     for tool, package in (("busybox", "busybox"), ("curl", "curl")):
         if shutil.which(tool) is None:
-            labctl_skip_or_fail(f"needs the host's {tool} (apt-get install {package})")
+            skip_or_fail(f"needs the host's {tool} (apt-get install {package})")
 
 
 @pytest.fixture

@@ -25,6 +25,7 @@ import pytest
 
 from tests.integration.host_snapshot import HostSnapshot
 from tests.integration.lab_fixtures import SEED, docker_problem
+from tests.skips import skip_or_fail
 
 pytestmark = pytest.mark.integration
 
@@ -56,7 +57,7 @@ def up_lab(
 ) -> Iterator[UpLab]:
     problem = docker_problem()
     if problem:
-        pytest.skip(problem)
+        skip_or_fail(problem)
     root = tmp_path_factory.mktemp(f"lab-{request.param}")
     env = {
         **os.environ,

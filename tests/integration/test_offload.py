@@ -51,11 +51,11 @@ def offload() -> OffloadControl:
 
 @pytest.fixture
 def tools(privileged: None) -> None:
-    from tests.integration.netns_fixtures import labctl_skip_or_fail
+    from tests.skips import skip_or_fail
 
     for tool in ("ethtool", "tcpdump"):
         if shutil.which(tool) is None:
-            labctl_skip_or_fail(f"needs the {tool} command (apt-get install {tool})")
+            skip_or_fail(f"needs the {tool} command (apt-get install {tool})")
 
 
 @dataclass(frozen=True)

@@ -28,6 +28,7 @@ from labctl.backends.ovs.switch import openvswitch_module_available
 from labctl.core import names
 from labctl.core.model import Switch, SwitchKind
 from labctl.errors import PrerequisiteError
+from tests.skips import skip_or_fail
 
 pytestmark = pytest.mark.integration
 
@@ -64,12 +65,6 @@ for seq in range(count):
 print(answered)
 sys.exit(0 if answered == count else 1)
 """
-
-
-def skip_or_fail(reason: str) -> None:
-    if os.environ.get("CI") == "true":
-        pytest.fail(f"unexpected skip under CI: {reason}")
-    pytest.skip(reason)
 
 
 def sh(*argv: str, check: bool = True) -> subprocess.CompletedProcess[str]:

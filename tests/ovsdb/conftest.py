@@ -10,7 +10,8 @@ from pathlib import Path
 import pytest
 
 from labctl.backends.ovs.daemons import VSWITCHD
-from tests.ovsdb.private_ovs import PrivateOvs, skip_or_fail
+from tests.ovsdb.private_ovs import PrivateOvs
+from tests.skips import skip_or_fail
 
 
 @pytest.fixture

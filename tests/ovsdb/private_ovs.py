@@ -8,24 +8,16 @@ from __future__ import annotations
 
 import contextlib
 import os
-import signal
 import subprocess
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
-import pytest
-
+from labctl.backends import processes
 from labctl.backends.ovs import ovsdb
 from labctl.backends.ovs.daemons import OVS_SCHEMA, VSWITCHD
 
 DUMMY_ARGS = ("--enable-dummy=override", "--disable-system")
-
-
-def skip_or_fail(reason: str) -> None:
-    if os.environ.get("CI") == "true":
-        pytest.fail(f"unexpected skip under CI: {reason}")
-    pytest.skip(reason)
 
 
 @dataclass
@@ -85,20 +77,10 @@ class PrivateOvs:
 
 
 def stop_pid(pid: int, timeout: float = 10) -> None:
-    with contextlib.suppress(ProcessLookupError):
-        os.kill(pid, signal.SIGTERM)
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if not pid_running(pid):
-            return
-        time.sleep(0.05)
-    with contextlib.suppress(ProcessLookupError):
-        os.kill(pid, signal.SIGKILL)
+    processes.terminate(
+        lambda sig: processes.signal_pid(pid, sig), lambda: pid_running(pid), timeout, 0
+    )
 
 
 def pid_running(pid: int) -> bool:
-    try:
-        with open(f"/proc/{pid}/stat") as stat:
-            return stat.read().rsplit(")", 1)[1].split()[0] != "Z"
-    except OSError:
-        return False
+    return processes.running(pid)

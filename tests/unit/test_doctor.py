@@ -17,7 +17,7 @@ from labctl.core.doctor import (
     runnable_line,
     socket_mem_mib,
 )
-from labctl.core.model import SwitchKind
+from labctl.core.model import RuntimeKind, SwitchKind
 
 pytestmark = pytest.mark.unit
 
@@ -176,10 +176,12 @@ def test_netns_runtime_needs_no_docker_but_host_tools() -> None:
         tools={**HEALTHY.tools, "busybox": True, "curl": True},
     )
     assert failing_names(no_docker, SwitchKind.LINUX_BRIDGE) == ["docker daemon"]
-    assert [c.name for c in blocking(evaluate(no_docker), SwitchKind.LINUX_BRIDGE, "netns")] == []
+    assert [
+        c.name for c in blocking(evaluate(no_docker), SwitchKind.LINUX_BRIDGE, RuntimeKind.NETNS)
+    ] == []
     no_busybox = dataclasses.replace(no_docker, tools={**no_docker.tools, "busybox": False})
-    assert [c.name for c in blocking(evaluate(no_busybox), None, "netns")] == ["busybox"]
-    assert runnable(evaluate(no_busybox), "docker")["linux-bridge"] is False
+    assert [c.name for c in blocking(evaluate(no_busybox), None, RuntimeKind.NETNS)] == ["busybox"]
+    assert runnable(evaluate(no_busybox), RuntimeKind.DOCKER)["linux-bridge"] is False
 
 
 def test_hugepage_facts_are_read_from_proc_text() -> None:

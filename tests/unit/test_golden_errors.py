@@ -32,6 +32,10 @@ def test_broken_topology_reports_exact_errors(name: str, monkeypatch: pytest.Mon
     assert actual == expected_file.read_text()
 
 
+def test_there_are_golden_cases() -> None:
+    assert CASES, "tests/unit/golden/*.yaml"
+
+
 def test_every_golden_case_has_expected_text() -> None:
     for name in CASES:
         assert (GOLDEN / (name.removesuffix(".yaml") + ".expected")).is_file(), name
@@ -39,12 +43,12 @@ def test_every_golden_case_has_expected_text() -> None:
 
 def test_every_problem_has_file_line_column() -> None:
     for name in CASES:
-        try:
+        with pytest.raises(ConfigError) as caught:
             load_topology(GOLDEN / name)
-        except ConfigError as error:
-            for problem in error.problems:
-                assert problem.line >= 1 and problem.column >= 1
-                assert problem.file.endswith(name)
+        assert caught.value.problems, name
+        for problem in caught.value.problems:
+            assert problem.line >= 1 and problem.column >= 1
+            assert problem.file.endswith(name)
 
 
 LAB_CASES = sorted(p.parent.name for p in (GOLDEN / "labs").glob("*/lab.yaml"))

@@ -28,7 +28,9 @@ def test_veth_checksum_lab_has_the_seed_expectations() -> None:
 
 
 def test_every_lab_in_the_repo_loads() -> None:
-    for path in sorted((ROOT / "labs").glob("*/lab.yaml")):
+    paths = sorted((ROOT / "labs").glob("*/lab.yaml"))
+    assert paths, f"no labs found under {ROOT / 'labs'}"
+    for path in paths:
         load_lab(path)
 
 

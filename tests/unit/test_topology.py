@@ -31,7 +31,9 @@ def test_seed_topology_is_valid() -> None:
 
 
 def test_every_topology_in_the_repo_is_valid() -> None:
-    for path in sorted((ROOT / "topologies").glob("*.yaml")):
+    paths = sorted((ROOT / "topologies").glob("*.yaml"))
+    assert paths, f"no topologies found under {ROOT / 'topologies'}"
+    for path in paths:
         load_topology(path)
 
 

@@ -10,13 +10,14 @@ exceptions.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
-from labctl.core.model import Node, Offload, Switch
+from labctl.core.events import EventSink
+from labctl.core.model import Node, Offload, RuntimeKind, Switch, SwitchKind, Topology
 
 
 @dataclass(frozen=True)
@@ -96,6 +97,12 @@ class OffloadBackend(Protocol):
 
 
 class NodeRuntime(Protocol):
+    def prepare(self, topology: Topology, emit: EventSink) -> None:
+        """Make the host ready for the topology's nodes before anything is created, or
+        raise PrerequisiteError: Docker builds the default node image if a node uses it
+        and it is missing; netns checks the host tools it runs nodes with."""
+        ...
+
     def ensure_node(self, lab: str, name: str, node: Node) -> NodeHandle: ...
     def remove_node(self, lab: str, name: str) -> None: ...
     def get_node(self, lab: str, name: str) -> NodeHandle | None: ...
@@ -153,3 +160,31 @@ class SwitchBackend(Protocol):
     def remove_switch(self, lab: str, bridge: str) -> None: ...
     def sweep(self, lab: str) -> list[Owned]: ...
     def list_owned(self, lab: str | None = None) -> list[Owned]: ...
+
+    def health(self) -> list[str]:
+        """Problems of what the switch runs on (e.g. a daemon that died), for a run's
+        manifest; none by default."""
+        return []
+
+    def close(self) -> None:
+        """Release what the backend holds open (connections); nothing by default."""
+        return None
+
+
+SwitchFactory = Callable[[SwitchKind], SwitchBackend]
+
+
+@dataclass(frozen=True)
+class Backends:
+    """Every backend the engine uses, wired by labctl.backends.registry (or a test)."""
+
+    runtimes: Mapping[RuntimeKind, NodeRuntime]
+    """Node runtime per topology `runtime:`."""
+    links: LinkBackend
+    switch_for: SwitchFactory
+    """Maps a switch kind to its backend: one table, see labctl.backends.registry."""
+    all_switches: Callable[[], list[SwitchBackend]]
+    """Every switch backend, for sweeping a lab whose switch kind is unknown."""
+    capture: CaptureBackend | None = None
+    offload: OffloadBackend | None = None
+    host_versions: Callable[[], dict[str, Any]] = dict

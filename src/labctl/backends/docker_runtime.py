@@ -26,7 +26,8 @@ from docker.models.containers import Container
 from labctl.backends.base import ExecResult, NodeHandle, Owned
 from labctl.core import names
 from labctl.core.doctor import PROVISION
-from labctl.core.model import DEFAULT_IMAGE, Node
+from labctl.core.events import Event, EventSink
+from labctl.core.model import DEFAULT_IMAGE, Node, Topology
 from labctl.errors import BackendError, PrerequisiteError
 
 IDLE_COMMAND = ["sleep", "infinity"]
@@ -85,6 +86,15 @@ class DockerRuntime:
         if self._client is not None:
             self._client.close()
             self._client = None
+
+    def prepare(self, topology: Topology, emit: EventSink) -> None:
+        """Build the default node image on first use; other images are the user's."""
+        uses_default = any(node.image == DEFAULT_IMAGE for node in topology.nodes.values())
+        if uses_default and not self.image_exists(DEFAULT_IMAGE):
+            from labctl.backends.image import ImageBuilder
+
+            emit(Event("phase", "building the node image (first run only)"))
+            ImageBuilder(self.client, on_event=emit).ensure()
 
     def resolve_image(self, image: str) -> str:
         if image == DEFAULT_IMAGE and self.default_image is not None:

@@ -12,7 +12,7 @@ import shutil
 import subprocess
 from typing import Any
 
-from labctl.backends.base import Owned
+from labctl.backends.base import Owned, SwitchBackend
 from labctl.backends.firewall import Iptables
 from labctl.backends.links import (
     BRIDGE,
@@ -38,7 +38,7 @@ NO_STP_FORWARD_DELAY = 0
 STP_FORWARD_DELAY = 200
 
 
-class LinuxBridge:
+class LinuxBridge(SwitchBackend):
     """SwitchBackend for kind linux-bridge."""
 
     def __init__(self, firewall: Iptables, netlink: NetlinkLinks | None = None) -> None:

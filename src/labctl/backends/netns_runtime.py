@@ -40,7 +40,6 @@ from __future__ import annotations
 
 import contextlib
 import ipaddress
-import json
 import os
 import re
 import shutil
@@ -54,10 +53,13 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from labctl.backends import processes
 from labctl.backends.base import ExecResult, NodeHandle, Owned
 from labctl.core import names
-from labctl.core.model import Node
+from labctl.core.events import EventSink
+from labctl.core.model import Node, Topology
 from labctl.errors import BackendError, PrerequisiteError
+from labctl.store import read_json, temporary_path, write_json, write_text_atomic
 
 RECORDS_ROOT = Path("/run/labctl/netns")
 RUN_NETNS = Path("/run/netns")  # iproute2's compiled-in NETNS_RUN_DIR
@@ -71,6 +73,7 @@ DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 IP_TIMEOUT = 15.0
 KILL_GRACE = 3.0
 START_CHECK = 0.1
+START_LOG_LINES = 5
 """How long a detached start waits for an immediate failure (a missing binary)."""
 
 INDEX_HTML = "<!doctype html><title>labctl</title><p>labctl node {node} of lab {lab}</p>\n"
@@ -128,8 +131,8 @@ class NodeRecord:
     def netns_path(self) -> str:
         return str(RUN_NETNS / self.netns)
 
-    def to_json(self) -> str:
-        return json.dumps(asdict(self), indent=2) + "\n"
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
 
 
 class NetnsRuntime:
@@ -153,6 +156,10 @@ class NetnsRuntime:
         self._children: dict[int, subprocess.Popen[bytes]] = {}
 
     # ---- NodeRuntime --------------------------------------------------------------
+
+    def prepare(self, topology: Topology, emit: EventSink) -> None:
+        """Nodes run the host's own binaries: check root, `ip` and /srv up front."""
+        self._check_host()
 
     def image_exists(self, image: str) -> bool:
         return True  # netns nodes run the host's binaries; node.image is ignored
@@ -255,7 +262,7 @@ class NetnsRuntime:
         try:
             stdout, stderr = process.communicate(timeout=timeout)
         except subprocess.TimeoutExpired:
-            _signal_group(process.pid, signal.SIGKILL)
+            processes.signal_group(process.pid, signal.SIGKILL)
             with contextlib.suppress(subprocess.TimeoutExpired):
                 process.communicate(timeout=KILL_GRACE)
             raise BackendError(action, f"no exit after {timeout:g} s; killed it") from None
@@ -338,11 +345,11 @@ class NetnsRuntime:
     def _load(self, lab: str, node: str) -> NodeRecord | None:
         path = self._record_path(lab, node)
         try:
-            data = json.loads(path.read_text())
-        except FileNotFoundError:
-            return None
+            data = read_json(path)
         except (OSError, ValueError):
             data = {}
+        if data is None:
+            return None
         if not isinstance(data, dict):
             data = {}  # a damaged record is still ours: fall back to what its path says
         netns = data.get("netns")
@@ -382,9 +389,7 @@ class NetnsRuntime:
         path = self._record_path(record.lab, record.node)
         try:
             _mkdir(path.parent)
-            temporary = path.with_name(f".{path.name}.tmp")
-            temporary.write_text(record.to_json())
-            os.replace(temporary, path)
+            write_json(path, record.as_dict())
         except OSError as error:
             raise BackendError(f"writing the record of node {record.node}", error) from None
 
@@ -431,10 +436,9 @@ class NetnsRuntime:
         for peer in peers:
             lines += [f"{address}\t{peer.node}" for address in peer.addresses]
         _mkdir(etc_dir)
-        hosts = etc_dir / "hosts"
-        temporary = etc_dir / ".hosts.tmp"
-        temporary.write_text("# written by labctl (netns runtime)\n" + "\n".join(lines) + "\n")
-        os.replace(temporary, hosts)
+        write_text_atomic(
+            etc_dir / "hosts", "# written by labctl (netns runtime)\n" + "\n".join(lines) + "\n"
+        )
 
     # ---- processes ----------------------------------------------------------------
 
@@ -468,7 +472,7 @@ class NetnsRuntime:
         record.processes.append(
             {
                 "pid": process.pid,
-                "starttime": _starttime(process.pid),
+                "starttime": processes.starttime(process.pid),
                 "role": role,
                 "argv": list(argv),
                 "log": str(log_path),
@@ -479,15 +483,15 @@ class NetnsRuntime:
             code = process.wait(timeout=START_CHECK)
         except subprocess.TimeoutExpired:
             return ExecResult(0, "")
-        return ExecResult(code, "", _tail(log_path))
+        return ExecResult(code, "", "\n".join(processes.log_tail(log_path, START_LOG_LINES) or []))
 
     def _alive(self, entry: dict[str, Any]) -> bool:
         pid = int(entry["pid"])
         child = self._children.get(pid)
         if child is not None:
             return child.poll() is None
-        stat = _proc_stat(pid)
-        return stat is not None and stat[1] == entry.get("starttime") and stat[0] != "Z"
+        stat = processes.proc_stat(pid)
+        return stat is not None and stat.starttime == entry.get("starttime") and stat.state != "Z"
 
     def _reap(self) -> None:
         with self._lock:
@@ -500,19 +504,17 @@ class NetnsRuntime:
         ours = []
         for entry in record.processes:
             pid = int(entry["pid"])
-            stat = _proc_stat(pid)
-            if stat is not None and stat[1] != entry.get("starttime"):
+            stat = processes.proc_stat(pid)
+            if stat is not None and stat.starttime != entry.get("starttime"):
                 continue  # the pid was recycled: whatever has it now is not ours
             # A dead leader may leave members; its pid cannot be reused while they live.
             ours.append(entry)
-        for sig in (signal.SIGTERM, signal.SIGKILL):
+
+        def send(sig: signal.Signals) -> None:
             for entry in ours:
-                _signal_group(int(entry["pid"]), sig)
-            deadline = time.monotonic() + KILL_GRACE
-            while time.monotonic() < deadline and any(self._alive(e) for e in ours):
-                time.sleep(0.05)
-            if not any(self._alive(e) for e in ours):
-                break
+                processes.signal_group(int(entry["pid"]), sig)
+
+        processes.terminate(send, lambda: any(self._alive(e) for e in ours), KILL_GRACE, KILL_GRACE)
         for entry in ours:
             child = self._children.pop(int(entry["pid"]), None)
             if child is not None:
@@ -522,17 +524,16 @@ class NetnsRuntime:
     def _stop_members(self, ns: str) -> None:
         """Kill whatever still runs in the namespace: a live member keeps it (and its
         veths) alive after `ip netns delete`."""
-        for sig in (signal.SIGTERM, signal.SIGKILL):
-            members = _namespace_members(RUN_NETNS / ns)
-            if not members:
-                return
-            for pid in members:
-                with contextlib.suppress(ProcessLookupError, PermissionError):
-                    os.kill(pid, sig)
-            deadline = time.monotonic() + KILL_GRACE
-            while time.monotonic() < deadline and _namespace_members(RUN_NETNS / ns):
-                self._reap()
-                time.sleep(0.05)
+
+        def send(sig: signal.Signals) -> None:
+            for pid in _namespace_members(RUN_NETNS / ns):
+                processes.signal_pid(pid, sig)
+
+        def alive() -> bool:
+            self._reap()  # a member that is our own child is gone only once reaped
+            return bool(_namespace_members(RUN_NETNS / ns))
+
+        processes.terminate(send, alive, KILL_GRACE, KILL_GRACE)
         self._reap()
 
     # ---- removal ------------------------------------------------------------------
@@ -554,7 +555,7 @@ class NetnsRuntime:
             if Path(record.workdir).exists():
                 shutil.rmtree(record.workdir)
             path = self._record_path(record.lab, record.node)
-            path.with_name(f".{path.name}.tmp").unlink(missing_ok=True)  # from an interrupted save
+            temporary_path(path).unlink(missing_ok=True)  # from an interrupted save
             path.unlink(missing_ok=True)
             _rmdir_if_empty(self._lab_dir(record.lab))
             _rmdir_if_empty(self.records_root)
@@ -654,34 +655,10 @@ def _namespace_members(ns_path: Path) -> list[int]:
         except OSError:
             continue
         if (info.st_ino, info.st_dev) == (target.st_ino, target.st_dev):
-            stat = _proc_stat(int(entry.name))
-            if stat is not None and stat[0] != "Z":
+            stat = processes.proc_stat(int(entry.name))
+            if stat is not None and stat.state != "Z":
                 members.append(int(entry.name))
     return members
-
-
-def _proc_stat(pid: int) -> tuple[str, int] | None:
-    """(state, starttime) of a process, or None if there is no such process."""
-    try:
-        text = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return None
-    # The command name may contain spaces and parentheses: split after the last ')'.
-    fields = text[text.rfind(")") + 2 :].split()
-    try:
-        return fields[0], int(fields[19])
-    except (IndexError, ValueError):
-        return None
-
-
-def _starttime(pid: int) -> int | None:
-    stat = _proc_stat(pid)
-    return stat[1] if stat else None
-
-
-def _signal_group(pgid: int, sig: signal.Signals) -> None:
-    with contextlib.suppress(ProcessLookupError, PermissionError):
-        os.killpg(pgid, sig)
 
 
 def _env(record: NodeRecord) -> dict[str, str]:
@@ -722,10 +699,3 @@ def _rmdir_if_empty(path: Path) -> None:
 
 def _safe_basename(command: str) -> str:
     return re.sub(r"[^A-Za-z0-9_.-]", "_", os.path.basename(command))[:40] or "command"
-
-
-def _tail(path: Path, lines: int = 5) -> str:
-    try:
-        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
-    except OSError:
-        return ""

@@ -4,10 +4,9 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from labctl.backends.base import SwitchBackend
+from labctl.backends.base import Backends, SwitchBackend
 from labctl.core.events import EventSink, discard
-from labctl.core.model import SwitchKind
-from labctl.engine import Backends
+from labctl.core.model import RuntimeKind, SwitchKind
 from labctl.errors import LabctlError
 
 
@@ -54,9 +53,7 @@ class SwitchTable:
 
     def close(self) -> None:
         for backend in self._built.values():
-            close = getattr(backend, "close", None)
-            if close is not None:
-                close()
+            backend.close()
 
 
 def real_backends(on_event: EventSink = discard) -> tuple[Backends, Callable[[], None]]:
@@ -80,7 +77,7 @@ def real_backends(on_event: EventSink = discard) -> tuple[Backends, Callable[[],
             return host_versions(None)
 
     backends = Backends(
-        runtimes={"docker": docker_runtime, "netns": NetnsRuntime()},
+        runtimes={RuntimeKind.DOCKER: docker_runtime, RuntimeKind.NETNS: NetnsRuntime()},
         links=NetlinkLinks(),
         switch_for=switches,
         all_switches=switches.sweepers,

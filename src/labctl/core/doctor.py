@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 
 from labctl.core import dpdk
-from labctl.core.model import SwitchKind
+from labctl.core.model import RuntimeKind, SwitchKind
 
 ALL = frozenset(SwitchKind)
 OVS = frozenset({SwitchKind.OVS_KERNEL, SwitchKind.OVS_USERSPACE, SwitchKind.OVS_DPDK})
@@ -18,9 +18,9 @@ HUGEPAGES_FIX = (
     "echo 1024 > /proc/sys/vm/nr_hugepages; mkdir -p /dev/hugepages; "
     "mount -t hugetlbfs nodev /dev/hugepages (or " + PROVISION + ")"
 )
-RUNTIMES = frozenset({"docker", "netns"})
-DOCKER = frozenset({"docker"})
-NETNS = frozenset({"netns"})
+RUNTIMES = frozenset(RuntimeKind)
+DOCKER = frozenset({RuntimeKind.DOCKER})
+NETNS = frozenset({RuntimeKind.NETNS})
 
 
 @dataclass(frozen=True)
@@ -56,7 +56,7 @@ class Check:
     fix: str | None
     needed_by: frozenset[SwitchKind]
     required: bool = True  # False: a warning, labctl copes (e.g. builds the image itself)
-    runtimes: frozenset[str] = frozenset({"docker", "netns"})  # node runtimes that need it
+    runtimes: frozenset[RuntimeKind] = RUNTIMES  # node runtimes that need it
 
     def to_dict(self) -> dict[str, object]:
         data = asdict(self)
@@ -110,7 +110,7 @@ def _tool(
     package: str,
     why: str,
     needed_by: frozenset[SwitchKind] = ALL,
-    runtimes: frozenset[str] = RUNTIMES,
+    runtimes: frozenset[RuntimeKind] = RUNTIMES,
 ) -> Check:
     ok = facts.tools.get(name, False)
     return Check(
@@ -315,7 +315,9 @@ def _forward_check(facts: HostFacts) -> Check:
     )
 
 
-def blocking(checks: list[Check], kind: SwitchKind | None, runtime: str = "docker") -> list[Check]:
+def blocking(
+    checks: list[Check], kind: SwitchKind | None, runtime: RuntimeKind = RuntimeKind.DOCKER
+) -> list[Check]:
     """Required checks that fail for `kind` (or for every kind when None) and `runtime`."""
     return [
         c
@@ -327,7 +329,7 @@ def blocking(checks: list[Check], kind: SwitchKind | None, runtime: str = "docke
     ]
 
 
-def runnable(checks: list[Check], runtime: str = "docker") -> dict[str, bool]:
+def runnable(checks: list[Check], runtime: RuntimeKind = RuntimeKind.DOCKER) -> dict[str, bool]:
     return {kind.value: not blocking(checks, kind, runtime) for kind in SwitchKind}
 
 

@@ -8,53 +8,22 @@ names, addresses), each with file:line:column and a path like `links[2].a`.
 from __future__ import annotations
 
 import typing
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import yaml
 from pydantic import ValidationError
 
+from labctl.core.document import Document, PathKey, format_path
 from labctl.core.model import Topology
+from labctl.core.validate import semantic_problems
 from labctl.errors import ConfigError, Problem
+from labctl.examples import shipped
+
+__all__ = ["Document", "PathKey", "format_path", "load_topology", "model_problems"]
 
 MAX_FILE_BYTES = 1024 * 1024
 """A topology is a few kilobytes; anything over a megabyte is a mistake."""
-
-PathKey = tuple[str | int, ...]
-
-
-def format_path(path: PathKey) -> str:
-    text = ""
-    for part in path:
-        if isinstance(part, int):
-            text += f"[{part}]"
-        else:
-            text += f".{part}" if text else str(part)
-    return text
-
-
-@dataclass
-class Document:
-    """Parsed YAML plus the position of every mapping key and sequence item."""
-
-    file: str
-    data: Any
-    positions: dict[PathKey, tuple[int, int]] = field(default_factory=dict)
-    parse_problems: list[Problem] = field(default_factory=list)
-    """Duplicate or non-string keys: reported together with the later checks."""
-
-    def position(self, path: PathKey) -> tuple[int, int]:
-        """Best position for a path: the path itself, else its nearest ancestor."""
-        for end in range(len(path), -1, -1):
-            found = self.positions.get(path[:end])
-            if found:
-                return found
-        return (1, 1)
-
-    def problem(self, path: PathKey, message: str) -> Problem:
-        line, column = self.position(path)
-        return Problem(self.file, line, column, format_path(path), message)
 
 
 class _Builder:
@@ -313,9 +282,6 @@ def model_problems(doc: Document, model: type[Any]) -> tuple[Any, list[Problem]]
 
 def load_topology(path: str | Path) -> tuple[Topology, Document]:
     """Load and fully validate a topology file. Raises ConfigError listing every problem."""
-    from labctl.core.validate import semantic_problems
-    from labctl.examples import shipped
-
     path = shipped(path) or path
     doc = parse_yaml(read_topology_text(path), str(path))
     topology, problems = structure_problems(doc)

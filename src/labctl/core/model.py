@@ -31,6 +31,13 @@ class SwitchKind(StrEnum):
         return self is not SwitchKind.LINUX_BRIDGE
 
 
+class RuntimeKind(StrEnum):
+    """Where nodes run: Docker containers, or plain network namespaces."""
+
+    DOCKER = "docker"
+    NETNS = "netns"
+
+
 class Offload(_Spec):
     """Offload features of one interface. Unset means: leave the kernel default."""
 
@@ -144,8 +151,9 @@ class Traffic(_Spec):
 
 class Topology(_Spec):
     name: StrictStr
-    runtime: Literal["docker", "netns"] = Field(
-        "docker", description="node runtime: Docker containers, or plain network namespaces"
+    runtime: RuntimeKind = Field(
+        RuntimeKind.DOCKER,
+        description="node runtime: Docker containers, or plain network namespaces",
     )
     nodes: dict[StrictStr, Node]
     switch: Switch | None = None
@@ -157,8 +165,8 @@ class Topology(_Spec):
         switch = self.switch or Switch()
         return self.model_copy(update={"switch": switch.model_copy(update={"kind": kind})})
 
-    def with_runtime(self, runtime: str) -> Topology:
-        return self.model_copy(update={"runtime": runtime})
+    def with_runtime(self, runtime: RuntimeKind | str) -> Topology:
+        return self.model_copy(update={"runtime": RuntimeKind(runtime)})
 
     def with_name(self, name: str) -> Topology:
         return self.model_copy(update={"name": name})

@@ -12,7 +12,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 from labctl.core import names
-from labctl.core.loader import Document, PathKey, format_path
+from labctl.core.document import Document, PathKey, format_path
 from labctl.core.model import SWITCH_ENDPOINT, Topology
 from labctl.errors import Problem
 

@@ -12,12 +12,9 @@ bridges left leaves the `ovs-netdev` tap and the bridge ports on the host).
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import glob
-import json
 import os
 import shutil
-import signal
 import subprocess
 import tempfile
 import time
@@ -26,6 +23,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
+from labctl.backends import processes
 from labctl.backends.base import Owned
 from labctl.backends.host_probe import installed_dpdk_abi
 from labctl.backends.host_probe import read_text_or_empty as _read
@@ -40,12 +38,17 @@ from labctl.core.doctor import (
 )
 from labctl.core.model import DpdkOptions
 from labctl.errors import BackendError, PrerequisiteError
+from labctl.store import file_lock, read_json, write_json
 
 SYSTEM_DB_SOCKET = Path("/var/run/openvswitch/db.sock")
 OVS_SCHEMA = Path("/usr/share/openvswitch/vswitch.ovsschema")
 VSWITCHD = Path("/usr/lib/openvswitch-switch/ovs-vswitchd")
 VSWITCHD_DPDK = Path("/usr/lib/openvswitch-switch-dpdk/ovs-vswitchd-dpdk")
 LOG_TAIL_LINES = 15
+LOCK_WAIT = 180.0
+"""How long to wait for another labctl process's daemon start or stop: starting
+ovsdb-server and a DPDK vswitchd, each bounded by `timeout`, takes at most a few."""
+KILL_WAIT = 5.0
 
 # other_config keys vswitchd reads once at start: changing them needs a restart.
 DPDK_KEYS = ("dpdk-init", "dpdk-socket-mem", "dpdk-extra", "dpdk-lcore-mask", "pmd-cpu-mask")
@@ -177,16 +180,6 @@ class _State:
     other_config: dict[str, str] = field(default_factory=dict)
 
 
-def _running(pid: int) -> bool:
-    """The process exists and is not a zombie (detached daemons are reaped by
-    whatever pid 1 is, sometimes late)."""
-    try:
-        with open(f"/proc/{pid}/stat") as stat:
-            return stat.read().rsplit(")", 1)[1].split()[0] not in ("Z", "X")
-    except (OSError, IndexError):
-        return False
-
-
 class OvsDaemons:
     """Finds or starts ovsdb-server + ovs-vswitchd. See the module docstring."""
 
@@ -203,12 +196,14 @@ class OvsDaemons:
         mounts: Path = Path("/proc/mounts"),
         pmd_glob: str | None = None,
         dpdk_abi: str | None = None,
+        lock_wait: float = LOCK_WAIT,
     ):
         self.paths = paths or OvsPaths()
         self.binaries = binaries or OvsBinaries()
         self.system_socket = system_socket
         self.api_factory = api_factory
         self.timeout = timeout
+        self.lock_wait = lock_wait
         self.vswitchd_extra_args = tuple(vswitchd_extra_args)
         self.meminfo = meminfo
         self.mounts = mounts
@@ -603,23 +598,16 @@ class OvsDaemons:
         if not self._alive(info):
             return
         pid = int(info["pid"])
-        os.kill(pid, signal.SIGTERM)
-        if not self._wait_exit(pid, self.timeout):
-            os.kill(pid, signal.SIGKILL)
-            if not self._wait_exit(pid, 5):
-                raise BackendError(f"stopping {daemon}", f"pid {pid} does not exit")
+        if not processes.terminate(
+            lambda sig: processes.signal_pid(pid, sig),
+            lambda: processes.running(pid),
+            self.timeout,
+            KILL_WAIT,
+        ):
+            raise BackendError(f"stopping {daemon}", f"pid {pid} does not exit")
         for path in (self.paths.pidfile(daemon), self.paths.ctl_socket(daemon)):
             with contextlib.suppress(FileNotFoundError):
                 path.unlink()
-
-    @staticmethod
-    def _wait_exit(pid: int, timeout: float) -> bool:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if not _running(pid):
-                return True
-            time.sleep(0.05)
-        return False
 
     @staticmethod
     def _alive(info: dict[str, Any]) -> bool:
@@ -632,13 +620,12 @@ class OvsDaemons:
         except OSError:
             return False
         same = os.path.realpath(exe) == os.path.realpath(str(info.get("binary", "")))
-        return same and _running(pid)
+        return same and processes.running(pid)
 
     def _log_tail(self, daemon: str) -> str:
         path = self.paths.log_file(daemon)
-        try:
-            lines = path.read_text(errors="replace").splitlines()[-LOG_TAIL_LINES:]
-        except OSError:
+        lines = processes.log_tail(path, LOG_TAIL_LINES)
+        if lines is None:
             return f"no log at {path}"
         return f"last lines of {path}:\n" + "\n".join(lines)
 
@@ -656,25 +643,20 @@ class OvsDaemons:
 
     @contextlib.contextmanager
     def _locked(self) -> Iterator[None]:
-        self.paths.run_dir.mkdir(parents=True, exist_ok=True)
-        with open(self.paths.lock_file, "w") as lock:
-            fcntl.flock(lock, fcntl.LOCK_EX)
-            try:
-                yield
-            finally:
-                fcntl.flock(lock, fcntl.LOCK_UN)
+        with file_lock(self.paths.lock_file, "labctl's OVS daemons", self.lock_wait):
+            yield
 
     def _read_state(self) -> _State:
         try:
-            data = json.loads(self.paths.state_file.read_text())
+            data = read_json(self.paths.state_file)
         except (OSError, ValueError):
+            return _State()
+        if not isinstance(data, dict):
             return _State()
         return _State(**{k: v for k, v in data.items() if k in _State.__dataclass_fields__})
 
     def _write_state(self, state: _State) -> None:
-        tmp = self.paths.state_file.with_suffix(".tmp")
-        tmp.write_text(json.dumps(asdict(state), indent=2) + "\n")
-        tmp.replace(self.paths.state_file)
+        write_json(self.paths.state_file, asdict(state))
 
     def _forget(self, database: bool = False) -> None:
         paths = [self.paths.state_file, self.paths.db_socket]

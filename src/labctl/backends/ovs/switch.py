@@ -24,7 +24,7 @@ from typing import Any
 from pyroute2 import IPRoute
 from pyroute2.netlink.exceptions import NetlinkError
 
-from labctl.backends.base import Owned
+from labctl.backends.base import Owned, SwitchBackend
 from labctl.backends.ovs import ovsdb
 from labctl.backends.ovs.daemons import DaemonManager, DaemonNeeds, OvsDaemons, OvsEndpoint
 from labctl.core import names
@@ -93,7 +93,7 @@ def _scalar(value: Any) -> Any:
     return value
 
 
-class OvsSwitch:
+class OvsSwitch(SwitchBackend):
     """SwitchBackend for the three OVS kinds. Build it with make_ovs_switch()."""
 
     def __init__(
