@@ -21,6 +21,7 @@ from typing import Any
 
 import docker
 import docker.errors
+import requests.exceptions
 from docker.models.containers import Container
 
 from labctl.backends.base import ExecResult, NodeHandle, Owned
@@ -29,6 +30,10 @@ from labctl.core.doctor import PROVISION
 from labctl.core.events import Event, EventSink
 from labctl.core.model import DEFAULT_IMAGE, Node, Topology
 from labctl.errors import BackendError, PrerequisiteError
+
+# What a Docker API call can raise: the daemon's answers, and the HTTP layer's own errors
+# (a daemon too slow to answer within the client's timeout raises requests' ReadTimeout).
+DOCKER_ERRORS = (docker.errors.DockerException, requests.exceptions.RequestException, OSError)
 
 IDLE_COMMAND = ["sleep", "infinity"]
 KILL_GRACE = 3.0
@@ -107,7 +112,7 @@ class DockerRuntime:
             return True
         except docker.errors.ImageNotFound:
             return False
-        except docker.errors.APIError as error:
+        except DOCKER_ERRORS as error:
             raise BackendError(f"looking up image {image}", _short(error)) from None
 
     def _find(self, lab: str, name: str) -> Container | None:
@@ -115,7 +120,7 @@ class DockerRuntime:
             container = self.client.containers.get(names.container_name(lab, name))
         except docker.errors.NotFound:
             return None
-        except docker.errors.APIError as error:
+        except DOCKER_ERRORS as error:
             raise BackendError(f"looking up node {name}", _short(error)) from None
         labels = container.labels or {}
         if labels.get(names.LABEL_LAB) != lab or labels.get(names.LABEL_NODE) != name:
@@ -154,7 +159,7 @@ class DockerRuntime:
                 "build it (`labctl image build` for the default image) or "
                 "`docker load` it; no registry is used",
             ) from None
-        except docker.errors.APIError as error:
+        except DOCKER_ERRORS as error:
             raise BackendError(f"starting node {name}", _short(error)) from None
         return self._handle(name, container)
 
@@ -186,7 +191,7 @@ class DockerRuntime:
             container.remove(force=True)
         except docker.errors.NotFound:
             return
-        except docker.errors.APIError as error:
+        except DOCKER_ERRORS as error:
             raise BackendError(f"removing container {container.name}", _short(error)) from None
 
     def exec(
@@ -213,7 +218,7 @@ class DockerRuntime:
             return ExecResult(
                 code, stdout.decode(errors="replace"), stderr.decode(errors="replace")
             )
-        except (docker.errors.APIError, OSError) as error:
+        except DOCKER_ERRORS as error:
             raise BackendError(action, _short(error)) from None
 
     def attach(self, handle: NodeHandle, argv: Sequence[str], *, tty: bool) -> int:
@@ -234,7 +239,7 @@ class DockerRuntime:
             return _exit_code(api, exec_id, time.monotonic() + KILL_GRACE)
         except TimeoutError:
             raise BackendError(action, "the command's exit code did not arrive") from None
-        except (docker.errors.APIError, OSError) as error:
+        except DOCKER_ERRORS as error:
             raise BackendError(action, _short(error)) from None
 
     def _kill_exec(self, api: Any, exec_id: str, handle: NodeHandle) -> str | None:
@@ -270,7 +275,7 @@ class DockerRuntime:
         label = f"{names.LABEL_LAB}={lab}" if lab else names.LABEL_LAB
         try:
             return list(self.client.containers.list(all=True, filters={"label": label}))
-        except docker.errors.APIError as error:
+        except DOCKER_ERRORS as error:
             raise BackendError("listing lab containers", _short(error)) from None
 
     def sweep(self, lab: str) -> list[Owned]:
