@@ -122,7 +122,16 @@ class Captures:
             ),
             nspopen(
                 pair.server,
-                ["tcpdump", "--immediate-mode", "-n", "-i", "any", "-w", str(self.server_file)]
+                [
+                    "tcpdump",
+                    "--immediate-mode",
+                    "-U",
+                    "-n",
+                    "-i",
+                    "any",
+                    "-w",
+                    str(self.server_file),
+                ]
                 + [filter_],
             ),
         ]
@@ -134,6 +143,9 @@ class Captures:
                 line = process.stderr.readline()
                 assert line, f"capture ended before it listened: {seen}"
                 seen.append(line)
+        # dumpcap says "Capturing on" a moment before its child captures: packets of the
+        # first connection went missing at the client now and then without this settle.
+        time.sleep(0.5)
 
     def stop(self) -> None:
         time.sleep(0.3)  # let the last ACKs reach the captures
@@ -202,17 +214,37 @@ def test_healthy_offload_captures_are_not_a_fault(pair: Pair, tmp_path: Path) ->
         assert "FAULT" not in text
         findings = data["findings"]
         assert isinstance(findings, list)
-        # Only UDP is left unproven: warnings naming what proves it.
-        assert {(f["kind"], f["severity"], f["flow"][:3]) for f in findings} == {
-            ("checksum-unproven", "warning", "UDP")
+        # UDP is left unproven: warnings naming what proves it.
+        assert ("checksum-unproven", "warning", "UDP") in {
+            (f["kind"], f["severity"], f["flow"][:3]) for f in findings
         }
+        assert all(f["severity"] == "warning" for f in findings)
         assert all("--sender" in f["message"] for f in findings)
+        # `tcpdump -i any` at the server sometimes lacks the ACK its kernel sends for the
+        # client's closing FIN (the client's capture has it): that FIN, the last packet of
+        # its flow there, is then rightly unproven. Every other TCP segment is accepted.
+        unproven_fins = [
+            f
+            for f in findings
+            if f["flow"].startswith("TCP")
+            and "FIN" in f["message"]
+            and "not acknowledged before the capture ended" in f["message"]
+        ]
+        assert len(unproven_fins) == len([f for f in findings if f["flow"].startswith("TCP")])
         flows = data["flows"]
         assert isinstance(flows, list)
         tcp = [flow for flow in flows if flow["proto"] == "tcp"]
         assert len(tcp) == 4
-        cells = {cell for flow in tcp for event in flow["events"] for cell in event["at"].values()}
-        assert cells == {"accepted"}
+        for flow in tcp:
+            events = flow["events"]
+            assert all(set(e["at"].values()) == {"accepted"} for e in events[:-1]), events
+            last = events[-1]
+            assert set(last["at"].values()) == {"accepted"} or (
+                last["packet"].startswith("FIN") and set(last["at"].values()) == {"unfinished?"}
+            ), last
+        assert sum(set(flow["events"][-1]["at"].values()) != {"accepted"} for flow in tcp) == len(
+            unproven_fins
+        )
     # Both files as two taps of one path; tcpdump's and dumpcap's clocks are the host's.
     code, _, text = analyze(str(captures.client_file), str(captures.server_file))
     assert code == 0, text
