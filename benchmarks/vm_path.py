@@ -24,6 +24,13 @@ from typing import Any
 from benchmarks import common
 
 STEP = re.compile(r"^vm-path: (\w+) ([0-9.]+)$")
+# `vagrant up`'s phases, from its start: "boot" ends when SSH answers, so it includes the
+# upload of the box into libvirt's pool the first time a box is used.
+PHASES = {
+    "boot": "box upload, boot and SSH",
+    "provisioning": "provisioning",
+    "matrix": "the matrix",
+}
 REPORT_LINE = re.compile(r"^\s+(\d+) cells on (\S+): (.*)$")
 
 
@@ -123,7 +130,7 @@ def render(result: dict[str, Any], markdown: bool = False) -> str:
         rows.append((labels.get(step, step), f"{seconds:.0f} s"))
         if step == "up":
             for phase, value in result.get("up_phases_s", {}).items():
-                rows.append((f"  of which {phase}", f"{value:.0f} s"))
+                rows.append((f"  of which {PHASES.get(phase, phase)}", f"{value:.0f} s"))
     rows.append(("whole path (scripts/vagrant-matrix.sh)", f"{result['total_s']:.0f} s"))
     report = result.get("report") or {}
     if report:
