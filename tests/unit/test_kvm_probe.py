@@ -44,6 +44,14 @@ def test_doctor_reports_working_kvm_and_says_nothing_when_not_probed() -> None:
     assert check.ok and "hardware virtualisation" in check.detail
     assert not [
         c
-        for c in evaluate(dataclasses.replace(facts, kvm_works=None, kvm_detail="not probed"))
+        for c in evaluate(dataclasses.replace(facts, kvm_works=None, kvm_detail=None))
         if c.name == "kvm"
     ]
+
+
+def test_doctor_says_when_kvm_could_not_be_probed() -> None:
+    facts = HostFacts(kvm_works=None, kvm_detail="qemu-system-x86_64 is not installed")
+    (check,) = [c for c in evaluate(facts) if c.name == "kvm"]
+    assert not check.ok and not check.required
+    assert check.detail == "could not probe KVM (qemu-system-x86_64 is not installed)"
+    assert check.fix and "--vm" in check.fix

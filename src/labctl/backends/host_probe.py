@@ -129,5 +129,5 @@ def probe(dpdk: DpdkOptions | None = None, kvm: bool = False) -> HostFacts:
         dpdk_socket_mem_mib=socket_mem_mib((dpdk or DpdkOptions()).socket_mem),
         kernel=platform.release(),
         kvm_works=kvm_result.works if kvm_result else None,
-        kvm_detail=kvm_result.detail if kvm_result else "not probed",
+        kvm_detail=kvm_result.detail if kvm_result else None,
     )

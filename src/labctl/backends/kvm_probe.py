@@ -98,12 +98,6 @@ def probe(accel: str = "kvm", timeout: float = 3.0) -> ProbeResult:
     return ProbeResult(accel, False, f"qemu failed: {reason}")
 
 
-def libvirt_driver() -> str:
-    """The vagrant-libvirt driver for this host: kvm where KVM runs guests, qemu (TCG)
-    otherwise."""
-    return "kvm" if probe("kvm").works else "qemu"
-
-
 if __name__ == "__main__":
     result = probe("kvm")
     print("kvm" if result.works else "qemu")

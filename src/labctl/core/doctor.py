@@ -43,9 +43,10 @@ class HostFacts:
     hugetlbfs_mounted: bool = False
     dpdk_socket_mem_mib: int = 256
     kernel: str = ""
-    # KVM: True/False from a real guest boot (labctl.backends.kvm_probe), None: not probed
+    # A real guest boot under KVM (labctl.backends.kvm_probe): its detail, None when not
+    # probed; kvm_works None when it could not run (no qemu, say).
     kvm_works: bool | None = None
-    kvm_detail: str = "not probed"
+    kvm_detail: str | None = None
 
 
 @dataclass(frozen=True)
@@ -218,26 +219,35 @@ def evaluate(facts: HostFacts) -> list[Check]:
             frozenset({SwitchKind.OVS_DPDK}),
         )
     )
-    if facts.kvm_works is not None or facts.kvm_detail != "not probed":
-        checks.append(_kvm_check(facts))
+    if facts.kvm_detail is not None:
+        checks.append(_kvm_check(facts, facts.kvm_detail))
     return checks
 
 
-def _kvm_check(facts: HostFacts) -> Check:
+def _kvm_check(facts: HostFacts, detail: str) -> Check:
     """Informational: no switch kind needs KVM; VMs (Vagrant, platform VMs) are faster."""
     if facts.kvm_works:
         return Check(
             "kvm",
             True,
-            f"{facts.kvm_detail} under KVM: VMs use hardware virtualisation",
+            f"{detail} under KVM: VMs use hardware virtualisation",
             None,
+            frozenset(),
+            required=False,
+        )
+    if facts.kvm_works is None:
+        return Check(
+            "kvm",
+            False,
+            f"could not probe KVM ({detail})",
+            "scripts/provision.sh --vm installs qemu (only the VM path needs it)",
             frozenset(),
             required=False,
         )
     return Check(
         "kvm",
         False,
-        f"KVM cannot run guests here ({facts.kvm_detail}): VMs fall back to TCG "
+        f"KVM cannot run guests here ({detail}): VMs fall back to TCG "
         "(software emulation, several times slower); the Vagrantfile picks the qemu driver",
         "nothing needed for labctl; for KVM, enable VT-x/AMD-V (nested virtualisation: "
         "the vmx or svm flag in /proc/cpuinfo) and access to /dev/kvm",
