@@ -13,7 +13,6 @@ Needs `scripts/provision.sh --vm` first. Takes 10 to 20 minutes under TCG.
 from __future__ import annotations
 
 import argparse
-import os
 import re
 import subprocess
 import sys
@@ -61,7 +60,6 @@ def _stamp_lines(log: str) -> dict[str, float]:
 def run(args: argparse.Namespace) -> dict[str, Any]:
     common.require_root()
     root = common.ROOT
-    env = dict(os.environ)
     if args.rebuild_box:
         start = time.monotonic()
         subprocess.run(["bash", "scripts/build-box.sh", "--force"], cwd=root, check=True)
@@ -72,7 +70,6 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     process = subprocess.Popen(
         ["bash", "scripts/vagrant-matrix.sh"],
         cwd=root,
-        env=env,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
