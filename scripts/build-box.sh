@@ -82,10 +82,13 @@ started=$(date +%s)
 if [ "$FORCE" = "1" ] || [ ! -f "$BOX_FILE" ]; then
   WORK="$(mktemp -d /var/tmp/labctl-box.XXXXXX)"
   ROOT="$WORK/rootfs"
-  cleanup() {
+  unmount_chroot() {
     for mnt in var/cache/apt/archives dev/pts dev sys proc; do
-      mountpoint -q "$ROOT/$mnt" 2>/dev/null && umount -l "$ROOT/$mnt"
+      if mountpoint -q "$ROOT/$mnt" 2>/dev/null; then umount "$@" "$ROOT/$mnt"; fi
     done
+  }
+  cleanup() {
+    unmount_chroot -l
     rm -rf "$WORK"
   }
   trap cleanup EXIT
@@ -154,12 +157,7 @@ if [ "$FORCE" = "1" ] || [ ! -f "$BOX_FILE" ]; then
   rm -f "$ROOT"/var/cache/labctl/wheels/labctl-*.whl
 
   rm -f "$ROOT/usr/sbin/policy-rc.d"
-  cleanup_mounts() {
-    for mnt in var/cache/apt/archives dev/pts dev sys proc; do
-      mountpoint -q "$ROOT/$mnt" && umount "$ROOT/$mnt"
-    done
-  }
-  cleanup_mounts
+  unmount_chroot
   rm -rf "$ROOT"/var/lib/apt/lists/* "$ROOT"/tmp/* "$ROOT"/var/log/*.log
 
   say "making the disk image (partition table, syslinux boot partition, ext4 root)"
