@@ -417,7 +417,7 @@ def runs_root(given: str | None) -> Path:
 
 def cmd_run(args: argparse.Namespace) -> int:
     from labctl.analysis.diagnose import render_text
-    from labctl.engine import RunRecorder
+    from labctl.run import RunRecorder
 
     engine, close = _engine(args)
     try:
@@ -577,7 +577,7 @@ input."""
 
 def cmd_analyze(args: argparse.Namespace) -> int:
     from labctl.analysis.diagnose import Tap, diagnose, render_text
-    from labctl.engine import diagnose_run_dir
+    from labctl.run import diagnose_run_dir
 
     paths = [Path(p) for p in args.pcaps]
     if len(paths) == 1 and paths[0].is_dir():

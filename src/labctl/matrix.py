@@ -20,12 +20,13 @@ from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from pathlib import Path
 from typing import Any
 
+from labctl.backends.base import Backends
 from labctl.core import schedule
 from labctl.core.events import Event, EventSink, discard
 from labctl.core.matrix import Cell, Lab, Observation, compare
 from labctl.core.model import Topology
-from labctl.engine import Backends, RunRecord, RunRecorder
 from labctl.errors import LabctlError, PrerequisiteError, UsageError
+from labctl.run import RunRecord, RunRecorder
 
 BackendsFactory = Callable[[EventSink], tuple[Backends, Callable[[], None]]]
 

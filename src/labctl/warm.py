@@ -42,6 +42,7 @@ PRELOAD = (
     "labctl.cli",
     "labctl.api",
     "labctl.engine",
+    "labctl.run",
     "labctl.matrix",
     "labctl.render",
     "labctl.state",
