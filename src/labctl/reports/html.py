@@ -19,16 +19,15 @@ from html import escape as _escape
 from pathlib import Path, PurePath
 from urllib.parse import quote
 
+from labctl.core.model import Interface, Topology
+from labctl.core.result import CellResult, FindingRecord, MatrixResult, TapRecord
+from labctl.core.validate import parse_endpoint
 from labctl.reports.common import (
     ICON_DIFFERS,
     ICON_NO_EXPECTATION,
     LEGEND,
     LEGEND_MATCHED,
-    Cell,
     CellSummary,
-    FindingRecord,
-    Matrix,
-    TapRecord,
     cell_anchors,
     describe_expectation,
     describe_expected_findings,
@@ -38,7 +37,6 @@ from labctl.reports.common import (
     offload_settings,
     one_line,
     outcome,
-    read_matrix,
     summarize_cell,
 )
 
@@ -48,8 +46,7 @@ BAD_VERDICTS = ("unfinished", "wrong")
 OFFLOAD_COLOURS = ("#4e79a7", "#f28e2b", "#76b7b2", "#9c755f", "#b07aa1", "#8c8c3a")
 
 
-def render(result: Mapping[str, object], report_dir: Path | None = None) -> str:
-    matrix = read_matrix(result)
+def render(matrix: MatrixResult, report_dir: Path | None = None) -> str:
     anchors = cell_anchors(matrix)
     word, _ = outcome(matrix)
     title = f"{matrix.lab}: labctl matrix, {word.lower()}"
@@ -91,7 +88,7 @@ def link_target(path: str, report_dir: Path | None) -> str:
 # Header, matrix, notes
 
 
-def _header(matrix: Matrix) -> str:
+def _header(matrix: MatrixResult) -> str:
     word, sentence = outcome(matrix)
     badge = {"FAILED": "failed", "PASSED": "passed"}.get(word, "nothing")
     lines = [
@@ -125,7 +122,7 @@ def _header(matrix: Matrix) -> str:
     return "\n".join(lines)
 
 
-def _cell_classes(cell: Cell, summary: CellSummary) -> str:
+def _cell_classes(cell: CellResult, summary: CellSummary) -> str:
     if cell.status == "skipped":
         classes = ["skipped"]
     elif cell.status == "error" or cell.observed is None:
@@ -137,7 +134,7 @@ def _cell_classes(cell: Cell, summary: CellSummary) -> str:
     return " ".join(classes)
 
 
-def _judgement(cell: Cell, summary: CellSummary) -> str:
+def _judgement(cell: CellResult, summary: CellSummary) -> str:
     if summary.differs:
         return f'<span class="flag differs">{ICON_DIFFERS} differs</span>'
     if summary.unchecked:
@@ -147,25 +144,25 @@ def _judgement(cell: Cell, summary: CellSummary) -> str:
     return '<span class="flag matched">as expected</span>'
 
 
-def _matrix_section(matrix: Matrix, anchors: Mapping[Cell, str]) -> str:
+def _matrix_section(matrix: MatrixResult, anchors: Mapping[int, str]) -> str:
     head = ['<th scope="col">switch</th>']
-    for name, settings in matrix.offloads:
+    for name, settings in matrix.offload_axis.items():
         described = offload_settings(settings)
         small = f"<small>{escape(described)}</small>" if described else ""
         head.append(f'<th scope="col">offload {escape(name)}{small}</th>')
     rows = []
-    for switch in matrix.switches:
+    for switch in matrix.switch_axis:
         row = [f'<th scope="row">{escape(switch)}</th>']
-        for offload, _ in matrix.offloads:
+        for offload in matrix.offload_axis:
             cell = matrix.cell(switch, offload)
             if cell is None:
                 row.append('<td class="cell missing">not in this run</td>')
                 continue
-            summary = summarize_cell(cell)
+            summary = summarize_cell(cell, matrix.merged)
             tooltip = f' title="{escape(summary.reason)}"' if summary.reason else ""
             row.append(
                 f'<td class="cell {_cell_classes(cell, summary)}">'
-                f'<a href="#{anchors[cell]}"{tooltip}>'
+                f'<a href="#{anchors[id(cell)]}"{tooltip}>'
                 f'<span class="icon">{summary.icon}</span> {escape(summary.text)}'
                 f"{_judgement(cell, summary)}</a></td>"
             )
@@ -198,7 +195,7 @@ def _matrix_section(matrix: Matrix, anchors: Mapping[Cell, str]) -> str:
     )
 
 
-def _notes_section(matrix: Matrix) -> str:
+def _notes_section(matrix: MatrixResult) -> str:
     if not matrix.notes.strip():
         return ""
     return f'<section id="notes">\n<h2>Notes</h2>\n{markdownish(matrix.notes)}\n</section>'
@@ -272,13 +269,18 @@ def _inline(text: str) -> str:
 # Cell details
 
 
-def _cells_section(matrix: Matrix, anchors: Mapping[Cell, str], report_dir: Path | None) -> str:
-    sections = [_cell_details(cell, anchors[cell], report_dir) for cell in matrix.ordered_cells()]
+def _cells_section(
+    matrix: MatrixResult, anchors: Mapping[int, str], report_dir: Path | None
+) -> str:
+    sections = [
+        _cell_details(cell, anchors[id(cell)], report_dir, matrix.merged)
+        for cell in matrix.ordered_cells()
+    ]
     return "\n".join(['<section id="cells">', "<h2>Cells</h2>", *sections, "</section>"])
 
 
-def _cell_details(cell: Cell, anchor: str, report_dir: Path | None) -> str:
-    summary = summarize_cell(cell)
+def _cell_details(cell: CellResult, anchor: str, report_dir: Path | None, merged: bool) -> str:
+    summary = summarize_cell(cell, merged)
     took = (
         f' <span class="took">{escape(format_seconds(cell.seconds))}</span>' if cell.seconds else ""
     )
@@ -332,13 +334,13 @@ def _cell_details(cell: Cell, anchor: str, report_dir: Path | None) -> str:
     return "\n".join(lines)
 
 
-def _comparison(cell: Cell) -> str:
+def _comparison(cell: CellResult) -> str:
     expected, observed = cell.expected, cell.observed
     rows = []
     if expected is None:
         expected_http = expected_findings = "no expectation"
     else:
-        expected_http = {"ok": "works", "fail": "fails"}.get(expected.http or "", "not judged")
+        expected_http = {"pass": "works", "fail": "fails"}[expected.http]
         expected_findings = describe_expected_findings(expected)
     if observed is None:
         observed_http = observed_findings = "not run"
@@ -395,7 +397,7 @@ def _findings(findings: Sequence[FindingRecord]) -> str:
 def _tap_table(taps: Sequence[TapRecord], pcaps: Mapping[str, str], report_dir: Path | None) -> str:
     keys: list[str] = list(ALWAYS_SHOWN_VERDICTS)
     for tap in taps:
-        for key, count in tap.verdicts:
+        for key, count in tap.verdicts.items():
             if key not in keys and count:
                 keys.append(key)
     show_ip = any(tap.ip_header_wrong for tap in taps)
@@ -473,7 +475,7 @@ def _tick(value: float) -> str:
 # Chart: success rate (bars, left axis) and median latency (dots, right axis)
 
 
-def _chart_section(matrix: Matrix) -> str:
+def _chart_section(matrix: MatrixResult) -> str:
     return "\n".join(
         [
             '<section id="chart">',
@@ -487,11 +489,11 @@ def _chart_section(matrix: Matrix) -> str:
     )
 
 
-def chart_svg(matrix: Matrix) -> str:
+def chart_svg(matrix: MatrixResult) -> str:
     width, height = 960, 330
     left, right, top, bottom = 80.0, 880.0, 70.0, 270.0
     plot_height = bottom - top
-    offloads = [name for name, _ in matrix.offloads]
+    offloads = list(matrix.offload_axis)
     medians = [
         c.observed.latency_ms.median
         for c in matrix.cells
@@ -543,12 +545,12 @@ def chart_svg(matrix: Matrix) -> str:
             f' transform="rotate(90 940 {_n(middle)})"',
         )
     )
-    groups = max(1, len(matrix.switches))
+    groups = max(1, len(matrix.switch_axis))
     group_width = (right - left) / groups
     gap = 10.0
     bar_width = min(56.0, (group_width * 0.75 - gap * (len(offloads) - 1)) / max(1, len(offloads)))
     dots: list[str] = []  # drawn after every bar, so no bar hides a latency label
-    for group, switch in enumerate(matrix.switches):
+    for group, switch in enumerate(matrix.switch_axis):
         centre = left + group_width * (group + 0.5)
         out.append(_text(centre, bottom + 42, _fit(switch, group_width - 8, 13), "group", "middle"))
         for index, offload in enumerate(offloads):
@@ -564,10 +566,10 @@ def chart_svg(matrix: Matrix) -> str:
     return "\n".join(out)
 
 
-def _chart_legend(matrix: Matrix, left: float) -> list[str]:
+def _chart_legend(matrix: MatrixResult, left: float) -> list[str]:
     out = []
     x = left
-    for index, (name, settings) in enumerate(matrix.offloads):
+    for index, (name, settings) in enumerate(matrix.offload_axis.items()):
         colour = OFFLOAD_COLOURS[index % len(OFFLOAD_COLOURS)]
         described = offload_settings(settings)
         label = f"offload {name}" + (f" ({described})" if described else "")
@@ -583,7 +585,7 @@ def _chart_legend(matrix: Matrix, left: float) -> list[str]:
 
 
 def _bar(
-    cell: Cell | None,
+    cell: CellResult | None,
     x: float,
     width: float,
     colour: str,
@@ -629,7 +631,7 @@ def _bar(
 
 
 def _latency_dot(
-    cell: Cell | None, centre: float, top: float, bottom: float, latency_max: float
+    cell: CellResult | None, centre: float, top: float, bottom: float, latency_max: float
 ) -> list[str]:
     if cell is None or cell.observed is None or cell.observed.latency_ms is None:
         return []
@@ -687,44 +689,26 @@ class _Drawing:
     node_links: list[tuple[str, str, str, str]] = field(default_factory=list)
 
 
-def _endpoint(value: object) -> tuple[str, str] | None:
-    if not isinstance(value, str) or ":" not in value:
-        return None
-    node, _, name = value.partition(":")
-    return node, name
+def _addresses(interface: Interface) -> str:
+    return " ".join(v for v in (interface.ipv4, interface.ipv6) if v)
 
 
-def _addresses(interface: object) -> str:
-    if not isinstance(interface, Mapping):
-        return ""
-    values = [interface.get(key) for key in ("ipv4", "ipv6")]
-    return " ".join(v for v in values if isinstance(v, str))
-
-
-def _layout(topology: Mapping[str, object]) -> _Drawing:
+def _layout(topology: Topology) -> _Drawing:
     drawing = _Drawing()
-    nodes = topology.get("nodes")
-    nodes = nodes if isinstance(nodes, Mapping) else {}
-    links = topology.get("links")
-    links = links if isinstance(links, list) else []
-    for link in links:
-        if not isinstance(link, Mapping):
+    nodes = topology.nodes
+    for link in topology.links:
+        a, b = parse_endpoint(link.a), parse_endpoint(link.b)
+        if a is None or b is None or a.node not in nodes:
             continue
-        a, b = _endpoint(link.get("a")), _endpoint(link.get("b"))
-        if a is None or b is None or a[0] not in nodes:
-            continue
-        if b[0] == "switch":
-            drawing.switch_links.append((a[0], a[1], b[1]))
-        elif b[0] in nodes:
-            drawing.node_links.append((a[0], a[1], b[0], b[1]))
-    traffic = topology.get("traffic")
+        if b.node == "switch":
+            drawing.switch_links.append((a.node, a.name, b.name))
+        elif b.node in nodes:
+            drawing.node_links.append((a.node, a.name, b.node, b.name))
+    traffic = topology.traffic
     roles: dict[str, str] = {}
-    if isinstance(traffic, Mapping):
-        port = traffic.get("port")
-        if isinstance(traffic.get("client"), str):
-            roles[str(traffic["client"])] = "HTTP client"
-        if isinstance(traffic.get("server"), str):
-            roles[str(traffic["server"])] = "HTTP server" + (f" :{port}" if port else "")
+    if traffic is not None:
+        roles[traffic.client] = "HTTP client"
+        roles[traffic.server] = f"HTTP server :{traffic.port}"
     order: list[str] = []
     for node, _, _ in drawing.switch_links:
         if node not in order:
@@ -739,23 +723,19 @@ def _layout(topology: Mapping[str, object]) -> _Drawing:
             order.append(name)
     next_y = {"left": 20.0, "right": 20.0}
     for name in order:
-        spec = nodes.get(name)
-        interfaces_spec = spec.get("interfaces") if isinstance(spec, Mapping) else None
-        interfaces = (
-            [(str(k), _addresses(v)) for k, v in interfaces_spec.items()]
-            if isinstance(interfaces_spec, Mapping)
-            else []
-        )
+        interfaces = [
+            (ifname, _addresses(interface)) for ifname, interface in nodes[name].interfaces.items()
+        ]
         side = sides[name]
         box = _NodeBox(
-            str(name),
+            name,
             LEFT_X if side == "left" else RIGHT_X,
             next_y[side],
             interfaces,
-            roles.get(str(name), ""),
+            roles.get(name, ""),
             side,
         )
-        drawing.nodes[str(name)] = box
+        drawing.nodes[name] = box
         next_y[side] += box.height + 36
     return drawing
 
@@ -768,7 +748,7 @@ class _TapMark:
     point: tuple[float, float] | None  # None: not drawn (unknown place)
 
 
-def _topology_section(matrix: Matrix) -> str:
+def _topology_section(matrix: MatrixResult) -> str:
     svg, marks = topology_svg(matrix)
     if not svg:
         return (
@@ -796,34 +776,35 @@ def _topology_section(matrix: Matrix) -> str:
     )
 
 
-def topology_svg(matrix: Matrix) -> tuple[str, list[_TapMark]]:
-    return topology_drawing(matrix.topology, matrix.switches)
+def topology_svg(matrix: MatrixResult) -> tuple[str, list[_TapMark]]:
+    if matrix.topology is None:
+        return "", []
+    return topology_drawing(matrix.topology, matrix.switch_axis)
 
 
-def switch_kinds(topology: Mapping[str, object], listed: Sequence[str] = ()) -> list[str]:
+def switch_kinds(topology: Topology, listed: Sequence[str] = ()) -> list[str]:
     """The switch kinds to name on the switch: those listed, else the topology's."""
-    switch_spec = topology.get("switch")
-    if not listed and isinstance(switch_spec, Mapping) and isinstance(switch_spec.get("kind"), str):
-        return [str(switch_spec["kind"])]
+    if not listed and topology.switch is not None:
+        return [topology.switch.kind.value]
     return list(listed)
 
 
+def has_switch(topology: Topology, drawing: _Drawing) -> bool:
+    return topology.switch is not None or bool(drawing.switch_links)
+
+
 def topology_drawing(
-    topology: Mapping[str, object], listed_kinds: Sequence[str] = ()
+    topology: Topology, listed_kinds: Sequence[str] = ()
 ) -> tuple[str, list[_TapMark]]:
-    """The SVG drawing of a topology (as JSON data) with its taps, and the taps' legend.
-    Shared by the matrix report and `labctl graph`."""
-    if not topology:
-        return "", []
+    """The SVG drawing of a topology with its taps, and the taps' legend. Shared by the
+    matrix report and `labctl graph`."""
     drawing = _layout(topology)
-    switch_spec = topology.get("switch")
-    has_switch = isinstance(switch_spec, Mapping) or bool(drawing.switch_links)
     kinds = switch_kinds(topology, listed_kinds)
     body: list[str] = []
     ports: dict[str, tuple[float, float]] = {}  # port name -> point on the switch edge
     link_ends: dict[tuple[str, str], tuple[tuple[float, float], tuple[float, float]]] = {}
     lowest = max((b.y + b.height for b in drawing.nodes.values()), default=40.0)
-    if has_switch:
+    if has_switch(topology, drawing):
         ys = [drawing.nodes[n].row_y(i) for n, i, _ in drawing.switch_links] or [60.0]
         label_height = 24 + 15 * len(kinds)
         box_height = max(90.0, max(ys) - min(ys) + 60, label_height + 24)
@@ -876,7 +857,7 @@ def topology_drawing(
         [
             f'<svg class="topology" viewBox="0 0 960 {_n(height)}" role="img" '
             'aria-labelledby="topology-title">',
-            f'<title id="topology-title">Topology {escape(str(topology.get("name", "")))}: '
+            f'<title id="topology-title">Topology {escape(topology.name)}: '
             "nodes, switch, links and taps</title>",
             *body,
             "</svg>",
@@ -916,42 +897,37 @@ def _node(box: _NodeBox) -> list[str]:
 
 
 def _tap_marks(
-    topology: Mapping[str, object],
+    topology: Topology,
     drawing: _Drawing,
     link_ends: Mapping[tuple[str, str], tuple[tuple[float, float], tuple[float, float]]],
     ports: Mapping[str, tuple[float, float]],
 ) -> tuple[list[_TapMark], list[str]]:
-    taps = topology.get("taps")
-    taps = taps if isinstance(taps, list) else []
     marks: list[_TapMark] = []
     used: dict[tuple[float, float], int] = {}
     out: list[str] = []
-    for number, tap in enumerate((t for t in taps if isinstance(t, Mapping)), start=1):
-        name = str(tap.get("name") or f"tap {number}")
+    for number, tap in enumerate(topology.taps, start=1):
+        name = tap.name or f"tap {number}"
         point: tuple[float, float] | None = None
         where = "at an unknown place"
-        node_end, host_end, port = (
-            _endpoint(tap.get("node")),
-            _endpoint(tap.get("host")),
-            tap.get("switch_port"),
-        )
+        node_end = parse_endpoint(tap.node) if tap.node else None
+        host_end = parse_endpoint(tap.host) if tap.host else None
         if node_end is not None:
-            where = f"inside node {node_end[0]}, on {node_end[1]}"
-            ends = link_ends.get(node_end)
+            where = f"inside node {node_end.node}, on {node_end.name}"
+            ends = link_ends.get((node_end.node, node_end.name))
             if ends is not None:
                 point = ends[0]
-            elif node_end[0] in drawing.nodes:
-                box = drawing.nodes[node_end[0]]
-                point = (box.inner_edge, box.row_y(node_end[1]))
+            elif node_end.node in drawing.nodes:
+                box = drawing.nodes[node_end.node]
+                point = (box.inner_edge, box.row_y(node_end.name))
         elif host_end is not None:
-            where = f"on the host end of the veth of {host_end[0]}:{host_end[1]}"
-            ends = link_ends.get(host_end)
+            where = f"on the host end of the veth of {host_end.node}:{host_end.name}"
+            ends = link_ends.get((host_end.node, host_end.name))
             if ends is not None and ends[0] != ends[1]:
                 (x1, y1), (x2, y2) = ends
                 point = (x1 + (x2 - x1) * 0.7, y1 + (y2 - y1) * 0.7)
-        elif isinstance(port, str):
-            where = f"on switch port {port}"
-            point = ports.get(port)
+        elif tap.switch_port is not None:
+            where = f"on switch port {tap.switch_port}"
+            point = ports.get(tap.switch_port)
         marks.append(_TapMark(number, name, where, point))
         if point is None:
             continue
