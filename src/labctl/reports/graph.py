@@ -14,12 +14,12 @@ from collections.abc import Callable, Sequence
 
 from labctl.core.model import Topology
 from labctl.core.validate import parse_endpoint
-from labctl.reports.html import (
-    CSS,
-    _Drawing,
-    _layout,
-    _TapMark,
+from labctl.reports.html.page import css
+from labctl.reports.html.topology import (
+    Drawing,
+    TapMark,
     has_switch,
+    layout,
     switch_kinds,
     topology_drawing,
 )
@@ -39,7 +39,8 @@ def render(topology: Topology, fmt: str) -> str:
 
 def svg(topology: Topology) -> str:
     """The report's drawing as a standalone SVG file."""
-    drawing, _marks = topology_drawing(topology)
+    markup, _marks = topology_drawing(topology)
+    drawing = str(markup)  # plain text from here: Markup.replace would escape the namespace
     style = f"<style>\n{_svg_css()}\n</style>"
     drawing = drawing.replace("<svg ", f'<svg xmlns="{SVG_NS}" ', 1)
     head, _, rest = drawing.partition("\n")
@@ -48,18 +49,18 @@ def svg(topology: Topology) -> str:
 
 def _svg_css() -> str:
     """The report's rules for its drawings (and its colour variables)."""
-    rules = [rule.strip() + " }" for rule in CSS.split("}") if rule.strip()]
+    rules = [rule.strip() + " }" for rule in css().split("}") if rule.strip()]
     return "\n".join(r for r in rules if r.startswith((":root", "svg")))
 
 
 def _nodes_and_taps(
     topology: Topology,
-) -> tuple[_Drawing, list[str], list[tuple[_TapMark, str | None]]]:
+) -> tuple[Drawing, list[str], list[tuple[TapMark, str | None]]]:
     """The layout, the switch's kinds, and each tap with the node it sits on (None: on
     the switch)."""
-    drawing = _layout(topology)
+    drawing = layout(topology)
     _svg, marks = topology_drawing(topology)
-    placed: list[tuple[_TapMark, str | None]] = []
+    placed: list[tuple[TapMark, str | None]] = []
     for mark, tap in zip(marks, topology.taps, strict=True):
         where = tap.node or tap.host
         end = parse_endpoint(where) if where else None
@@ -68,7 +69,7 @@ def _nodes_and_taps(
     return drawing, switch_kinds(topology), placed
 
 
-def _node_lines(drawing: _Drawing, name: str) -> list[str]:
+def _node_lines(drawing: Drawing, name: str) -> list[str]:
     box = drawing.nodes[name]
     lines = [name] + ([box.role] if box.role else [])
     lines += [f"{ifname} {addresses}".strip() for ifname, addresses in box.interfaces]

@@ -229,7 +229,7 @@ def test_strings_from_the_result_are_escaped_everywhere() -> None:
     text = report(result)
     assert "<script" not in text.lower()
     assert "<b>" not in text and "<i>" not in text
-    assert "&lt;script&gt;alert(&#x27;x&#x27;)&lt;/script&gt; &amp; &quot;quoted&quot;" in text
+    assert "&lt;script&gt;alert(&#39;x&#39;)&lt;/script&gt; &amp; &#34;quoted&#34;" in text
     page = parse(text)
     assert page.unbalanced == []
     titles = [e.attrs["title"] for e in page.find("a") if "title" in e.attrs]

@@ -32,5 +32,5 @@ def test_junit_and_html_show_the_note() -> None:
     result = with_note_and_targets()
     assert f"note: {NOTE}" in junit.render(read_matrix(result))
     page = html.render(read_matrix(result))
-    assert "The seed&#x27;s observation" in page or "The seed's observation" in page
+    assert "The seed&#39;s observation" in page or "The seed's observation" in page
     assert "client: tx off, rx off; server: tx on" in page
