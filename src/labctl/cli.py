@@ -419,7 +419,7 @@ def runs_root(given: str | None) -> Path:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from labctl.analysis.diagnose import render_text
+    from labctl.analysis.diagnosis_text import render_text
     from labctl.run import RunRecorder
 
     engine, close = _engine(args)
@@ -579,7 +579,9 @@ input."""
 
 
 def cmd_analyze(args: argparse.Namespace) -> int:
-    from labctl.analysis.diagnose import Tap, diagnose, render_text
+    from labctl.analysis.diagnose import diagnose
+    from labctl.analysis.diagnosis import Tap
+    from labctl.analysis.diagnosis_text import render_text
     from labctl.run import diagnose_run_dir
 
     paths = [Path(p) for p in args.pcaps]

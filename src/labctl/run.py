@@ -27,7 +27,7 @@ from labctl.errors import LabctlError, UsageError
 
 if TYPE_CHECKING:
     # Reading pcaps is only for the diagnosis: `Lab.run` does not pay for importing it.
-    from labctl.analysis.diagnose import Diagnosis
+    from labctl.analysis.diagnosis import Diagnosis
 
 
 @dataclass
@@ -257,7 +257,7 @@ class RunRecorder:
     def _diagnose(self, manifest: dict[str, Any], run_dir: Path) -> Diagnosis | None:
         diagnosis = diagnose_run_dir(run_dir, manifest)
         _write_json(run_dir / "diagnosis.json", diagnosis.to_dict())
-        from labctl.analysis.diagnose import render_text
+        from labctl.analysis.diagnosis_text import render_text
 
         (run_dir / "diagnosis.txt").write_text(render_text(diagnosis) + "\n")
         return diagnosis
@@ -265,7 +265,8 @@ class RunRecorder:
 
 def diagnose_run_dir(run_dir: Path, manifest: dict[str, Any] | None = None) -> Diagnosis:
     """The diagnosis of a run directory, taps in the topology's (path) order."""
-    from labctl.analysis.diagnose import Tap, diagnose
+    from labctl.analysis.diagnose import diagnose
+    from labctl.analysis.diagnosis import Tap
 
     if manifest is None:
         manifest = json.loads((run_dir / "manifest.json").read_text())

@@ -49,6 +49,7 @@ PRELOAD = (
     "labctl.core.plan",
     "labctl.core.doctor",
     "labctl.analysis.diagnose",
+    "labctl.analysis.diagnosis_text",
     "labctl.analysis.tables",
     "labctl.backends.registry",
     "labctl.backends.docker_runtime",
