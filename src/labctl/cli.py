@@ -917,7 +917,7 @@ def cmd_init(args: argparse.Namespace) -> int:
 def cmd_completion(args: argparse.Namespace) -> int:
     import argcomplete
 
-    print(argcomplete.shellcode(["labctl"], shell=args.shell))
+    print(argcomplete.shellcode(["labctl"], shell=args.shell))  # type: ignore[attr-defined]
     return 0
 
 
@@ -981,7 +981,7 @@ def _add_completers(parser: argparse.ArgumentParser) -> None:
                 for arg in child._actions:
                     completer = COMPLETERS.get(command, {}).get(arg.dest)
                     if completer is not None:
-                        arg.completer = completer  # type: ignore[attr-defined]
+                        arg.completer = completer
 
 
 def main(argv: Sequence[str] | None = None) -> int:

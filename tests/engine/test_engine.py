@@ -9,7 +9,7 @@ import pytest
 from labctl.backends.base import Backends
 from labctl.core.events import Event
 from labctl.core.loader import load_topology
-from labctl.core.model import Offload, RuntimeKind, SwitchKind
+from labctl.core.model import Offload, RuntimeKind, SwitchKind, Topology
 from labctl.engine import Engine
 from labctl.errors import BackendError, PrerequisiteError, UsageError
 from labctl.run import run_traffic
@@ -46,7 +46,7 @@ def fake_backends(host: FakeHost, unavailable: dict[SwitchKind, str] | None = No
     )
 
 
-def seed():
+def seed() -> Topology:
     topology, _ = load_topology(SEED)
     return topology
 

@@ -5,18 +5,20 @@ from __future__ import annotations
 
 import json
 import threading
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from labctl.backends.base import Backends
 from labctl.core import schedule
+from labctl.core.events import EventSink
 from labctl.core.matrix import cells, load_lab
-from labctl.core.model import Switch, SwitchKind
+from labctl.core.model import RuntimeKind, Switch, SwitchKind
 from labctl.core.result import MatrixResult, read_matrix
-from labctl.engine import Backends
 from labctl.errors import PrerequisiteError
-from labctl.matrix import MatrixRunner, exit_code
+from labctl.matrix import BackendsFactory, MatrixRunner, exit_code
 from tests.engine.fakes import FakeHost, FakeLinks, FakeOffload, FakeRuntime, FakeSwitch
 
 pytestmark = pytest.mark.engine
@@ -63,11 +65,11 @@ class OvsFake(FakeSwitch):
         self.daemons.release(lab)
 
 
-def factory(host: FakeHost, daemons: Daemons | None = None):
+def factory(host: FakeHost, daemons: Daemons | None = None) -> BackendsFactory:
     """Backends whose HTTP fails for the labs in host.failing_labs; no ovs-kernel."""
     daemons = daemons or Daemons()
 
-    def make(on_event):  # type: ignore[no-untyped-def]
+    def make(on_event: EventSink) -> tuple[Backends, Callable[[], None]]:
         switches = {
             SwitchKind.LINUX_BRIDGE: FakeSwitch(host),
             SwitchKind.OVS_KERNEL: OvsFake(
@@ -77,7 +79,7 @@ def factory(host: FakeHost, daemons: Daemons | None = None):
             SwitchKind.OVS_DPDK: OvsFake(host, daemons),
         }
         backends = Backends(
-            {"docker": FakeRuntime(host)},
+            {RuntimeKind.DOCKER: FakeRuntime(host)},
             FakeLinks(host),
             switches.__getitem__,
             lambda: [switches[SwitchKind.LINUX_BRIDGE]],
@@ -169,7 +171,7 @@ def test_workers_must_be_positive(tmp_path: Path) -> None:
         runner.run(cells(lab), workers=0)
 
 
-def statuses(result: dict) -> list[tuple[str, str, str]]:
+def statuses(result: dict[str, Any]) -> list[tuple[str, str, str]]:
     return [(c["switch"], c["offload"], c["status"]) for c in result["cells"]]
 
 
