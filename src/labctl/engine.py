@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from labctl import interrupts
 from labctl.backends.base import (
     AddressSpec,
     Backends,
@@ -137,6 +138,7 @@ class Engine:
 
         try:
             for batch in _batches(plan.steps):
+                interrupts.raise_if_received()
                 if len(batch) == 1:
                     index, step = batch[0]
                     started = time.monotonic()
@@ -144,6 +146,7 @@ class Engine:
                     record(index, step, self._do(step, topology, handles, state), started)
                 else:
                     self._apply_parallel(batch, topology, handles, state, record)
+            interrupts.raise_if_received()
         except BaseException as error:  # also Ctrl-C: nothing half-built may remain
             self.emit(Event("step-failed", f"{_one_line(error)}; undoing {len(done)} steps"))
             leftovers = self._undo(topology, done)
@@ -211,7 +214,6 @@ class Engine:
         if isinstance(step, CreateNodeLink):
             return b.links.ensure_veth_between_nodes(
                 lab,
-                step.transient_names,
                 (handles[step.a[0]], step.a[1], _address_spec(step.a_settings)),
                 (handles[step.b[0]], step.b[1], _address_spec(step.b_settings)),
                 role=f"link {step.a[0]}:{step.a[1]}-{step.b[0]}:{step.b[1]}",
@@ -281,9 +283,8 @@ class Engine:
             b.switch_for(step.switch.kind).remove_port(
                 lab, step.bridge, step.port, step.host_ifname
             )
-        elif isinstance(step, CreateNodeLink):
-            for name in step.transient_names:
-                b.links.remove_link(lab, name)
+        # CreateNodeLink: nothing to undo on its own; the pair exists only inside its two
+        # nodes and goes with them.
 
     def down(self, lab: str) -> list[Owned]:
         """Remove everything of `lab`. Returns what the sweep found beyond the state file."""
