@@ -12,7 +12,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from labctl import __version__
+from labctl import __version__, interrupts
 from labctl.errors import LabctlError, UsageError
 
 if TYPE_CHECKING:
@@ -998,6 +998,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             if code is not None:
                 return code
     args = _parser().parse_args(argv)
+    interrupts.install()
     try:
         return int(args.func(args))
     except LabctlError as error:

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Generic, TypeVar
 
+from labctl import interrupts
 from labctl.backends.base import (
     AddressSpec,
     Backends,
@@ -105,6 +106,7 @@ class Engine:
 
         try:
             for batch in _batches(plan.steps):
+                interrupts.raise_if_received()
                 if len(batch) == 1:
                     index, step = batch[0]
                     started = time.monotonic()
@@ -112,6 +114,7 @@ class Engine:
                     record(index, step, self._do(step, topology, handles, state), started)
                 else:
                     self._apply_parallel(batch, topology, handles, state, record)
+            interrupts.raise_if_received()
         except BaseException as error:  # also Ctrl-C: nothing half-built may remain
             self.emit(Event("step-failed", f"{_one_line(error)}; undoing {len(done)} steps"))
             leftovers = self._undo(topology, done)
@@ -399,16 +402,10 @@ def _create_node_link(engine: Engine, step: CreateNodeLink, building: _Building)
     handles = building.handles
     return engine.backends.links.ensure_veth_between_nodes(
         building.topology.name,
-        step.transient_names,
         (handles[step.a[0]], step.a[1], _address_spec(step.a_settings)),
         (handles[step.b[0]], step.b[1], _address_spec(step.b_settings)),
         role=f"link {step.a[0]}:{step.a[1]}-{step.b[0]}:{step.b[1]}",
     )
-
-
-def _remove_node_link(engine: Engine, step: CreateNodeLink, topology: Topology) -> None:
-    for name in step.transient_names:
-        engine.backends.links.remove_link(topology.name, name)
 
 
 def _configure_offload(
@@ -449,7 +446,10 @@ STEP_KINDS: Mapping[type[Step], StepKind[Any]] = {
     CreateSwitch: StepKind(_create_switch, _remove_switch),
     CreateSwitchLink: StepKind(_create_switch_link, _remove_switch_link),
     AttachPort: StepKind(_attach_port, _detach_port),
-    CreateNodeLink: StepKind(_create_node_link, _remove_node_link),
+    CreateNodeLink: StepKind(
+        _create_node_link,
+        NothingToUndo("the pair exists only inside its two nodes and goes with them"),
+    ),
     ConfigureOffload: StepKind(
         _configure_offload,
         NothingToUndo("the settings belong to the interfaces, which go with their link"),

@@ -150,10 +150,8 @@ class FakeLinks(LinkBackend):
         self.host.links[host_ifname] = lab
         return {"host_ifname": host_ifname}
 
-    def ensure_veth_between_nodes(
-        self, lab: str, transient_names: tuple[str, str], a: Any, b: Any, role: str
-    ) -> dict[str, Any]:
-        self.host.op(f"ensure_pair:{transient_names[0]}")
+    def ensure_veth_between_nodes(self, lab: str, a: Any, b: Any, role: str) -> dict[str, Any]:
+        self.host.op(f"ensure_pair:{a[0].name}:{a[1]}")
         return {}
 
     def remove_link(self, lab: str, host_ifname: str) -> None:
