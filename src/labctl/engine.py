@@ -378,6 +378,7 @@ def _create_switch_link(
         step.ifname,
         _address_spec(step.settings),
         role=f"link {step.node}:{step.ifname}",
+        host_mtu=step.host_mtu,
     )
 
 
@@ -388,7 +389,7 @@ def _remove_switch_link(engine: Engine, step: CreateSwitchLink, topology: Topolo
 def _attach_port(engine: Engine, step: AttachPort, building: _Building) -> dict[str, Any]:
     switch = engine.backends.switch_for(step.switch.kind)
     return switch.ensure_port(
-        building.topology.name, step.bridge, step.port, step.host_ifname, step.switch
+        building.topology.name, step.bridge, step.port, step.host_ifname, step.switch, step.options
     )
 
 

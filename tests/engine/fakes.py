@@ -23,7 +23,7 @@ from labctl.backends.base import (
     SwitchFactory,
 )
 from labctl.core.events import EventSink
-from labctl.core.model import Node, Switch, SwitchKind, Topology
+from labctl.core.model import Node, PortOptions, Switch, SwitchKind, Topology
 from labctl.errors import BackendError, PrerequisiteError
 
 
@@ -33,6 +33,7 @@ class FakeHost:
     links: dict[str, str] = field(default_factory=dict)  # host ifname -> lab
     bridges: dict[str, str] = field(default_factory=dict)  # bridge -> lab
     ports: dict[str, str] = field(default_factory=dict)  # host ifname -> bridge
+    port_options: dict[str, PortOptions] = field(default_factory=dict)  # host ifname -> options
     log: list[str] = field(default_factory=list)
     fail_on: set[str] = field(default_factory=set)  # operation names, e.g. "ensure_port:srv"
     fail_once: set[str] = field(default_factory=set)  # fail the next call only
@@ -145,6 +146,7 @@ class FakeLinks(LinkBackend):
         node_ifname: str,
         settings: AddressSpec,
         role: str,
+        host_mtu: int | None = None,
     ) -> dict[str, Any]:
         self.host.op(f"ensure_veth:{host_ifname}")
         self.host.links[host_ifname] = lab
@@ -185,10 +187,18 @@ class FakeSwitch(SwitchBackend):
         return {"bridge": bridge}
 
     def ensure_port(
-        self, lab: str, bridge: str, port: str, host_ifname: str, switch: Switch
+        self,
+        lab: str,
+        bridge: str,
+        port: str,
+        host_ifname: str,
+        switch: Switch,
+        options: PortOptions | None = None,
     ) -> dict[str, Any]:
+        options = options or PortOptions()
         self.host.op(f"ensure_port:{port}")
         self.host.ports[host_ifname] = bridge
+        self.host.port_options[host_ifname] = options
         return {"port": port}
 
     def remove_port(self, lab: str, bridge: str, port: str, host_ifname: str) -> None:

@@ -17,7 +17,15 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from labctl.core.events import EventSink
-from labctl.core.model import Node, Offload, RuntimeKind, Switch, SwitchKind, Topology
+from labctl.core.model import (
+    Node,
+    Offload,
+    PortOptions,
+    RuntimeKind,
+    Switch,
+    SwitchKind,
+    Topology,
+)
 
 
 @dataclass(frozen=True)
@@ -128,9 +136,11 @@ class LinkBackend(Protocol):
         node_ifname: str,
         settings: AddressSpec,
         role: str,
+        host_mtu: int | None = None,
     ) -> dict[str, Any]:
-        """veth with one end in the host namespace (up, IPv6 off, for the switch)
-        and the other end in the node, renamed, addressed and up."""
+        """veth with one end in the host namespace (up, IPv6 off, for the switch, MTU
+        `host_mtu`, else `settings.mtu`) and the other end in the node, renamed, addressed
+        and up."""
         ...
 
     def ensure_veth_between_nodes(
@@ -153,8 +163,18 @@ class SwitchBackend(Protocol):
 
     def ensure_switch(self, lab: str, bridge: str, switch: Switch) -> dict[str, Any]: ...
     def ensure_port(
-        self, lab: str, bridge: str, port: str, host_ifname: str, switch: Switch
-    ) -> dict[str, Any]: ...
+        self,
+        lab: str,
+        bridge: str,
+        port: str,
+        host_ifname: str,
+        switch: Switch,
+        options: PortOptions | None = None,
+    ) -> dict[str, Any]:
+        """Attach the host veth `host_ifname` as `port`, with the port's VLAN settings and
+        (where the switch has its own, as OVS's mtu_request) MTU."""
+        ...
+
     def remove_port(self, lab: str, bridge: str, port: str, host_ifname: str) -> None: ...
     def remove_switch(self, lab: str, bridge: str) -> None: ...
     def sweep(self, lab: str) -> list[Owned]: ...

@@ -201,10 +201,11 @@ def _split_address(address: str) -> tuple[str, int, int]:
     return str(interface.ip), interface.network.prefixlen, interface.version
 
 
-def _shared_mtu(*specs: AddressSpec) -> int | None:
-    # The veth driver drops frames larger than the receiving end's MTU, so both
-    # ends of a pair get the same MTU: whichever side asked for one.
-    return next((spec.mtu for spec in specs if spec.mtu is not None), None)
+def _end_mtu(own: AddressSpec, other: AddressSpec) -> int | None:
+    # Each end of a pair gets its own MTU, or the other end's when it asks for none. The
+    # veth driver drops frames larger than the receiving end's MTU, so ends that differ
+    # are what an MTU-mismatch lab asks for, and ends that match are the default.
+    return own.mtu if own.mtu is not None else other.mtu
 
 
 class NetlinkLinks:
@@ -271,8 +272,11 @@ class NetlinkLinks:
         node_ifname: str,
         settings: AddressSpec,
         role: str,
+        host_mtu: int | None = None,
     ) -> dict[str, Any]:
-        """veth `host_ifname` (host, up, aliased) <-> `node_ifname` (node, configured, up)."""
+        """veth `host_ifname` (host, up, aliased) <-> `node_ifname` (node, configured, up).
+
+        The host end's MTU is `host_mtu` (the switch port's), else the node end's."""
         alias = names.interface_alias(lab, role)
         action = f"creating veth {host_ifname} for {node.name}:{node_ifname}"
         with netlink_action(action), self.host() as ipr:
@@ -283,8 +287,10 @@ class NetlinkLinks:
                 keep_host_out_of_lab(ipr, host_link["index"])
             host_index = host_link["index"]
             host_attrs: dict[str, Any] = {"state": "up"}
-            if settings.mtu is not None:
-                host_attrs["mtu"] = settings.mtu
+            if host_mtu is None:
+                host_mtu = settings.mtu
+            if host_mtu is not None:
+                host_attrs["mtu"] = host_mtu
             ipr.link("set", index=host_index, **host_attrs)
         node_index = self._configure_node_end(node, node_ifname, settings, settings.mtu, action)
         return {
@@ -343,9 +349,9 @@ class NetlinkLinks:
                 # New, or left unlabelled by a run killed right after creating it.
                 with self.node_netns(node, action) as ns, netlink_action(action):
                     label_new_link(ns, ifname, alias, where=f"node {node.name}")
-        mtu = _shared_mtu(a[2], b[2])
         result: dict[str, Any] = {"alias": alias}
-        for key, (node, ifname, spec) in zip(("a", "b"), ends, strict=True):
+        for key, (node, ifname, spec), other in zip(("a", "b"), ends, (b, a), strict=True):
+            mtu = _end_mtu(spec, other[2])
             index = self._configure_node_end(node, ifname, spec, mtu, action)
             result[key] = {"node": node.name, "ifname": ifname, "ifindex": index}
         return result

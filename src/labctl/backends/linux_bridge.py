@@ -7,10 +7,13 @@ this lab's alias is ever enslaved, released or deleted.
 
 from __future__ import annotations
 
+import errno
 import os
 import shutil
 import subprocess
 from typing import Any
+
+from pyroute2.netlink.exceptions import NetlinkError
 
 from labctl.backends.base import Owned, SwitchBackend
 from labctl.backends.firewall import Iptables
@@ -27,7 +30,7 @@ from labctl.backends.links import (
     netlink_action,
 )
 from labctl.core import names
-from labctl.core.model import Switch
+from labctl.core.model import PortOptions, Switch
 from labctl.errors import BackendError, PrerequisiteError
 
 SWITCH_ROLE = "switch"
@@ -36,6 +39,8 @@ BRIDGE_MODULE_DIR = "/sys/module/bridge"
 # forward at once; with STP the kernel refuses less than 2 s.
 NO_STP_FORWARD_DELAY = 0
 STP_FORWARD_DELAY = 200
+# Every port of a bridge starts in VLAN 1, untagged (the bridge's default_pvid).
+DEFAULT_PVID = 1
 
 
 class LinuxBridge(SwitchBackend):
@@ -65,13 +70,30 @@ class LinuxBridge(SwitchBackend):
             elif link_alias(link) != alias or link_kind(link) != BRIDGE:
                 raise clash_error(action, bridge, link_alias(link), alias)
             self._apply_stp(ipr, link["index"], switch.bridge.stp)
+            # Only a lab whose ports have VLANs filters: without it the bridge forwards
+            # every frame, tagged or not, as it always did.
+            vlan_filtering = 1 if switch.uses_vlans else 0
+            ipr.link("set", index=link["index"], kind=BRIDGE, br_vlan_filtering=vlan_filtering)
             ipr.link("set", index=link["index"], state="up")
         chains = self._firewall.ensure_bridge_accept(lab, bridge)
-        return {"bridge": bridge, "ifindex": link["index"], "alias": alias, "firewall": chains}
+        return {
+            "bridge": bridge,
+            "ifindex": link["index"],
+            "alias": alias,
+            "firewall": chains,
+            "vlan_filtering": bool(vlan_filtering),
+        }
 
     def ensure_port(
-        self, lab: str, bridge: str, port: str, host_ifname: str, switch: Switch
+        self,
+        lab: str,
+        bridge: str,
+        port: str,
+        host_ifname: str,
+        switch: Switch,
+        options: PortOptions | None = None,
     ) -> dict[str, Any]:
+        options = options or PortOptions()
         action = f"attaching {host_ifname} to bridge {bridge} as port {port}"
         with netlink_action(action), self._netlink.host() as ipr:
             bridge_index = self._own_bridge_index(ipr, lab, bridge, action)
@@ -83,13 +105,18 @@ class LinuxBridge(SwitchBackend):
                 raise BackendError(action, f"{host_ifname} does not exist", "create the link first")
             if link.get_attr("IFLA_MASTER") != bridge_index:
                 ipr.link("set", index=link["index"], master=bridge_index)
+            if options.uses_vlans:
+                self._apply_vlans(ipr, link["index"], options)
             ipr.link("set", index=link["index"], state="up")
-        return {
+        details: dict[str, Any] = {
             "bridge": bridge,
             "port": port,
             "host_ifname": host_ifname,
             "ifindex": link["index"],
         }
+        if options.uses_vlans:
+            details["vlans"] = {"pvid": options.vlan, "tagged": list(options.trunks or [])}
+        return details
 
     def remove_port(self, lab: str, bridge: str, port: str, host_ifname: str) -> None:
         action = f"detaching {host_ifname} (port {port}) from bridge {bridge}"
@@ -136,6 +163,24 @@ class LinuxBridge(SwitchBackend):
         ipr.link("set", index=index, kind=BRIDGE, br_stp_state=1 if stp else 0)
         delay = STP_FORWARD_DELAY if stp else NO_STP_FORWARD_DELAY
         ipr.link("set", index=index, kind=BRIDGE, br_forward_delay=delay)
+
+    @staticmethod
+    def _apply_vlans(ipr: Netlink, index: int, options: PortOptions) -> None:
+        """The port's VLANs: `vlan` as its pvid, untagged (an access port); `trunks` tagged.
+        VLAN 1, where the bridge put every port, goes unless the port asked for it."""
+        wanted = {vid for vid in (options.vlan, *(options.trunks or [])) if vid is not None}
+        if DEFAULT_PVID not in wanted:
+            try:
+                ipr.vlan_filter("del", index=index, vlan_info={"vid": DEFAULT_PVID})
+            except NetlinkError as error:
+                if error.code != errno.ENOENT:  # already gone: a re-run
+                    raise
+        for vid in options.trunks or []:
+            ipr.vlan_filter("add", index=index, vlan_info={"vid": vid})
+        if options.vlan is not None:
+            ipr.vlan_filter(
+                "add", index=index, vlan_info={"vid": options.vlan, "flags": ["pvid", "untagged"]}
+            )
 
     @staticmethod
     def _own_bridge_index(ipr: Netlink, lab: str, bridge: str, action: str) -> int | None:

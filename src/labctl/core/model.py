@@ -107,11 +107,46 @@ class DpdkOptions(_Spec):
     )
 
 
+VlanId = Annotated[StrictInt, Field(ge=1, le=4094)]
+
+
+class PortOptions(_Spec):
+    """Options of one switch port: the host end of a node's veth, as the switch sees it."""
+
+    mtu: Annotated[StrictInt, Field(ge=68, le=65535)] | None = Field(
+        None,
+        description="MTU of the port (the host end of its veth; OVS mtu_request too); "
+        "default: the node interface's mtu",
+    )
+    vlan: VlanId | None = Field(
+        None,
+        description="the port's untagged VLAN: an access port (OVS tag; Linux bridge pvid "
+        "untagged, with vlan_filtering on the bridge)",
+    )
+    trunks: list[VlanId] | None = Field(
+        None,
+        description="VLANs the port carries tagged (OVS trunks; Linux bridge tagged vids); "
+        "with vlan too, untagged frames belong to vlan (OVS native-untagged)",
+    )
+
+    @property
+    def uses_vlans(self) -> bool:
+        return self.vlan is not None or bool(self.trunks)
+
+
 class Switch(_Spec):
     kind: SwitchKind = SwitchKind.LINUX_BRIDGE
     bridge: BridgeOptions = Field(default_factory=BridgeOptions)
     ovs: OvsOptions = Field(default_factory=OvsOptions)
     dpdk: DpdkOptions = Field(default_factory=DpdkOptions)
+    ports: dict[StrictStr, PortOptions] = Field(
+        default_factory=dict, description="options per switch port, by the port's name"
+    )
+
+    @property
+    def uses_vlans(self) -> bool:
+        """Some port has a VLAN: the Linux bridge then filters by VLAN (vlan_filtering=1)."""
+        return any(options.uses_vlans for options in self.ports.values())
 
 
 class Link(_Spec):

@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from labctl.core import names
-from labctl.core.model import Offload, Switch, Topology
+from labctl.core.model import Offload, PortOptions, Switch, Topology
 from labctl.core.validate import parse_endpoint
 
 
@@ -46,12 +46,14 @@ class CreateSwitch(Step):
 
 @dataclass(frozen=True)
 class CreateSwitchLink(Step):
-    """veth: host end `host_ifname` (a switch port), other end `node:ifname`."""
+    """veth: host end `host_ifname` (a switch port), other end `node:ifname`; the host end's
+    MTU is `host_mtu` (the port's), the node end's is in `settings`."""
 
     node: str
     ifname: str
     host_ifname: str
     settings: InterfaceSettings
+    host_mtu: int | None = None
 
 
 @dataclass(frozen=True)
@@ -60,6 +62,8 @@ class AttachPort(Step):
     port: str
     host_ifname: str
     switch: Switch
+    options: PortOptions = PortOptions()
+    """The port's options, its MTU resolved (the port's own, else its node interface's)."""
 
 
 @dataclass(frozen=True)
@@ -120,6 +124,30 @@ def interface_settings(topology: Topology, node: str, ifname: str) -> InterfaceS
     return InterfaceSettings(addresses, iface.mac, iface.mtu, spec.effective_offload(ifname))
 
 
+def switch_link_mtus(
+    topology: Topology, node: str, ifname: str, port: str
+) -> tuple[int | None, int | None]:
+    """(node end, host end) MTU of a switch link. Each end has its own setting (the interface's
+    mtu, the port's mtu) and takes the other's when it has none, as both ends of a node-to-node
+    link do; a veth whose ends differ drops what is larger than the receiving end's MTU."""
+    own = topology.nodes[node].interfaces[ifname].mtu
+    assert topology.switch is not None
+    options = topology.switch.ports.get(port)
+    port_mtu = options.mtu if options is not None else None
+    return (own if own is not None else port_mtu, port_mtu if port_mtu is not None else own)
+
+
+def _port_description(options: PortOptions) -> str:
+    parts = []
+    if options.mtu is not None:
+        parts.append(f"mtu {options.mtu}")
+    if options.vlan is not None:
+        parts.append(f"vlan {options.vlan}")
+    if options.trunks:
+        parts.append("trunks " + ",".join(str(v) for v in options.trunks))
+    return f" ({', '.join(parts)})" if parts else ""
+
+
 def make_plan(topology: Topology) -> Plan:
     """The ordered steps that build `topology`. The topology must be valid."""
     lab = topology.name
@@ -155,25 +183,42 @@ def make_plan(topology: Topology) -> Plan:
             host_ifname = names.check_generated(names.host_veth_name(lab, b.name))
             host_ends[(a.node, a.name)] = host_ifname
             port_of_host_end[b.name] = host_ifname
+            node_mtu, host_mtu = switch_link_mtus(topology, a.node, a.name, b.name)
+            settings = interface_settings(topology, a.node, a.name)
+            mtus = ""
+            if node_mtu is not None:
+                mtus = (
+                    f" (mtu {host_mtu} <-> {node_mtu})"
+                    if node_mtu != host_mtu
+                    else f" (mtu {node_mtu})"
+                )
             steps.append(
                 CreateSwitchLink(
                     f"link:{index}",
-                    f"veth {host_ifname} <-> {a.node}:{a.name}",
+                    f"veth {host_ifname} <-> {a.node}:{a.name}{mtus}",
                     node=a.node,
                     ifname=a.name,
                     host_ifname=host_ifname,
-                    settings=interface_settings(topology, a.node, a.name),
+                    settings=InterfaceSettings(
+                        settings.addresses, settings.mac, node_mtu, settings.offload
+                    ),
+                    host_mtu=host_mtu,
                 )
+            )
+            options = topology.switch.ports.get(b.name, PortOptions()).model_copy(
+                update={"mtu": host_mtu}
             )
             steps.extend(_offload_step(topology, a.node, a.name, host_ifname))
             steps.append(
                 AttachPort(
                     f"port:{b.name}",
-                    f"attach {host_ifname} to {bridge} as port {b.name}",
+                    f"attach {host_ifname} to {bridge} as port {b.name}"
+                    + _port_description(options),
                     bridge=bridge,
                     port=b.name,
                     host_ifname=host_ifname,
                     switch=topology.switch,
+                    options=options,
                 )
             )
         else:

@@ -16,6 +16,7 @@ from labctl.core.document import Document, PathKey, format_path
 from labctl.core.model import SWITCH_ENDPOINT, Topology
 from labctl.errors import Problem
 
+IPV6_MIN_MTU = 1280
 MAC_RE = re.compile(r"^[0-9a-fA-F]{2}(:[0-9a-fA-F]{2}){5}$")
 RESERVED_IFNAMES = {"lo", ".", ".."}
 
@@ -54,6 +55,7 @@ class _Checker:
         self.check_nodes()
         linked = self.check_links()
         self.check_unlinked(linked)
+        self.check_port_options(linked)
         self.check_taps(linked)
         self.check_traffic()
         return self.problems
@@ -103,6 +105,13 @@ class _Checker:
                         self.check_address((*path, family), family, value, seen_addresses)
                 if iface.mac is not None:
                     self.check_mac((*path, "mac"), iface.mac, seen_macs)
+                if iface.ipv6 is not None and iface.mtu is not None and iface.mtu < IPV6_MIN_MTU:
+                    self.add(
+                        (*path, "mtu"),
+                        f"mtu {iface.mtu} is below IPv6's minimum of {IPV6_MIN_MTU}: the kernel "
+                        "turns IPv6 off on such an interface and its ipv6 address goes away; "
+                        f"raise the mtu to {IPV6_MIN_MTU} or more, or drop the ipv6 address",
+                    )
 
     def check_ifname(self, path: PathKey, if_name: str) -> None:
         if len(if_name.encode()) > names.IFNAMSIZ:
@@ -232,6 +241,40 @@ class _Checker:
             return None
         ports[end.name] = path
         return end
+
+    def check_port_options(self, linked: dict[tuple[str, str], Endpoint | None]) -> None:
+        switch = self.topo.switch
+        if switch is None:
+            return
+        used = {end.name for end in linked.values() if end is not None}
+        for port, options in switch.ports.items():
+            base: PathKey = ("switch", "ports", port)
+            if port not in used and self._all_link_ends_resolved():
+                self.add(
+                    base,
+                    f"no link uses switch port {port!r}, so its options would be ignored"
+                    f"{_suggest(port, used)}",
+                )
+            if options.trunks is None:
+                continue
+            if not options.trunks:
+                self.add(
+                    (*base, "trunks"),
+                    "trunks is an empty list; leave it out for an access port (vlan) or "
+                    "name the VLANs the port carries tagged",
+                )
+            seen: dict[int, int] = {}
+            for index, vid in enumerate(options.trunks):
+                path = (*base, "trunks", index)
+                if vid in seen:
+                    self.add(path, f"VLAN {vid} is already in trunks at trunks[{seen[vid]}]")
+                elif vid == options.vlan:
+                    self.add(
+                        path,
+                        f"VLAN {vid} is the port's untagged vlan; trunks lists only the VLANs "
+                        "carried tagged",
+                    )
+                seen.setdefault(vid, index)
 
     def check_unlinked(self, linked: dict[tuple[str, str], Endpoint | None]) -> None:
         for node_name, node in self.topo.nodes.items():

@@ -28,7 +28,7 @@ from labctl.backends.base import Owned, SwitchBackend
 from labctl.backends.ovs import ovsdb
 from labctl.backends.ovs.daemons import DaemonManager, DaemonNeeds, OvsDaemons, OvsEndpoint
 from labctl.core import names
-from labctl.core.model import Switch, SwitchKind
+from labctl.core.model import PortOptions, Switch, SwitchKind
 from labctl.errors import BackendError, PrerequisiteError
 
 EXTERNAL_ID_PORT = "labctl-port"
@@ -91,6 +91,41 @@ def _scalar(value: Any) -> Any:
     if isinstance(value, list):
         return value[0] if value else None
     return value
+
+
+def port_settings(options: PortOptions) -> dict[str, Any]:
+    """The Port and Interface columns that carry a port's options: the VLAN as OVS's tag,
+    trunks and vlan_mode, the MTU as mtu_request (which OVS applies to the device, and which
+    a DPDK port needs: it has an MTU of its own, 1500 unless asked)."""
+    columns: dict[str, Any] = {}
+    if options.vlan is not None and not options.trunks:
+        columns.update(tag=options.vlan, vlan_mode="access")
+    elif options.trunks:
+        trunks = sorted({*options.trunks, *([options.vlan] if options.vlan else [])})
+        columns["trunks"] = trunks
+        if options.vlan is not None:
+            # Untagged frames belong to the port's vlan, and leave it untagged.
+            columns.update(tag=options.vlan, vlan_mode="native-untagged")
+        else:
+            columns["vlan_mode"] = "trunk"
+    if options.mtu is not None:
+        columns["mtu_request"] = options.mtu
+    return columns
+
+
+def port_settings_commands(api: ovsdb.OvsdbApi, ovs_port: str, options: PortOptions) -> list[Any]:
+    columns = port_settings(options)
+    port_columns = [(k, v) for k, v in columns.items() if k != "mtu_request"]
+    commands = []
+    if port_columns:
+        commands.append(api.db_set("Port", ovs_port, *port_columns, if_exists=False))
+    if "mtu_request" in columns:
+        commands.append(
+            api.db_set(
+                "Interface", ovs_port, ("mtu_request", columns["mtu_request"]), if_exists=False
+            )
+        )
+    return commands
 
 
 class OvsSwitch(SwitchBackend):
@@ -179,8 +214,15 @@ class OvsSwitch(SwitchBackend):
         ]
 
     def ensure_port(
-        self, lab: str, bridge: str, port: str, host_ifname: str, switch: Switch
+        self,
+        lab: str,
+        bridge: str,
+        port: str,
+        host_ifname: str,
+        switch: Switch,
+        options: PortOptions | None = None,
     ) -> dict[str, Any]:
+        options = options or PortOptions()
         endpoint = self._endpoint_or_fail(f"adding port {port} to OVS bridge {bridge}")
         ovs_port = self.ovs_port_name(lab, port, host_ifname)
         action = f"adding {host_ifname} to OVS bridge {bridge} as port {ovs_port}"
@@ -196,10 +238,19 @@ class OvsSwitch(SwitchBackend):
                 self._require_ours("port", ovs_port, existing, lab)
                 if existing["_uuid"] not in bridge_row["ports"]:
                     raise BackendError(action, f"port {ovs_port} is on another bridge")
+                settings = port_settings_commands(api, ovs_port, options)
+                if settings:
+                    try:
+                        with api.transaction(check_error=True, log_errors=False) as txn:
+                            for command in settings:
+                                txn.add(command)
+                    except Exception as exc:
+                        raise BackendError(action, exc) from exc
                 details = self._port_details(api, action, ovs_port, host_ifname, rollback=False)
             else:
-                self._add_port(api, action, bridge, ovs_port, host_ifname, switch, ids)
+                self._add_port(api, action, bridge, ovs_port, host_ifname, switch, ids, options)
                 details = self._port_details(api, action, ovs_port, host_ifname, rollback=True)
+        details.update(port_settings(options))
         if self.port_type == "dpdk" and switch.dpdk.port_driver == "af_xdp":
             details["warning"] = (
                 f"af_xdp: XDP takes frames before packet taps and AF_XDP transmits past "
@@ -217,7 +268,9 @@ class OvsSwitch(SwitchBackend):
         host_ifname: str,
         switch: Switch,
         ids: dict[str, str],
+        options: PortOptions | None = None,
     ) -> None:
+        options = options or PortOptions()
         attrs: dict[str, Any] = {"type": self.port_type, "external_ids": ids}
         # Labs built side by side (matrix cells) share vswitchd: choosing a free DPDK vdev
         # index and taking it must not interleave with another lab doing the same.
@@ -229,6 +282,8 @@ class OvsSwitch(SwitchBackend):
                 with api.transaction(check_error=True, log_errors=False) as txn:
                     txn.add(api.add_port(bridge, ovs_port, may_exist=False, **attrs))
                     txn.add(api.db_set("Port", ovs_port, ("external_ids", ids), if_exists=False))
+                    for command in port_settings_commands(api, ovs_port, options):
+                        txn.add(command)
             except Exception as exc:
                 raise BackendError(action, exc) from exc
 
