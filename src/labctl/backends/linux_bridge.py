@@ -8,7 +8,9 @@ this lab's alias is ever enslaved, released or deleted.
 from __future__ import annotations
 
 import errno
+import functools
 import os
+import platform
 import shutil
 import subprocess
 from typing import Any
@@ -56,6 +58,14 @@ class LinuxBridge(SwitchBackend):
                 "the Linux bridge kernel module is not available",
                 "modprobe bridge (install your kernel's modules package if that fails)",
             )
+        if switch.uses_vlans and not self._vlan_filtering_available():
+            raise PrerequisiteError(
+                "this kernel's Linux bridge has no VLAN filtering (CONFIG_BRIDGE_VLAN_FILTERING, "
+                f"which needs CONFIG_VLAN_8021Q), so the ports' vlan/trunks cannot work on "
+                f"linux-bridge here ({platform.release()})",
+                "use an OVS switch kind for VLANs, or a kernel built with "
+                "CONFIG_BRIDGE_VLAN_FILTERING=y (Debian's and Ubuntu's are)",
+            )
         self._firewall.check()
 
     def ensure_switch(self, lab: str, bridge: str, switch: Switch) -> dict[str, Any]:
@@ -70,10 +80,10 @@ class LinuxBridge(SwitchBackend):
             elif link_alias(link) != alias or link_kind(link) != BRIDGE:
                 raise clash_error(action, bridge, link_alias(link), alias)
             self._apply_stp(ipr, link["index"], switch.bridge.stp)
-            # Only a lab whose ports have VLANs filters: without it the bridge forwards
-            # every frame, tagged or not, as it always did.
-            vlan_filtering = 1 if switch.uses_vlans else 0
-            ipr.link("set", index=link["index"], kind=BRIDGE, br_vlan_filtering=vlan_filtering)
+            # Only a lab whose ports have VLANs filters (and needs a kernel that can): any
+            # other bridge forwards every frame, tagged or not, as it always did.
+            if switch.uses_vlans:
+                ipr.link("set", index=link["index"], kind=BRIDGE, br_vlan_filtering=1)
             ipr.link("set", index=link["index"], state="up")
         chains = self._firewall.ensure_bridge_accept(lab, bridge)
         return {
@@ -81,7 +91,7 @@ class LinuxBridge(SwitchBackend):
             "ifindex": link["index"],
             "alias": alias,
             "firewall": chains,
-            "vlan_filtering": bool(vlan_filtering),
+            "vlan_filtering": switch.uses_vlans,
         }
 
     def ensure_port(
@@ -155,6 +165,23 @@ class LinuxBridge(SwitchBackend):
             return False
         subprocess.run([modprobe, "bridge"], capture_output=True, check=False, timeout=30)
         return os.path.isdir(BRIDGE_MODULE_DIR)
+
+    @staticmethod
+    @functools.cache
+    def _vlan_filtering_available() -> bool:
+        """Ask the kernel itself: make a VLAN-filtering bridge in a throwaway network
+        namespace (`unshare --net`), so the host sees nothing of the probe."""
+        unshare, ip = shutil.which("unshare"), shutil.which("ip")
+        if unshare is None or ip is None:
+            return False
+        argv = [unshare, "--net", "--", ip, "link", "add", "probe", "type", BRIDGE]
+        try:
+            done = subprocess.run(
+                [*argv, "vlan_filtering", "1"], capture_output=True, timeout=30, check=False
+            )
+        except (OSError, subprocess.TimeoutExpired):
+            return False
+        return done.returncode == 0
 
     @staticmethod
     def _apply_stp(ipr: Netlink, index: int, stp: bool) -> None:

@@ -93,6 +93,11 @@ def _scalar(value: Any) -> Any:
     return value
 
 
+AF_PACKET_MAX_MTU = 1500
+"""DPDK's af_packet PMD reports max_rx_pktlen RTE_ETHER_MAX_LEN (1518 bytes), so ethdev
+refuses any larger MTU for it (checked in DPDK 22.11: EINVAL, and OVS drops the port)."""
+
+
 def port_settings(options: PortOptions) -> dict[str, Any]:
     """The Port and Interface columns that carry a port's options: the VLAN as OVS's tag,
     trunks and vlan_mode, the MTU as mtu_request (which OVS applies to the device, and which
@@ -223,6 +228,18 @@ class OvsSwitch(SwitchBackend):
         options: PortOptions | None = None,
     ) -> dict[str, Any]:
         options = options or PortOptions()
+        if (
+            self.port_type == "dpdk"
+            and switch.dpdk.port_driver == "af_packet"
+            and options.mtu is not None
+            and options.mtu > AF_PACKET_MAX_MTU
+        ):
+            raise PrerequisiteError(
+                f"switch port {port} asks for mtu {options.mtu}, but DPDK's af_packet driver "
+                f"(ovs-dpdk's ports here) refuses any MTU above {AF_PACKET_MAX_MTU}",
+                f"use mtu {AF_PACKET_MAX_MTU} or less on ovs-dpdk ports, or --switch "
+                "ovs-userspace for larger frames",
+            )
         endpoint = self._endpoint_or_fail(f"adding port {port} to OVS bridge {bridge}")
         ovs_port = self.ovs_port_name(lab, port, host_ifname)
         action = f"adding {host_ifname} to OVS bridge {bridge} as port {ovs_port}"
