@@ -34,6 +34,7 @@ class FakeHost:
     bridges: dict[str, str] = field(default_factory=dict)  # bridge -> lab
     ports: dict[str, str] = field(default_factory=dict)  # host ifname -> bridge
     port_options: dict[str, PortOptions] = field(default_factory=dict)  # host ifname -> options
+    mtus: dict[str, tuple[int | None, int | None]] = field(default_factory=dict)  # node, host
     log: list[str] = field(default_factory=list)
     fail_on: set[str] = field(default_factory=set)  # operation names, e.g. "ensure_port:srv"
     fail_once: set[str] = field(default_factory=set)  # fail the next call only
@@ -150,6 +151,7 @@ class FakeLinks(LinkBackend):
     ) -> dict[str, Any]:
         self.host.op(f"ensure_veth:{host_ifname}")
         self.host.links[host_ifname] = lab
+        self.host.mtus[host_ifname] = (settings.mtu, host_mtu)
         return {"host_ifname": host_ifname}
 
     def ensure_veth_between_nodes(self, lab: str, a: Any, b: Any, role: str) -> dict[str, Any]:

@@ -9,7 +9,7 @@ import pytest
 from labctl.backends.base import Backends
 from labctl.core.events import Event
 from labctl.core.loader import load_topology
-from labctl.core.model import Offload, RuntimeKind, SwitchKind, Topology
+from labctl.core.model import Offload, PortOptions, RuntimeKind, SwitchKind, Topology
 from labctl.engine import Engine
 from labctl.errors import BackendError, PrerequisiteError, UsageError
 from labctl.run import run_traffic
@@ -272,3 +272,22 @@ def test_every_kind_of_step_has_an_apply_and_an_undo() -> None:
         if isinstance(cls, type) and issubclass(cls, plan.Step) and cls is not plan.Step
     }
     assert kinds and kinds == set(STEP_KINDS)
+
+
+def test_port_options_and_mtus_reach_the_backends(host: FakeHost, tmp_path: Path) -> None:
+    topology = load_topology(
+        Path(__file__).resolve().parents[2] / "topologies" / "mtu-mismatch.yaml"
+    )[0]
+    vlans = (
+        topology.switch.model_copy(
+            update={"ports": {**topology.switch.ports, "cli": PortOptions(mtu=9000, vlan=10)}}
+        )
+        if topology.switch
+        else None
+    )
+    topology = topology.model_copy(update={"switch": vlans})
+    make_engine(host, tmp_path).up(topology, "mtu-mismatch.yaml")
+    by_port = {name.rsplit("-", 1)[1]: options for name, options in host.port_options.items()}
+    assert by_port == {"cli": PortOptions(mtu=9000, vlan=10), "srv": PortOptions(mtu=1500)}
+    mtus = {name.rsplit("-", 1)[1]: mtu for name, mtu in host.mtus.items()}
+    assert mtus == {"cli": (9000, 9000), "srv": (9000, 1500)}
