@@ -12,7 +12,7 @@ from labctl.backends.ovs import ExternalOvs, OvsDaemons, OvsPaths, OvsSwitch, ma
 from labctl.backends.ovs.daemons import DaemonNeeds
 from labctl.backends.ovs.switch import EXTERNAL_ID_PORT
 from labctl.core import names
-from labctl.core.model import DpdkOptions, Switch, SwitchKind
+from labctl.core.model import DpdkOptions, PortOptions, Switch, SwitchKind
 from labctl.errors import BackendError, PrerequisiteError
 from tests.ovsdb.private_ovs import DUMMY_ARGS, PrivateOvs, pid_running
 
@@ -329,3 +329,37 @@ def test_unused_daemon_with_other_startup_settings_is_restarted(short_tmp: Path)
     finally:
         daemons.release(LAB)
     assert daemons.current() is None
+
+
+def test_port_options_become_vlan_and_mtu_columns(private_ovs: PrivateOvs) -> None:
+    """Each port's VLAN settings land in its Port row and its MTU in mtu_request, when the
+    port is added and again when a re-run finds it (options changed meanwhile)."""
+    switch = switch_for(private_ovs)
+    bridge = names.bridge_name(LAB)
+    switch.ensure_switch(LAB, bridge, USERSPACE)
+    access, trunk, both = (names.host_veth_name(LAB, p) for p in ("pa", "pt", "pn"))
+    switch.ensure_port(LAB, bridge, "pa", access, USERSPACE, PortOptions(vlan=10, mtu=9000))
+    switch.ensure_port(LAB, bridge, "pt", trunk, USERSPACE, PortOptions(trunks=[30, 20]))
+    switch.ensure_port(LAB, bridge, "pn", both, USERSPACE, PortOptions(vlan=10, trunks=[20]))
+    ports, interfaces = rows(private_ovs, "Port"), rows(private_ovs, "Interface")
+    assert (ports[access]["tag"], ports[access]["vlan_mode"]) == (10, "access")
+    assert interfaces[access]["mtu_request"] == 9000
+    assert (ports[trunk]["trunks"], ports[trunk]["vlan_mode"]) == ([20, 30], "trunk")
+    assert ports[trunk]["tag"] == []
+    assert (ports[both]["tag"], ports[both]["trunks"]) == (10, [10, 20])
+    assert ports[both]["vlan_mode"] == "native-untagged"
+    # A re-run with other options updates the existing port.
+    switch.ensure_port(LAB, bridge, "pa", access, USERSPACE, PortOptions(vlan=11))
+    assert rows(private_ovs, "Port")[access]["tag"] == 11
+    switch.remove_switch(LAB, bridge)
+
+
+def test_dpdk_af_packet_port_above_mtu_1500_is_refused_before_ovsdb(
+    private_ovs: PrivateOvs,
+) -> None:
+    switch = switch_for(private_ovs, SwitchKind.OVS_DPDK)
+    with pytest.raises(PrerequisiteError, match="refuses any MTU above 1500"):
+        switch.ensure_port(
+            LAB, "nobridge", "p1", names.host_veth_name(LAB, "p1"), DPDK, PortOptions(mtu=9000)
+        )
+    assert rows(private_ovs, "Port") == {}
