@@ -28,10 +28,11 @@ pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("docker_host")]
 TOPOLOGIES = Path(__file__).resolve().parents[2] / "topologies"
 
 
-def offload_off(tmp_path: Path, name: str) -> Path:
+def offload_off(tmp_path: Path, name: str, *extra_taps: dict[str, str]) -> Path:
     data = yaml.safe_load((TOPOLOGIES / f"{name}.yaml").read_text())
     for node in data["nodes"].values():
         node["offload"] = {"tx": False, "rx": False}
+    data["taps"] += list(extra_taps)
     path = tmp_path / f"{name}.yaml"
     path.write_text(yaml.safe_dump(data, sort_keys=False))
     return path
@@ -88,7 +89,9 @@ def refuses_vlans_here(kind: str) -> bool:
 def test_same_vlan_talks_and_other_vlan_hears_nothing(
     kind: str, lab_name: str, state_dir: Path, tmp_path: Path
 ) -> None:
-    topology = offload_off(tmp_path, "vlan-isolation")
+    # A tap off the client-server path (the topology leaves it out: the analysis reads
+    # its taps as one path): other's port, on VLAN 20.
+    topology = offload_off(tmp_path, "vlan-isolation", {"name": "other-port", "switch_port": "oth"})
     before = HostSnapshot.take()
     if refuses_vlans_here(kind):
         refused = Lab.from_file(topology, switch=kind, name=lab_name)
