@@ -428,8 +428,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(record.to_dict(), indent=2, default=str))
         return 0 if record.ok else 1
-    if record.http is not None:
-        print(record.http.render_text())
+    for probe in record.probes:
+        print(probe.render_text())
     if record.diagnosis is not None:
         print()
         print(render_text(record.diagnosis, width=_width(), max_flows=2, findings_per_kind=1))

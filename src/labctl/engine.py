@@ -13,7 +13,7 @@ import json
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -28,7 +28,7 @@ from labctl.backends.base import (
 )
 from labctl.core import http
 from labctl.core.events import Event, EventSink, discard
-from labctl.core.model import Topology
+from labctl.core.model import Topology, Traffic
 from labctl.core.plan import (
     AttachPort,
     ConfigureOffload,
@@ -42,6 +42,7 @@ from labctl.core.plan import (
     Step,
     make_plan,
 )
+from labctl.core.probes import ProbeResult
 from labctl.core.taps import default_filter, offload_senders
 from labctl.errors import (
     BackendError,
@@ -64,18 +65,23 @@ class RunRecord:
     lab: str
     run_dir: Path
     http: http.TrafficSummary | None
+    """The `traffic:` block's (or the first http probe's) requests; also in `probes`."""
     diagnosis: Diagnosis | None
     manifest: dict[str, Any]
+    probes: list[ProbeResult] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
-        return self.http is not None and self.http.ok
+        if not self.probes:
+            return self.http is not None and self.http.ok
+        return all(p.ok for p in self.probes)
 
     def to_dict(self) -> dict[str, Any]:
         return {
             "lab": self.lab,
             "run_dir": str(self.run_dir),
             "http": self.http.to_dict() if self.http else None,
+            "probes": [p.to_dict() for p in self.probes],
             "diagnosis": self.diagnosis.to_dict() if self.diagnosis else None,
             "manifest": self.manifest,
         }
@@ -380,6 +386,10 @@ class Engine:
         traffic = topology.traffic
         if traffic is None:
             raise UsageError(f"lab {lab!r} has no `traffic:` section to run")
+        return self.http_traffic(lab, topology, traffic)
+
+    def http_traffic(self, lab: str, topology: Topology, traffic: Traffic) -> http.TrafficSummary:
+        """One http probe (or the `traffic:` block): every request at once, from its client."""
         client = self.node(lab, traffic.client, topology)
         argv = http.batch_client_argv(topology, traffic)
         self.emit(
@@ -519,11 +529,11 @@ class RunRecorder:
                 engine.emit(Event("phase", f"capturing at {len(specs)} taps into {run_dir}"))
                 with capture.capturing(specs) as results:
                     manifest["offload"] = readback.result()
-                    record.http = engine._traffic(lab, topology)
+                    self._run_probes(record, lab, topology)
                     _wait_until_quiet([spec.pcap for spec in specs])
             else:
                 manifest["offload"] = readback.result()
-                record.http = engine._traffic(lab, topology)
+                self._run_probes(record, lab, topology)
         finally:
             if not manifest["offload"] and readback.done() and readback.exception() is None:
                 manifest["offload"] = readback.result()
@@ -548,9 +558,20 @@ class RunRecorder:
             _write_json(run_dir / "manifest.json", manifest)
             if record.http is not None:
                 _write_json(run_dir / "http.json", record.http.to_dict())
+            if record.probes:
+                _write_json(run_dir / "probes.json", [p.to_dict() for p in record.probes])
             if results:
                 record.diagnosis = self._diagnose(manifest, run_dir)
         return record
+
+    def _run_probes(self, record: RunRecord, lab: str, topology: Topology) -> None:
+        from labctl.probe_runner import run_probes
+
+        if not topology.named_probes():
+            raise UsageError(f"lab {lab!r} has no `traffic:` or `probes:` to run")
+        # Appended one by one: a probe that raises leaves the earlier results in the record.
+        record.probes = run_probes(self.engine, lab, topology, into=record.probes)
+        record.http = next((p.http for p in record.probes if p.http is not None), None)
 
     def _switch_health(self, topology: Topology) -> list[str]:
         if topology.switch is None:

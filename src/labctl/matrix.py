@@ -51,6 +51,7 @@ def observe(record: RunRecord) -> Observation:
         latency_ms=summary.latency_ms() if summary else None,
         findings=faults,
         verdict=diagnosis.verdict if diagnosis else "no taps: no diagnosis",
+        probes=tuple({k: v for k, v in p.to_dict().items() if k != "http"} for p in record.probes),
     )
 
 
@@ -199,8 +200,18 @@ class MatrixRunner:
         return path
 
     def _job(self, cell: Cell) -> schedule.Job:
-        expected = cell.expectation.http if cell.expectation else None
-        return schedule.job(cell.key, self._topology(cell), expect_http_fail=expected == "fail")
+        expectation = cell.expectation
+        failing = frozenset(
+            name
+            for name, wanted in (expectation.probes.items() if expectation else ())
+            if (wanted if isinstance(wanted, str) else wanted.result) == "fail"
+        )
+        return schedule.job(
+            cell.key,
+            self._topology(cell),
+            expect_http_fail=expectation is not None and expectation.http == "fail",
+            failing_probes=failing,
+        )
 
     def _topology(self, cell: Cell) -> Topology:
         topology = cell.topology(self.lab.topology, self.lab.name)

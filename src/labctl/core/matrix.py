@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StrictStr
+from pydantic import BaseModel, ConfigDict, Field, StrictFloat, StrictInt, StrictStr
 
 from labctl.core.loader import (
     Document,
@@ -111,9 +111,62 @@ class When(_Spec):
         )
 
 
+Outcome = Literal["pass", "fail"]
+
+
+class ProbeExpectation(_Spec):
+    """What one probe shows in a cell: its result, and optionally bounds on its figures."""
+
+    result: Outcome
+    min_mbps: Annotated[StrictFloat | StrictInt, Field(ge=0)] | None = None
+    max_mbps: Annotated[StrictFloat | StrictInt, Field(ge=0)] | None = None
+    min_loss_percent: Annotated[StrictFloat | StrictInt, Field(ge=0, le=100)] | None = None
+    max_loss_percent: Annotated[StrictFloat | StrictInt, Field(ge=0, le=100)] | None = None
+    max_rtt_ms: Annotated[StrictFloat | StrictInt, Field(gt=0)] | None = None
+    max_retransmits: Annotated[StrictInt, Field(ge=0)] | None = None
+
+    def differences(self, name: str, observed: dict[str, Any]) -> list[str]:
+        found = []
+        result = "pass" if observed.get("ok") else "fail"
+        if result != self.result:
+            why = "; ".join(observed.get("problems") or [])
+            found.append(
+                f"expected probe {name} to {self.result}, it did {result}"
+                + (f" ({why})" if why else "")
+            )
+        mbps = observed.get("throughput_mbps")
+        loss = observed.get("loss_percent")
+        rtt = (observed.get("rtt_ms") or {}).get("avg")
+        retransmits = observed.get("retransmits")
+        bounds: tuple[tuple[float | None, float | None, bool, str, str], ...] = (
+            (self.min_mbps, mbps, True, "throughput", " Mbit/s"),
+            (self.max_mbps, mbps, False, "throughput", " Mbit/s"),
+            (self.min_loss_percent, loss, True, "loss", "%"),
+            (self.max_loss_percent, loss, False, "loss", "%"),
+            (self.max_rtt_ms, rtt, False, "average RTT", " ms"),
+            (self.max_retransmits, retransmits, False, "retransmits", ""),
+        )
+        for bound, value, at_least, what, unit in bounds:
+            if bound is None:
+                continue
+            words = "at least" if at_least else "at most"
+            wanted = f"expected probe {name} {what} {words} {bound:g}{unit}"
+            if value is None:
+                found.append(f"{wanted}, not measured")
+            elif (value < bound) if at_least else (value > bound):
+                found.append(f"{wanted}, measured {value:g}{unit}")
+        return found
+
+
 class Expectation(_Spec):
     when: When = Field(default_factory=When)
-    http: Literal["pass", "fail"]
+    http: Outcome | None = Field(
+        None, description="the result of the http probe(s): every request succeeds, or not"
+    )
+    probes: dict[StrictStr, Outcome | ProbeExpectation] = Field(
+        default_factory=dict,
+        description="per probe name: pass, fail, or {result, bounds on its figures}",
+    )
     findings: list[StrictStr] | None = Field(
         None,
         description="finding kinds that must be reported; [] means: no fault at all",
@@ -196,6 +249,7 @@ def load_lab(path: str | Path) -> Lab:
     # Checked against the topology, so that every problem of the file shows at once.
     offloads, found = offload_settings(spec, doc, topology)
     problems += found
+    problems += _probe_expectation_problems(spec, doc, topology)
     if problems:
         raise ConfigError(problems)
     if spec.requests is not None and topology.traffic is not None:
@@ -256,6 +310,31 @@ def _offload_target(key: str, topology: Topology) -> tuple[str, str | None] | st
             f"(it has: {', '.join(topology.nodes[node].interfaces)})"
         )
     return (node, ifname)
+
+
+def _probe_expectation_problems(spec: LabSpec, doc: Document, topology: Topology) -> list[Problem]:
+    names = [name for name, _probe in topology.named_probes()]
+    has_http = any(probe.kind == "http" for _name, probe in topology.named_probes())
+    problems = []
+    for index, expectation in enumerate(spec.expectations):
+        if expectation.http is not None and not has_http:
+            problems.append(
+                doc.problem(
+                    ("expectations", index, "http"),
+                    "the topology has no http probe (no `traffic:`, no probe of kind http); "
+                    "expect its probes by name under `probes:`",
+                )
+            )
+        for name in expectation.probes:
+            if name not in names:
+                problems.append(
+                    doc.problem(
+                        ("expectations", index, "probes", name),
+                        f"the topology has no probe {name!r} "
+                        f"(it has: {', '.join(names) or 'none'})",
+                    )
+                )
+    return problems
 
 
 def _lab_problems(spec: LabSpec, doc: Document, file: Path) -> list[Problem]:
@@ -336,6 +415,8 @@ class Observation:
     latency_ms: dict[str, float] | None
     findings: tuple[str, ...]  # kinds of fault findings, in report order
     verdict: str
+    probes: tuple[dict[str, Any], ...] = ()
+    """Every probe's result (ProbeResult.to_dict() without the http requests)."""
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -345,6 +426,7 @@ class Observation:
             "latency_ms": self.latency_ms,
             "findings": list(self.findings),
             "verdict": self.verdict,
+            "probes": [dict(p) for p in self.probes],
         }
 
 
@@ -354,7 +436,7 @@ def compare(expectation: Expectation | None, observed: Observation) -> str | Non
         return None
     differences = []
     observed_http = "pass" if observed.http_ok else "fail"
-    if observed_http != expectation.http:
+    if expectation.http is not None and observed_http != expectation.http:
         differences.append(
             f"expected HTTP to {expectation.http}, it did "
             f"{'pass' if observed.http_ok else 'fail'} "
@@ -366,4 +448,14 @@ def compare(expectation: Expectation | None, observed: Observation) -> str | Non
         missing = [k for k in expectation.findings if k not in observed.findings]
         if missing:
             differences.append(f"expected finding {', '.join(missing)}, not reported")
+    by_name = {p.get("name"): p for p in observed.probes}
+    for name, wanted in expectation.probes.items():
+        expected = (
+            wanted if isinstance(wanted, ProbeExpectation) else ProbeExpectation(result=wanted)
+        )
+        probe = by_name.get(name)
+        if probe is None:
+            differences.append(f"expected probe {name} to {expected.result}, it did not run")
+            continue
+        differences += expected.differences(name, probe)
     return "; ".join(differences) or None

@@ -254,7 +254,7 @@ def parse_iperf(
     """iperf3 -J output: throughput received and retransmits (TCP), datagrams sent and
     received (UDP). Loss is counted from what the client sent and the server received,
     not iperf3's lost_percent, which counts only gaps before the last datagram that
-    arrived and so says 0% when none arrives at all."""
+    arrived: it misses datagrams lost at the end and says 0% when none arrives at all."""
     kind = probe.kind
     try:
         data = json.loads(stdout) if stdout.strip() else None
@@ -307,10 +307,10 @@ def parse_iperf(
         )
     total = end.get("sum") or {}
     sent_packets = sent.get("packets", total.get("packets"))
-    if "packets" in received:
-        got = received["packets"]
-    else:  # iperf3 before 3.11 has only "sum", with the server's counts
-        got = (total.get("packets") or 0) - (total.get("lost_packets") or 0)
+    # The server's "packets" is the highest sequence number it saw and "lost_packets" the
+    # gaps below it; what arrived is the difference (iperf3 before 3.11 has only "sum").
+    counts = received if "packets" in received else total
+    got = (counts.get("packets") or 0) - (counts.get("lost_packets") or 0)
     loss = None
     if isinstance(sent_packets, int) and sent_packets > 0 and isinstance(got, int):
         loss = round(100.0 * max(sent_packets - got, 0) / sent_packets, 3)
