@@ -159,7 +159,7 @@ def test_bash_completes_commands_options_files_labs_and_nodes(
     assert bash_complete("labctl va", one_lab_up) == ["validate"]
     assert {"exec", "capture", "matrix", "doctor"} <= set(bash_complete("labctl ", one_lab_up))
     assert bash_complete("labctl doctor --sw", one_lab_up) == ["--switch"]
-    assert bash_complete("labctl up topologies/se", one_lab_up) == ["topologies/seed.yaml"]
+    assert bash_complete("labctl up topologies/seed.", one_lab_up) == ["topologies/seed.yaml"]
     assert words(bash_complete("labctl exec ", one_lab_up)) == ["cl-complete"]
     assert words(bash_complete("labctl exec cl-complete ", one_lab_up)) == ["client", "server"]
     assert bash_complete("labctl exec cl-complete s", one_lab_up) == ["server"]
