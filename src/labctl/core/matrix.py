@@ -19,12 +19,22 @@ and every level is laid over what the topology itself sets at that level.
 
 from __future__ import annotations
 
+import math
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StrictFloat, StrictInt, StrictStr
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    StrictFloat,
+    StrictInt,
+    StrictStr,
+    field_validator,
+)
 
 from labctl.core.loader import (
     Document,
@@ -125,19 +135,19 @@ class ProbeExpectation(_Spec):
     max_rtt_ms: Annotated[StrictFloat | StrictInt, Field(gt=0)] | None = None
     max_retransmits: Annotated[StrictInt, Field(ge=0)] | None = None
 
-    def differences(self, name: str, observed: dict[str, Any]) -> list[str]:
+    def differences(self, name: str, observed: ProbeObservation) -> list[str]:
         found = []
-        result = "pass" if observed.get("ok") else "fail"
+        result = "pass" if observed.ok else "fail"
         if result != self.result:
-            why = "; ".join(observed.get("problems") or [])
+            why = "; ".join(observed.problems)
             found.append(
                 f"expected probe {name} to {self.result}, it did {result}"
                 + (f" ({why})" if why else "")
             )
-        mbps = observed.get("throughput_mbps")
-        loss = observed.get("loss_percent")
-        rtt = (observed.get("rtt_ms") or {}).get("avg")
-        retransmits = observed.get("retransmits")
+        mbps = observed.throughput_mbps
+        loss = observed.loss_percent
+        rtt = observed.rtt_ms.avg if observed.rtt_ms is not None else None
+        retransmits = observed.retransmits
         bounds: tuple[tuple[float | None, float | None, bool, str, str], ...] = (
             (self.min_mbps, mbps, True, "throughput", " Mbit/s"),
             (self.max_mbps, mbps, False, "throughput", " Mbit/s"),
@@ -187,7 +197,11 @@ class LabSpec(_Spec):
 
 
 @dataclass(frozen=True)
-class Lab:
+class Experiment:
+    """A lab file loaded: its spec, the topology it names, and the offload settings
+    (the matrix's columns) checked against that topology. Not to be confused with
+    labctl.api.Lab, one running lab."""
+
     spec: LabSpec
     file: Path
     topology_file: Path
@@ -222,7 +236,7 @@ class Cell:
         return cell.with_name(self.lab_name(lab))
 
 
-def load_lab(path: str | Path) -> Lab:
+def load_lab(path: str | Path) -> Experiment:
     """Load labs/<name>/lab.yaml (or the directory) and the topology it names."""
     from labctl.examples import shipped
 
@@ -255,7 +269,7 @@ def load_lab(path: str | Path) -> Lab:
     if spec.requests is not None and topology.traffic is not None:
         traffic = topology.traffic.model_copy(update={"requests": spec.requests})
         topology = topology.model_copy(update={"traffic": traffic})
-    return Lab(spec, file, topology_file, topology, topology_doc, offloads)
+    return Experiment(spec, file, topology_file, topology, topology_doc, offloads)
 
 
 def offload_settings(
@@ -376,7 +390,7 @@ def _lab_problems(spec: LabSpec, doc: Document, file: Path) -> list[Problem]:
 
 
 def cells(
-    lab: Lab, switches: list[str] | None = None, offloads: list[str] | None = None
+    lab: Experiment, switches: list[str] | None = None, offloads: list[str] | None = None
 ) -> list[Cell]:
     """The cells to run, in matrix order, narrowed by --switch / --offload."""
     matrix = lab.spec.matrix
@@ -407,27 +421,125 @@ def expectation_for(spec: LabSpec, switch: SwitchKind, offload: str) -> Expectat
     return next((e for e in spec.expectations if e.when.matches(switch, offload)), None)
 
 
-@dataclass(frozen=True)
-class Observation:
-    http_ok: bool
-    succeeded: int
-    failed: int
-    latency_ms: dict[str, float] | None
-    findings: tuple[str, ...]  # kinds of fault findings, in report order
-    verdict: str
-    probes: tuple[dict[str, Any], ...] = ()
-    """Every probe's result (ProbeResult.to_dict() without the http requests)."""
+class Latency(BaseModel):
+    """Of the requests that succeeded, in milliseconds."""
 
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "http": "pass" if self.http_ok else "fail",
-            "succeeded": self.succeeded,
-            "failed": self.failed,
-            "latency_ms": self.latency_ms,
-            "findings": list(self.findings),
-            "verdict": self.verdict,
-            "probes": [dict(p) for p in self.probes],
-        }
+    model_config = ConfigDict(frozen=True)
+
+    min: float
+    median: float
+    max: float
+
+
+class RoundTrip(BaseModel):
+    """ping's round-trip times, in milliseconds."""
+
+    model_config = ConfigDict(frozen=True)
+
+    min: float
+    avg: float
+    max: float
+
+
+class ProbeObservation(BaseModel):
+    """What one probe measured in a cell (core/probes.py ProbeResult, as report.json holds
+    it: without the http requests one by one)."""
+
+    model_config = ConfigDict(frozen=True, extra="ignore")
+
+    name: str
+    kind: str
+    target: str = ""
+    ok: bool
+    problems: tuple[str, ...] = ()
+    throughput_mbps: float | None = None
+    retransmits: int | None = None
+    sent: int | None = None
+    received: int | None = None
+    loss_percent: float | None = None
+    rtt_ms: RoundTrip | None = None
+    latency_ms: Latency | None = None
+    exit_code: int | None = None
+    output: str | None = None
+
+    def summary(self) -> str:
+        """The figures in a few words: "940.2 Mbit/s, 3 retransmits", "0.0% loss (5/5)"."""
+        parts = []
+        if self.kind == "http" and self.sent is not None:
+            parts.append(f"{self.received}/{self.sent} requests")
+        if self.throughput_mbps is not None:
+            parts.append(f"{self.throughput_mbps:.1f} Mbit/s")
+        if self.retransmits is not None:
+            parts.append(f"{self.retransmits} retransmits")
+        if self.loss_percent is not None:
+            parts.append(f"{self.loss_percent:.1f}% loss ({self.received}/{self.sent})")
+        if self.rtt_ms is not None:
+            parts.append(f"rtt {self.rtt_ms.avg:.3f} ms")
+        if self.kind == "command" and self.exit_code is not None:
+            parts.append(f"exit {self.exit_code}")
+        return ", ".join(parts)
+
+
+class Observation(BaseModel):
+    """What a cell showed: the traffic's outcome and the kinds of fault found."""
+
+    model_config = ConfigDict(frozen=True, extra="ignore")
+
+    http: Literal["pass", "fail"] | None = None
+    """None: the lab has no http probe."""
+    succeeded: StrictInt
+    failed: StrictInt
+    latency_ms: Latency | None = None
+    findings: tuple[str, ...] = ()  # kinds of fault findings, in report order
+    verdict: str = ""
+    probes: tuple[ProbeObservation, ...] = ()
+    """Every probe's result, in the order they ran; empty in results of labctl before
+    probes (their traffic was the http requests alone)."""
+
+    @property
+    def http_only(self) -> bool:
+        """The traffic was the HTTP requests alone (then the reports word it as before)."""
+        return all(p.kind == "http" for p in self.probes) and len(self.probes) <= 1
+
+    def probes_line(self) -> str:
+        """Every probe in a few words: "bulk 940.2 Mbit/s, 3 retransmits; ping6 FAIL ..."."""
+        return "; ".join(
+            " ".join(part for part in (p.name, "" if p.ok else "FAIL", p.summary()) if part)
+            for p in self.probes
+        )
+
+    @property
+    def traffic_ok(self) -> bool:
+        """Every probe passed (results without probes: every HTTP request succeeded)."""
+        if self.probes:
+            return all(p.ok for p in self.probes)
+        return self.http_ok
+
+    @field_validator("latency_ms", mode="before")
+    @classmethod
+    def _finite_latency(cls, value: Any) -> Any:
+        """No latency unless min, median and max are all numbers (NaN when nothing
+        succeeded, in results of older runs)."""
+        if isinstance(value, Mapping):
+            numbers = [value.get(key) for key in ("min", "median", "max")]
+            if not all(
+                isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v)
+                for v in numbers
+            ):
+                return None
+        return value
+
+    @property
+    def http_ok(self) -> bool:
+        return self.http == "pass"
+
+    @property
+    def requests(self) -> int:
+        return self.succeeded + self.failed
+
+    @property
+    def success_rate(self) -> float | None:
+        return self.succeeded / self.requests if self.requests else None
 
 
 def compare(expectation: Expectation | None, observed: Observation) -> str | None:
@@ -435,8 +547,7 @@ def compare(expectation: Expectation | None, observed: Observation) -> str | Non
     if expectation is None:
         return None
     differences = []
-    observed_http = "pass" if observed.http_ok else "fail"
-    if expectation.http is not None and observed_http != expectation.http:
+    if expectation.http is not None and observed.http != expectation.http:
         differences.append(
             f"expected HTTP to {expectation.http}, it did "
             f"{'pass' if observed.http_ok else 'fail'} "
@@ -448,7 +559,7 @@ def compare(expectation: Expectation | None, observed: Observation) -> str | Non
         missing = [k for k in expectation.findings if k not in observed.findings]
         if missing:
             differences.append(f"expected finding {', '.join(missing)}, not reported")
-    by_name = {p.get("name"): p for p in observed.probes}
+    by_name = {p.name: p for p in observed.probes}
     for name, wanted in expectation.probes.items():
         expected = (
             wanted if isinstance(wanted, ProbeExpectation) else ProbeExpectation(result=wanted)

@@ -194,23 +194,10 @@ class ProbeResult:
         return data
 
     def summary(self) -> str:
-        """The measured figures in a few words (no verdict)."""
-        parts = []
-        if self.http is not None:
-            parts.append(f"{self.http.succeeded}/{len(self.http.results)} requests")
-        if self.throughput_mbps is not None:
-            parts.append(f"{self.throughput_mbps:.1f} Mbit/s")
-        if self.retransmits is not None:
-            parts.append(f"{self.retransmits} retransmits")
-        if self.loss_percent is not None:
-            parts.append(f"{self.loss_percent:.1f}% loss ({self.received}/{self.sent})")
-        if self.rtt_ms is not None:
-            parts.append(f"rtt {self.rtt_ms['avg']:.3f} ms")
-        elif self.latency_ms is not None:
-            parts.append(f"median {self.latency_ms['median']:.1f} ms")
-        if self.kind == "command" and self.exit_code is not None:
-            parts.append(f"exit {self.exit_code}")
-        return ", ".join(parts)
+        """The measured figures in a few words (no verdict), as the reports word them."""
+        from labctl.core.matrix import ProbeObservation
+
+        return ProbeObservation.model_validate(self.to_dict()).summary()
 
     def render_text(self) -> str:
         if self.http is not None:

@@ -9,20 +9,17 @@ from __future__ import annotations
 
 import re
 from collections import Counter
-from collections.abc import Mapping
 
+from labctl.core.result import CellResult, FindingRecord, MatrixResult
 from labctl.reports.common import (
     ICON_DIFFERS,
     LEGEND,
     LEGEND_MATCHED,
-    Cell,
-    FindingRecord,
-    Matrix,
+    format_ms,
     host_versions,
     offload_settings,
     one_line,
     outcome,
-    read_matrix,
     summarize_cell,
 )
 
@@ -32,8 +29,7 @@ MAX_PACKETS = 5  # packet lines quoted per finding; the HTML report has them all
 _MARKDOWN_SPECIAL = re.compile(r"([\\`*_\[\]<|~]|^>|&(?=#?\w+;))")
 
 
-def render(result: Mapping[str, object]) -> str:
-    matrix = read_matrix(result)
+def render(matrix: MatrixResult) -> str:
     word, sentence = outcome(matrix)
     lines = [f"# {escape(matrix.lab)}: labctl matrix", "", f"**{word}**: {escape(sentence)}", ""]
     lines += _context(matrix)
@@ -42,6 +38,9 @@ def render(result: Mapping[str, object]) -> str:
     lines += _table(matrix)
     lines += ["", "Legend: " + " · ".join(f"{icon} {text}" for icon, text in LEGEND) + ".  "]
     lines += [LEGEND_MATCHED, ""]
+    probes = _probes(matrix)
+    if probes:
+        lines += ["## Probes", "", *probes, ""]
     evidence = _evidence(matrix)
     if evidence:
         lines += ["## Fault evidence", "", *evidence]
@@ -64,7 +63,7 @@ def code(text: str) -> str:
     return f"{fence}{pad}{text}{pad}{fence}"
 
 
-def _context(matrix: Matrix) -> list[str]:
+def _context(matrix: MatrixResult) -> list[str]:
     lines = []
     versions = host_versions(matrix)
     if versions:
@@ -81,30 +80,74 @@ def _context(matrix: Matrix) -> list[str]:
     return [line + "  " for line in lines[:-1]] + lines[-1:] + [""] if lines else []
 
 
-def _table(matrix: Matrix) -> list[str]:
+def _table(matrix: MatrixResult) -> list[str]:
     headers = ["switch"]
-    for name, settings in matrix.offloads:
+    for name, settings in matrix.offload_axis.items():
         described = offload_settings(settings)
         headers.append(f"offload {name}" + (f" ({described})" if described else ""))
     lines = [
         "| " + " | ".join(escape(h) for h in headers) + " |",
         "|" + "---|" * len(headers),
     ]
-    for switch in matrix.switches:
+    for switch in matrix.switch_axis:
         row = [escape(switch)]
-        for offload, _ in matrix.offloads:
+        for offload in matrix.offload_axis:
             cell = matrix.cell(switch, offload)
-            row.append("" if cell is None else escape(summarize_cell(cell).line()))
+            row.append("" if cell is None else escape(summarize_cell(cell, matrix.merged).line()))
         lines.append("| " + " | ".join(row) + " |")
     return lines
 
 
-def _evidence(matrix: Matrix) -> list[str]:
+def _probes(matrix: MatrixResult) -> list[str]:
+    """Every probe of every cell that ran, with what it measured; none when the traffic was
+    the HTTP requests alone (the matrix table says it all then)."""
+    ran = [
+        cell
+        for cell in matrix.ordered_cells()
+        if cell.observed is not None and not cell.observed.http_only
+    ]
+    if not ran:
+        return []
+    lines = [
+        "| switch | offload | probe | result | throughput | retransmits | loss | RTT / latency |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for cell in ran:
+        assert cell.observed is not None
+        for probe in cell.observed.probes:
+            result = "pass" if probe.ok else "FAIL: " + "; ".join(probe.problems)
+            if probe.kind == "command" and probe.exit_code is not None:
+                result += f" (exit {probe.exit_code})"
+            timing = ""
+            if probe.rtt_ms is not None:
+                timing = f"{probe.rtt_ms.avg:.3f} ms (max {probe.rtt_ms.max:.3f})"
+            elif probe.latency_ms is not None:
+                timing = f"median {format_ms(probe.latency_ms.median)}"
+            loss = ""
+            if probe.loss_percent is not None:
+                loss = f"{probe.loss_percent:.1f}% ({probe.received}/{probe.sent})"
+            elif probe.kind == "http" and probe.sent is not None:
+                loss = f"{probe.received}/{probe.sent} requests"
+            row = [
+                cell.switch,
+                cell.offload,
+                probe.name,
+                result,
+                "" if probe.throughput_mbps is None else f"{probe.throughput_mbps:.1f} Mbit/s",
+                "" if probe.retransmits is None else str(probe.retransmits),
+                loss,
+                timing,
+            ]
+            lines.append("| " + " | ".join(escape(v) for v in row) + " |")
+    return lines
+
+
+def _evidence(matrix: MatrixResult) -> list[str]:
     lines: list[str] = []
     for cell in matrix.ordered_cells():
         if not cell.failing:
             continue
-        summary = summarize_cell(cell)
+        summary = summarize_cell(cell, matrix.merged)
         judged = (
             f"{ICON_DIFFERS} differs: {escape(summary.reason or 'not as expected')}"
             if summary.differs
@@ -124,7 +167,7 @@ def _evidence(matrix: Matrix) -> list[str]:
     return lines
 
 
-def _quote(cell: Cell) -> list[str]:
+def _quote(cell: CellResult) -> list[str]:
     finding = cell.first_finding()
     if finding is None:
         verdict = cell.verdict
@@ -150,7 +193,7 @@ def _finding_head(finding: FindingRecord) -> str:
     return f"**{escape(finding.severity.upper())} {escape(finding.kind)}**{where}{flow}:"
 
 
-def _other_findings(cell: Cell, shown: FindingRecord) -> str:
+def _other_findings(cell: CellResult, shown: FindingRecord) -> str:
     if cell.diagnosis is None:
         return ""
     rest = list(cell.diagnosis.findings)
