@@ -224,7 +224,7 @@ class MatrixRunner:
         failing = frozenset(
             name
             for name, wanted in (expectation.probes.items() if expectation else ())
-            if (wanted if isinstance(wanted, str) else wanted.result) == "fail"
+            if wanted.result == "fail"
         )
         return schedule.job(
             cell.key,

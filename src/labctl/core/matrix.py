@@ -34,6 +34,7 @@ from pydantic import (
     StrictInt,
     StrictStr,
     field_validator,
+    model_validator,
 )
 
 from labctl.core.loader import (
@@ -125,7 +126,13 @@ Outcome = Literal["pass", "fail"]
 
 
 class ProbeExpectation(_Spec):
-    """What one probe shows in a cell: its result, and optionally bounds on its figures."""
+    """What one probe shows in a cell: its result, and optionally bounds on its figures.
+    Written as `pass` or `fail` alone, or as a mapping with `result:` and the bounds."""
+
+    @model_validator(mode="before")
+    @classmethod
+    def _outcome_alone(cls, value: Any) -> Any:
+        return {"result": value} if isinstance(value, str) else value
 
     result: Outcome
     min_mbps: Annotated[StrictFloat | StrictInt, Field(ge=0)] | None = None
@@ -173,7 +180,7 @@ class Expectation(_Spec):
     http: Outcome | None = Field(
         None, description="the result of the http probe(s): every request succeeds, or not"
     )
-    probes: dict[StrictStr, Outcome | ProbeExpectation] = Field(
+    probes: dict[StrictStr, ProbeExpectation] = Field(
         default_factory=dict,
         description="per probe name: pass, fail, or {result, bounds on its figures}",
     )
@@ -560,10 +567,7 @@ def compare(expectation: Expectation | None, observed: Observation) -> str | Non
         if missing:
             differences.append(f"expected finding {', '.join(missing)}, not reported")
     by_name = {p.name: p for p in observed.probes}
-    for name, wanted in expectation.probes.items():
-        expected = (
-            wanted if isinstance(wanted, ProbeExpectation) else ProbeExpectation(result=wanted)
-        )
+    for name, expected in expectation.probes.items():
         probe = by_name.get(name)
         if probe is None:
             differences.append(f"expected probe {name} to {expected.result}, it did not run")

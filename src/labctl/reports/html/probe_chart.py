@@ -33,6 +33,13 @@ BAR_LEFT = 270.0
 BAR_RIGHT = 820.0
 
 
+def _figure(value: float) -> str:
+    """3454, 12.5, 0.102: as many digits as the size of the value deserves."""
+    if value >= 100:
+        return f"{value:.0f}"
+    return f"{value:.1f}" if value >= 1 else f"{value:.3f}"
+
+
 def probe_charts(matrix: MatrixResult) -> list[tuple[str, Markup]]:
     """(caption, svg) per probe figure that some cell measured, in the order probes ran."""
     names: dict[str, None] = {}
@@ -108,7 +115,7 @@ def _svg(
             f'<rect x="{n(BAR_LEFT)}" y="{n(y + 3)}" width="{n(width)}" height="{n(ROW - 6)}" '
             f'fill="{colour}"/></g>'
         )
-        shown = f"{value:.3g} {figure.unit}" + ("" if probe is None or probe.ok else " (FAIL)")
+        shown = f"{_figure(value)} {figure.unit}" + ("" if probe is None or probe.ok else " (FAIL)")
         out.append(text(BAR_LEFT + width + 6, y + 15, shown, "bar-label"))
     out.append("</svg>")
     return Markup("\n".join(out))
