@@ -22,15 +22,9 @@ from typing import Any
 from labctl.backends.base import Backends
 from labctl.core import schedule
 from labctl.core.events import Event, EventSink, discard
-from labctl.core.matrix import (
-    Cell,
-    Experiment,
-    Latency,
-    Observation,
-    ProbeObservation,
-    compare,
-)
+from labctl.core.matrix import Cell, Experiment, Observation, compare
 from labctl.core.model import Topology
+from labctl.core.probes import Latency, ProbeObservation
 from labctl.core.result import (
     CellResult,
     DiagnosisRecord,

@@ -140,15 +140,12 @@ def run_probe(
         server = engine.node(lab, probe.server, topology)
         runtime.exec(server, probes.iperf_server_argv(probe), detach=True)
         if not _listening(engine, lab, topology, probe.server, probe.port):
-            return probes.ProbeResult(
+            return probes.result_of(
                 name,
                 probe.kind,
                 target,
-                False,
-                (
-                    f"the iperf3 server on {probe.server}:{probe.port} is not listening after "
-                    f"{SERVER_WAIT:g} s (the node image needs iperf3)",
-                ),
+                f"the iperf3 server on {probe.server}:{probe.port} is not listening after "
+                f"{SERVER_WAIT:g} s (the node image needs iperf3)",
             )
         argv = probes.iperf_client_argv(topology, probe)
         node = probe.client

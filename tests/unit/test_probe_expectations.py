@@ -10,10 +10,10 @@ from labctl.core.matrix import (
     Expectation,
     Observation,
     ProbeExpectation,
-    ProbeObservation,
     compare,
     load_lab,
 )
+from labctl.core.probes import ProbeObservation
 from labctl.errors import ConfigError
 
 pytestmark = pytest.mark.unit

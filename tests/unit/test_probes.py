@@ -247,7 +247,7 @@ def test_ping_rtt_and_loss() -> None:
     icmp = IcmpProbe(kind="icmp", client="client", server="server", count=3)
     result = probes.parse_ping("icmp", "t", icmp, 0, PING_OK, "")
     assert result.ok and result.loss_percent == 0.0
-    assert result.rtt_ms == {"min": 0.034, "avg": 0.144, "max": 0.355}
+    assert result.rtt_ms == probes.RoundTrip(min=0.034, avg=0.144, max=0.355)
     slow = icmp.model_copy(update={"max_rtt_ms": 0.1})
     assert probes.parse_ping("icmp", "t", slow, 0, PING_OK, "").problems == (
         "average round trip 0.144 ms, more than 0.1",

@@ -45,6 +45,7 @@ from labctl.core.loader import (
     value_problems,
 )
 from labctl.core.model import Offload, SwitchKind, Topology
+from labctl.core.probes import Latency, ProbeObservation
 from labctl.errors import ConfigError, Problem, UsageError
 
 OFFLOAD_NAME_RE = re.compile(r"^[a-z0-9][a-z0-9-]{0,11}$")
@@ -426,65 +427,6 @@ def cells(
 def expectation_for(spec: LabSpec, switch: SwitchKind, offload: str) -> Expectation | None:
     """The first expectation whose `when` matches the cell."""
     return next((e for e in spec.expectations if e.when.matches(switch, offload)), None)
-
-
-class Latency(BaseModel):
-    """Of the requests that succeeded, in milliseconds."""
-
-    model_config = ConfigDict(frozen=True)
-
-    min: float
-    median: float
-    max: float
-
-
-class RoundTrip(BaseModel):
-    """ping's round-trip times, in milliseconds."""
-
-    model_config = ConfigDict(frozen=True)
-
-    min: float
-    avg: float
-    max: float
-
-
-class ProbeObservation(BaseModel):
-    """What one probe measured in a cell (core/probes.py ProbeResult, as report.json holds
-    it: without the http requests one by one)."""
-
-    model_config = ConfigDict(frozen=True, extra="ignore")
-
-    name: str
-    kind: str
-    target: str = ""
-    ok: bool
-    problems: tuple[str, ...] = ()
-    throughput_mbps: float | None = None
-    retransmits: int | None = None
-    sent: int | None = None
-    received: int | None = None
-    loss_percent: float | None = None
-    rtt_ms: RoundTrip | None = None
-    latency_ms: Latency | None = None
-    exit_code: int | None = None
-    output: str | None = None
-
-    def summary(self) -> str:
-        """The figures in a few words: "940.2 Mbit/s, 3 retransmits", "0.0% loss (5/5)"."""
-        parts = []
-        if self.kind == "http" and self.sent is not None:
-            parts.append(f"{self.received}/{self.sent} requests")
-        if self.throughput_mbps is not None:
-            parts.append(f"{self.throughput_mbps:.1f} Mbit/s")
-        if self.retransmits is not None:
-            parts.append(f"{self.retransmits} retransmits")
-        if self.loss_percent is not None:
-            parts.append(f"{self.loss_percent:.1f}% loss ({self.received}/{self.sent})")
-        if self.rtt_ms is not None:
-            parts.append(f"rtt {self.rtt_ms.avg:.3f} ms")
-        if self.kind == "command" and self.exit_code is not None:
-            parts.append(f"exit {self.exit_code}")
-        return ", ".join(parts)
 
 
 class Observation(BaseModel):

@@ -164,16 +164,28 @@ class HttpProbe(Traffic):
     name: StrictStr | None = Field(None, description="default: the kind, numbered if repeated")
 
 
-class TcpProbe(_Spec):
-    """A bulk TCP transfer: iperf3 from client to server, throughput and retransmits."""
+class _BetweenNodes(_Spec):
+    """What every probe from a client node to a server node has."""
 
-    kind: Literal["tcp"]
     name: StrictStr | None = Field(None, description="default: the kind, numbered if repeated")
     client: StrictStr
     server: StrictStr
-    family: Family = "ipv4"
-    port: Annotated[StrictInt, Field(ge=1, le=65535)] = 5201
-    seconds: Annotated[StrictFloat | StrictInt, Field(gt=0, le=60)] = 2
+    family: Family = Field("ipv4", description="to the server's first address of this family")
+
+
+class _Iperf(_BetweenNodes):
+    port: Annotated[StrictInt, Field(ge=1, le=65535)] = Field(
+        5201, description="the iperf3 server's port (its control connection and the data)"
+    )
+    seconds: Annotated[StrictFloat | StrictInt, Field(gt=0, le=60)] = Field(
+        2, description="iperf3 -t"
+    )
+
+
+class TcpProbe(_Iperf):
+    """A bulk TCP transfer: iperf3 from client to server, throughput and retransmits."""
+
+    kind: Literal["tcp"]
     bitrate: Bitrate = Field("0", description="iperf3 -b: bits/s with K/M/G; 0: unlimited")
     streams: Annotated[StrictInt, Field(ge=1, le=16)] = Field(1, description="iperf3 -P")
     min_mbps: Annotated[StrictFloat | StrictInt, Field(ge=0)] | None = Field(
@@ -184,16 +196,10 @@ class TcpProbe(_Spec):
     )
 
 
-class UdpProbe(_Spec):
-    """UDP datagrams at a fixed rate: iperf3 -u from client to server, loss and jitter."""
+class UdpProbe(_Iperf):
+    """UDP datagrams at a fixed rate: iperf3 -u from client to server, loss."""
 
     kind: Literal["udp"]
-    name: StrictStr | None = Field(None, description="default: the kind, numbered if repeated")
-    client: StrictStr
-    server: StrictStr
-    family: Family = "ipv4"
-    port: Annotated[StrictInt, Field(ge=1, le=65535)] = 5201
-    seconds: Annotated[StrictFloat | StrictInt, Field(gt=0, le=60)] = 2
     bitrate: Bitrate = Field("10M", description="iperf3 -b: bits/s with K/M/G")
     length: Annotated[StrictInt, Field(ge=16, le=65507)] | None = Field(
         None, description="iperf3 -l: datagram payload bytes; default: iperf3's (path MTU)"
@@ -203,14 +209,10 @@ class UdpProbe(_Spec):
     )
 
 
-class IcmpProbe(_Spec):
+class IcmpProbe(_BetweenNodes):
     """ping from client to server: loss and round-trip time."""
 
     kind: Literal["icmp"]
-    name: StrictStr | None = Field(None, description="default: the kind, numbered if repeated")
-    client: StrictStr
-    server: StrictStr
-    family: Family = "ipv4"
     count: Annotated[StrictInt, Field(ge=1, le=1000)] = 5
     interval: Annotated[StrictFloat | StrictInt, Field(ge=0.01, le=10)] = 0.2
     size: Annotated[StrictInt, Field(ge=0, le=65000)] = Field(56, description="ping -s")

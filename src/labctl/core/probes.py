@@ -16,8 +16,9 @@ from __future__ import annotations
 import ipaddress
 import json
 import re
-from dataclasses import dataclass, field
 from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
 
 from labctl.core.http import TrafficSummary
 from labctl.core.model import (
@@ -148,13 +149,35 @@ def command_argv(probe: CommandProbe) -> list[str]:
 # ---- results --------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class ProbeResult:
-    """What one probe measured, and whether it met the probe's bounds."""
+class Latency(BaseModel):
+    """Of the requests that succeeded, in milliseconds."""
+
+    model_config = ConfigDict(frozen=True)
+
+    min: float
+    median: float
+    max: float
+
+
+class RoundTrip(BaseModel):
+    """ping's round-trip times, in milliseconds."""
+
+    model_config = ConfigDict(frozen=True)
+
+    min: float
+    avg: float
+    max: float
+
+
+class ProbeObservation(BaseModel):
+    """What one probe measured, and whether it met the probe's bounds: a ProbeResult as
+    the matrix result (report.json) keeps it, without the http requests one by one."""
+
+    model_config = ConfigDict(frozen=True, extra="ignore")
 
     name: str
     kind: str
-    target: str
+    target: str = ""
     ok: bool
     problems: tuple[str, ...] = ()
     """Why it did not pass: the tool's error, or each bound it missed."""
@@ -163,41 +186,42 @@ class ProbeResult:
     sent: int | None = None
     received: int | None = None
     loss_percent: float | None = None
-    rtt_ms: dict[str, float] | None = None
-    """min, avg, max round-trip time (icmp)."""
-    latency_ms: dict[str, float] | None = None
-    """min, median, max request time (http)."""
+    rtt_ms: RoundTrip | None = None
+    latency_ms: Latency | None = None
     exit_code: int | None = None
     output: str | None = None
     """A command probe's standard output (and error), shortened to OUTPUT_KEEP characters."""
-    http: TrafficSummary | None = field(default=None, compare=False)
+
+    def summary(self) -> str:
+        """The figures in a few words: "940.2 Mbit/s, 3 retransmits", "0.0% loss (5/5)"."""
+        parts = []
+        if self.kind == "http" and self.sent is not None:
+            parts.append(f"{self.received}/{self.sent} requests")
+        if self.throughput_mbps is not None:
+            parts.append(f"{self.throughput_mbps:.1f} Mbit/s")
+        if self.retransmits is not None:
+            parts.append(f"{self.retransmits} retransmits")
+        if self.loss_percent is not None:
+            parts.append(f"{self.loss_percent:.1f}% loss ({self.received}/{self.sent})")
+        if self.rtt_ms is not None:
+            parts.append(f"rtt {self.rtt_ms.avg:.3f} ms")
+        if self.kind == "command" and self.exit_code is not None:
+            parts.append(f"exit {self.exit_code}")
+        return ", ".join(parts)
+
+
+class ProbeResult(ProbeObservation):
+    """A probe's result as a run has it: with the HTTP requests one by one (http probes)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid", arbitrary_types_allowed=True)
+
+    http: TrafficSummary | None = Field(default=None, exclude=True)
 
     def to_dict(self) -> dict[str, Any]:
-        data: dict[str, Any] = {
-            "name": self.name,
-            "kind": self.kind,
-            "target": self.target,
-            "ok": self.ok,
-            "problems": list(self.problems),
-            "throughput_mbps": self.throughput_mbps,
-            "retransmits": self.retransmits,
-            "sent": self.sent,
-            "received": self.received,
-            "loss_percent": self.loss_percent,
-            "rtt_ms": self.rtt_ms,
-            "latency_ms": self.latency_ms,
-            "exit_code": self.exit_code,
-            "output": self.output,
-        }
+        data = self.model_dump(mode="json")
         if self.http is not None:
             data["http"] = self.http.to_dict()
         return data
-
-    def summary(self) -> str:
-        """The measured figures in a few words (no verdict), as the reports word them."""
-        from labctl.core.matrix import ProbeObservation
-
-        return ProbeObservation.model_validate(self.to_dict()).summary()
 
     def render_text(self) -> str:
         if self.http is not None:
@@ -212,18 +236,25 @@ class ProbeResult:
         return text
 
 
+def result_of(name: str, kind: str, target: str, *problems: str, **figures: Any) -> ProbeResult:
+    """A result that passes exactly when nothing is wrong with it (no `problems`)."""
+    return ProbeResult(
+        name=name, kind=kind, target=target, ok=not problems, problems=problems, **figures
+    )
+
+
 def from_http(name: str, target: str, summary: TrafficSummary) -> ProbeResult:
     problems: list[str] = []
     if not summary.ok:
         problems.append(f"{summary.failed} of {len(summary.results)} requests failed")
         problems += list(dict.fromkeys(r.error for r in summary.results if r.error))[:3]
-    return ProbeResult(
+    latency = summary.latency_ms()
+    return result_of(
         name,
         "http",
         target,
-        summary.ok,
-        tuple(problems),
-        latency_ms=summary.latency_ms(),
+        *problems,
+        latency_ms=None if latency is None else Latency(**latency),
         sent=len(summary.results),
         received=summary.succeeded,
         http=summary,
@@ -248,27 +279,19 @@ def parse_iperf(
     except json.JSONDecodeError:
         data = None
     if exit_code == TIMEOUT_EXIT:
-        return ProbeResult(
-            name,
-            kind,
-            target,
-            False,
-            (f"iperf3 did not finish within {probe_seconds(probe):g} s (stopped)",),
-            exit_code=exit_code,
-        )
+        stopped = f"iperf3 did not finish within {probe_seconds(probe):g} s (stopped)"
+        return result_of(name, kind, target, stopped, exit_code=exit_code)
     if not isinstance(data, dict):
         reason = _first_line(stderr) or _first_line(stdout) or f"exit {exit_code}"
-        return ProbeResult(name, kind, target, False, (f"iperf3: {reason}",), exit_code=exit_code)
+        return result_of(name, kind, target, f"iperf3: {reason}", exit_code=exit_code)
     if data.get("error"):
-        return ProbeResult(
-            name, kind, target, False, (f"iperf3: {data['error']}",), exit_code=exit_code
-        )
+        return result_of(name, kind, target, f"iperf3: {data['error']}", exit_code=exit_code)
     end = data.get("end") or {}
     received = end.get("sum_received") or {}
     sent = end.get("sum_sent") or {}
     bits = received.get("bits_per_second")
     mbps = round(float(bits) / 1e6, 3) if isinstance(bits, int | float) else None
-    problems: list[str] = []
+    problems: list[str] = [] if exit_code == 0 else [f"iperf3 exit {exit_code}"]
     if isinstance(probe, TcpProbe):
         retransmits = sent.get("retransmits")
         retransmits = int(retransmits) if isinstance(retransmits, int) else None
@@ -282,12 +305,11 @@ def parse_iperf(
             and retransmits > probe.max_retransmits
         ):
             problems.append(f"{retransmits} retransmits, more than {probe.max_retransmits}")
-        return ProbeResult(
+        return result_of(
             name,
             kind,
             target,
-            not problems and exit_code == 0,
-            tuple(problems or ([] if exit_code == 0 else [f"iperf3 exit {exit_code}"])),
+            *problems,
             throughput_mbps=mbps,
             retransmits=retransmits,
             exit_code=exit_code,
@@ -305,12 +327,11 @@ def parse_iperf(
         problems.append("iperf3 reported no datagram counts")
     elif loss > probe.max_loss_percent:
         problems.append(f"{loss:.1f}% of datagrams lost, more than {probe.max_loss_percent:g}%")
-    return ProbeResult(
+    return result_of(
         name,
         kind,
         target,
-        not problems and exit_code == 0,
-        tuple(problems or ([] if exit_code == 0 else [f"iperf3 exit {exit_code}"])),
+        *problems,
         throughput_mbps=mbps,
         sent=sent_packets if isinstance(sent_packets, int) else None,
         received=got if isinstance(got, int) else None,
@@ -332,30 +353,27 @@ def parse_ping(
         reason = _first_line(stderr) or _first_line(stdout) or f"exit {exit_code}"
         if exit_code == TIMEOUT_EXIT:
             reason = f"ping did not finish within {probe_seconds(probe):g} s (stopped)"
-        return ProbeResult(name, "icmp", target, False, (f"ping: {reason}",), exit_code=exit_code)
+        return result_of(name, "icmp", target, f"ping: {reason}", exit_code=exit_code)
     sent, got = int(counts.group(1)), int(counts.group(2))
     loss = round(100.0 * (sent - got) / sent, 3) if sent else 100.0
     rtt = None
     match = PING_RTT.search(stdout)
     if match:
-        rtt = {
-            "min": float(match.group(1)),
-            "avg": float(match.group(2)),
-            "max": float(match.group(3)),
-        }
+        rtt = RoundTrip(
+            min=float(match.group(1)), avg=float(match.group(2)), max=float(match.group(3))
+        )
     problems = []
     if loss > probe.max_loss_percent:
         problems.append(
             f"{loss:.1f}% of echo requests unanswered, more than {probe.max_loss_percent:g}%"
         )
-    if probe.max_rtt_ms is not None and rtt is not None and rtt["avg"] > probe.max_rtt_ms:
-        problems.append(f"average round trip {rtt['avg']:.3f} ms, more than {probe.max_rtt_ms:g}")
-    return ProbeResult(
+    if probe.max_rtt_ms is not None and rtt is not None and rtt.avg > probe.max_rtt_ms:
+        problems.append(f"average round trip {rtt.avg:.3f} ms, more than {probe.max_rtt_ms:g}")
+    return result_of(
         name,
         "icmp",
         target,
-        not problems,
-        tuple(problems),
+        *problems,
         sent=sent,
         received=got,
         loss_percent=loss,
@@ -377,12 +395,11 @@ def parse_command(
     output = stdout + (f"\n[stderr]\n{stderr}" if stderr.strip() else "")
     if len(output) > OUTPUT_KEEP:
         output = output[:OUTPUT_KEEP] + f"\n... ({len(output) - OUTPUT_KEEP} more characters)"
-    return ProbeResult(
+    return result_of(
         name,
         "command",
         target,
-        not problems,
-        tuple(problems),
+        *problems,
         exit_code=exit_code,
         output=output,
     )

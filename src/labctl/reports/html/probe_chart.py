@@ -8,7 +8,7 @@ from dataclasses import dataclass
 
 from markupsafe import Markup, escape
 
-from labctl.core.matrix import ProbeObservation
+from labctl.core.probes import ProbeObservation
 from labctl.core.result import CellResult, MatrixResult
 from labctl.reports.html.chart import OFFLOAD_COLOURS, _nice_ceiling, _tick
 from labctl.reports.html.svg import fit, n, text
