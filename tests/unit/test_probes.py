@@ -324,3 +324,21 @@ def test_result_summary_and_text() -> None:
     assert result.render_text() == (
         "[ping6] ICMP client -> fd00::2 ping x3\n  0.0% loss (3/3), rtt 0.144 ms\n  PASS"
     )
+
+
+def test_the_schedule_counts_each_probe_and_a_failing_probe_its_whole_timeout() -> None:
+    from labctl.core import schedule
+
+    topo = topology(
+        probes=[
+            {"kind": "tcp", "client": "client", "server": "server", "seconds": 2},
+            {"kind": "icmp", "client": "client", "server": "server", "count": 5},
+        ]
+    )
+    bare = schedule.job("k", topology(), expect_http_fail=False).expected_seconds
+    passing = schedule.job("k", topo, expect_http_fail=False).expected_seconds
+    failing = schedule.job(
+        "k", topo, expect_http_fail=False, failing_probes=frozenset({"tcp"})
+    ).expected_seconds
+    assert passing - bare == pytest.approx(2.5 + 5 * 0.2)
+    assert failing - bare == pytest.approx(2 + probes.IPERF_SLACK + 5 * 0.2)
