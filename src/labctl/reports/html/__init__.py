@@ -7,10 +7,12 @@ Links to captures are relative to `report_dir` when it is given, so the report
 directory can be zipped together with the runs it points into.
 
 - page.py: what the page shows, rendered by the jinja2 templates in templates/
-  (autoescaped: every string from the result is escaped);
+  (templating.py; autoescaped: every string from the result is escaped);
 - markdownish.py: the lab's description and notes (a little Markdown) as HTML;
-- chart.py: HTTP success and latency per cell, as SVG;
-- topology.py: the topology drawing, as SVG (also `labctl graph`'s);
+- chart.py: HTTP success and latency per cell, placed here and written as SVG by
+  templates/chart.svg.j2;
+- topology.py: the topology drawing, likewise with templates/topology.svg.j2 (also
+  `labctl graph`'s);
 - svg.py: what the two drawings share;
 - style.css: the page's style sheet, also the rules of `labctl graph --format svg`.
 """

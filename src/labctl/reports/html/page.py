@@ -1,7 +1,8 @@
 """The report page: what each part of it shows, rendered by the templates in templates/.
 
-The templates autoescape every value; what they get as markup (the SVG drawings, the
-lab's Markdown, the CSS) is built by this package with its own text escaped.
+The templates autoescape every value. What they get as markup is the two drawings
+(rendered from their own templates), the lab's Markdown (markdownish.py escapes the
+text before it adds its few tags) and the style sheet.
 """
 
 from __future__ import annotations
@@ -14,7 +15,6 @@ from importlib import resources
 from pathlib import Path, PurePath
 from urllib.parse import quote
 
-import jinja2
 from markupsafe import Markup
 
 from labctl.core.matrix import Expectation
@@ -40,6 +40,7 @@ from labctl.reports.common import (
 from labctl.reports.html.chart import chart_svg
 from labctl.reports.html.markdownish import markdownish
 from labctl.reports.html.probe_chart import probe_charts
+from labctl.reports.html.templating import environment
 from labctl.reports.html.topology import topology_drawing
 
 MAX_PACKETS = 20  # packet lines listed per finding
@@ -68,7 +69,7 @@ def render(matrix: MatrixResult, report_dir: Path | None = None) -> str:
         return link_target(path, report_dir)
 
     return (
-        _templates()
+        environment()
         .get_template("page.html.j2")
         .render(
             matrix=matrix,
@@ -107,18 +108,6 @@ def render(matrix: MatrixResult, report_dir: Path | None = None) -> str:
             describe_expectation=describe_expectation,
             packet_listing=_packet_listing,
         )
-    )
-
-
-@functools.cache
-def _templates() -> jinja2.Environment:
-    return jinja2.Environment(
-        loader=jinja2.PackageLoader("labctl.reports.html", "templates"),
-        autoescape=True,
-        undefined=jinja2.StrictUndefined,
-        trim_blocks=True,
-        lstrip_blocks=True,
-        keep_trailing_newline=True,
     )
 
 

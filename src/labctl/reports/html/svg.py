@@ -1,9 +1,10 @@
 """What the chart and the topology drawing share: short coordinates, text that fits, and
-<text> elements whose content is escaped."""
+the <text> elements both place (templates/svg.j2 writes them, escaped)."""
 
 from __future__ import annotations
 
-from markupsafe import escape
+from dataclasses import dataclass
+from typing import ClassVar
 
 
 def n(value: float) -> str:
@@ -18,9 +19,20 @@ def fit(words: str, width: float, size: float) -> str:
     return words if len(words) <= limit else words[: limit - 1] + "…"
 
 
-def text(x: float, y: float, content: str, cls: str, anchor: str = "start", extra: str = "") -> str:
-    """A <text> element; `content` is escaped, the other arguments are labctl's own."""
-    return (
-        f'<text x="{n(x)}" y="{n(y)}" class="{cls}" text-anchor="{anchor}"{extra}>'
-        f"{escape(content)}</text>"
-    )
+@dataclass(frozen=True)
+class Text:
+    """A <text> element: coordinates already formatted, `content` as plain text."""
+
+    kind: ClassVar[str] = "text"
+    x: str
+    y: str
+    content: str
+    cls: str
+    anchor: str = "start"
+    rotate: int | None = None  # degrees, around (x, y)
+
+
+def text(
+    x: float, y: float, content: str, cls: str, anchor: str = "start", rotate: int | None = None
+) -> Text:
+    return Text(n(x), n(y), content, cls, anchor, rotate)

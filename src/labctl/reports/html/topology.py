@@ -1,17 +1,20 @@
 """The topology drawing: nodes with their interfaces and addresses, the switch and its
 kinds, the veth links and the numbered taps, as SVG. Shared by the matrix report and
-`labctl graph`; it reads the Topology model."""
+`labctl graph`; it reads the Topology model. This module places every shape;
+templates/topology.svg.j2 writes them."""
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import ClassVar
 
-from markupsafe import Markup, escape
+from markupsafe import Markup
 
 from labctl.core.model import Interface, Topology
 from labctl.core.validate import parse_endpoint
-from labctl.reports.html.svg import fit, n, text
+from labctl.reports.html.svg import Text, fit, n, text
+from labctl.reports.html.templating import environment
 
 NODE_WIDTH = 230.0
 LEFT_X = 20.0
@@ -113,6 +116,46 @@ class TapMark:
     point: tuple[float, float] | None  # None: not drawn (unknown place)
 
 
+@dataclass(frozen=True)
+class Rect:
+    kind: ClassVar[str] = "rect"
+    x: str
+    y: str
+    width: str
+    height: str
+    rx: str
+    cls: str
+
+
+@dataclass(frozen=True)
+class Line:
+    kind: ClassVar[str] = "line"
+    x1: str
+    y1: str
+    x2: str
+    y2: str
+    cls: str
+
+
+@dataclass(frozen=True)
+class Polyline:
+    kind: ClassVar[str] = "polyline"
+    points: str
+    cls: str
+
+
+@dataclass(frozen=True)
+class TapMarker:
+    kind: ClassVar[str] = "tap"
+    title: str
+    x: str
+    y: str
+    number: Text
+
+
+Shape = Rect | Line | Polyline | Text | TapMarker
+
+
 def switch_kinds(topology: Topology, listed: Sequence[str] = ()) -> list[str]:
     """The switch kinds to name on the switch: those listed, else the topology's."""
     if not listed and topology.switch is not None:
@@ -131,7 +174,7 @@ def topology_drawing(
     matrix report and `labctl graph`."""
     drawing = layout(topology)
     kinds = switch_kinds(topology, listed_kinds)
-    body: list[str] = []
+    body: list[Shape] = []
     ports: dict[str, tuple[float, float]] = {}  # port name -> point on the switch edge
     link_ends: dict[tuple[str, str], tuple[tuple[float, float], tuple[float, float]]] = {}
     lowest = max((b.y + b.height for b in drawing.nodes.values()), default=40.0)
@@ -140,10 +183,7 @@ def topology_drawing(
         label_height = 24 + 15 * len(kinds)
         box_height = max(90.0, max(ys) - min(ys) + 60, label_height + 24)
         box_top = max(10.0, (max(ys) + min(ys)) / 2 - box_height / 2)
-        body.append(
-            f'<rect x="{n(SWITCH_X)}" y="{n(box_top)}" width="{n(SWITCH_WIDTH)}" '
-            f'height="{n(box_height)}" rx="10" class="switch"/>'
-        )
+        body.append(Rect(n(SWITCH_X), n(box_top), n(SWITCH_WIDTH), n(box_height), "10", "switch"))
         text_y = box_top + box_height / 2 - label_height / 2 + 16
         body.append(text(SWITCH_X + SWITCH_WIDTH / 2, text_y, "switch", "switch-name", "middle"))
         for index, kind in enumerate(kinds):
@@ -170,10 +210,8 @@ def topology_drawing(
         a, b = drawing.nodes[node_a], drawing.nodes[node_b]
         start = (a.x + NODE_WIDTH / 2 + 30, a.y + a.height)
         end = (b.x + NODE_WIDTH / 2 - 30, b.y + b.height)
-        body.append(
-            f'<polyline points="{n(start[0])},{n(start[1])} {n(start[0])},{n(lane)} '
-            f'{n(end[0])},{n(lane)} {n(end[0])},{n(end[1])}" class="link"/>'
-        )
+        points = [start, (start[0], lane), (end[0], lane), end]
+        body.append(Polyline(" ".join(f"{n(x)},{n(y)}" for x, y in points), "link"))
         body.append(text(start[0] + 5, start[1] + 14, if_a, "ifname"))
         body.append(text(end[0] + 5, end[1] + 14, if_b, "ifname"))
         link_ends.setdefault((node_a, if_a), (start, start))
@@ -183,39 +221,32 @@ def topology_drawing(
         body += _node(box)
     marks, markers = _tap_marks(topology, drawing, link_ends, ports)
     body += markers
-    height = lowest + 30
-    svg = "\n".join(
-        [
-            f'<svg class="topology" viewBox="0 0 960 {n(height)}" role="img" '
-            'aria-labelledby="topology-title">',
-            f'<title id="topology-title">Topology {escape(topology.name)}: '
-            "nodes, switch, links and taps</title>",
-            *body,
-            "</svg>",
-        ]
+    svg = (
+        environment()
+        .get_template("topology.svg.j2")
+        .render(name=topology.name, height=n(lowest + 30), shapes=body)
     )
-    return Markup(svg), marks
+    return Markup(svg.rstrip("\n")), marks
 
 
 def _link(
     start: tuple[float, float], end: tuple[float, float], ifname: str, port: str
-) -> list[str]:
+) -> list[Shape]:
     (x1, y1), (x2, y2) = start, end
     leftwards = x2 < x1
     step = -14 if leftwards else 14  # clear of a tap marker (r=10) on either end
     room = abs(x2 - x1) / 2 - 16
     return [
-        f'<line x1="{n(x1)}" y1="{n(y1)}" x2="{n(x2)}" y2="{n(y2)}" class="link"/>',
+        Line(n(x1), n(y1), n(x2), n(y2), "link"),
         text(x1 + step, y1 - 7, fit(ifname, room, 12), "ifname", "end" if leftwards else "start"),
         text(x2 - step, y2 - 7, fit(port, room, 12), "port", "start" if leftwards else "end"),
         text((x1 + x2) / 2, (y1 + y2) / 2 + 16, "veth", "veth", "middle"),
     ]
 
 
-def _node(box: NodeBox) -> list[str]:
-    out = [
-        f'<rect x="{n(box.x)}" y="{n(box.y)}" width="{n(NODE_WIDTH)}" '
-        f'height="{n(box.height)}" rx="8" class="node"/>',
+def _node(box: NodeBox) -> list[Shape]:
+    out: list[Shape] = [
+        Rect(n(box.x), n(box.y), n(NODE_WIDTH), n(box.height), "8", "node"),
         text(box.x + 12, box.y + 22, fit(box.name, NODE_WIDTH - 24, 15), "node-name"),
     ]
     if box.role:
@@ -232,10 +263,10 @@ def _tap_marks(
     drawing: Drawing,
     link_ends: Mapping[tuple[str, str], tuple[tuple[float, float], tuple[float, float]]],
     ports: Mapping[str, tuple[float, float]],
-) -> tuple[list[TapMark], list[str]]:
+) -> tuple[list[TapMark], list[Shape]]:
     marks: list[TapMark] = []
     used: dict[tuple[float, float], int] = {}
-    out: list[str] = []
+    out: list[Shape] = []
     for number, tap in enumerate(topology.taps, start=1):
         name = tap.name or f"tap {number}"
         point: tuple[float, float] | None = None
@@ -267,8 +298,11 @@ def _tap_marks(
         used[point] = stacked + 1
         x, y = point[0], point[1] - 24 * stacked
         out.append(
-            f'<g class="tap"><title>{escape(f"tap {number}: {name}, {where}")}</title>'
-            f'<circle cx="{n(x)}" cy="{n(y)}" r="10"/>'
-            f"{text(x, y + 4, str(number), 'tap-number', 'middle')}</g>"
+            TapMarker(
+                f"tap {number}: {name}, {where}",
+                n(x),
+                n(y),
+                text(x, y + 4, str(number), "tap-number", "middle"),
+            )
         )
     return marks, out
