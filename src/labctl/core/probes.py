@@ -3,10 +3,11 @@
 A topology's traffic is a list of probes (`probes:`; a `traffic:` block is one
 http probe named "http"). Each probe gives one ProbeResult: the figures it
 measured (throughput, retransmits, loss, round-trip time, an exit code and
-output) and whether they meet the probe's own bounds. Pure: the engine runs the
-argv built here inside the nodes and hands the output back to the parsers.
+output) and whether they meet the probe's own bounds. Pure: labctl.run runs the
+argv built here inside the nodes and hands the output back to the parsers (the
+HTTP requests' own are in labctl.core.http).
 
-Every command runs under coreutils `timeout`, so a probe whose packets never
+Every command built here runs under coreutils `timeout`, so a probe whose packets never
 arrive (iperf3 waiting for a control connection, ping for replies) ends on its
 own with exit code 124 instead of hanging the run.
 """
