@@ -11,8 +11,9 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -90,6 +91,20 @@ class Engine:
         self.backends = backends
         self.store = store
         self.emit = on_event
+        # Node handles kept for the duration of `same_nodes()` (None: look up every time).
+        self._node_handles: dict[tuple[str, str], NodeHandle] | None = None
+
+    @contextmanager
+    def same_nodes(self) -> Iterator[None]:
+        """Within the block each node is looked up once: one command (a run: captures,
+        offload readback, traffic) asks the runtime once per node, not once per use."""
+        outer = self._node_handles
+        if outer is None:
+            self._node_handles = {}
+        try:
+            yield
+        finally:
+            self._node_handles = outer
 
     # ---- up ---------------------------------------------------------------------------
 
@@ -363,6 +378,9 @@ class Engine:
 
     def node(self, lab: str, name: str, topology: Topology | None = None) -> NodeHandle:
         """A running node of a lab that is up (its topology read from the state if not given)."""
+        known = self._node_handles
+        if known is not None and (lab, name) in known:
+            return known[(lab, name)]
         if topology is None:
             _state, topology = self.load_state(lab)
         handle = self.runtime(topology).get_node(lab, name)
@@ -370,6 +388,8 @@ class Engine:
             raise UsageError(
                 f"node {name!r} of lab {lab!r} is not running; `labctl down {lab}` and up again"
             )
+        if known is not None:
+            known[(lab, name)] = handle
         return handle
 
     def run_traffic(self, lab: str) -> http.TrafficSummary:
@@ -484,6 +504,10 @@ class RunRecorder:
 
     def run(self, lab: str, run_dir: Path | None = None) -> RunRecord:
         """Run the lab's traffic with captures; artifacts in `run_dir` (default: a new one)."""
+        with self.engine.same_nodes():
+            return self._run(lab, run_dir)
+
+    def _run(self, lab: str, run_dir: Path | None) -> RunRecord:
         engine = self.engine
         state, topology = engine.load_state(lab)
         plan = make_plan(topology)
