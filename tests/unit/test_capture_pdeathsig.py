@@ -62,6 +62,12 @@ def test_a_killed_parent_takes_the_capture_with_it() -> None:
     )
     assert parent.stdout is not None
     child = int(parent.stdout.readline())
+    # Once setpriv has exec'd the capture (here: sleep), the signal is set; labctl waits
+    # for tcpdump to listen, long after that.
+    deadline = time.monotonic() + 10
+    while Path(f"/proc/{child}/comm").read_text().strip() != "sleep":
+        assert time.monotonic() < deadline, "setpriv did not start the capture"
+        time.sleep(0.01)
     parent.kill()
     parent.wait(10)
     deadline = time.monotonic() + 10
