@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Callable, Iterator, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor, wait
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -150,16 +150,37 @@ class Engine:
                 Event("step-done", step.description, index, total, time.monotonic() - started)
             )
 
+        # An HTTP server needs only its node: it starts as soon as the node runs, beside the
+        # wiring (busybox httpd listens on the wildcard address), and is journalled at its
+        # place in the plan, after the steps before it.
+        early_steps = [s for s in plan.steps if isinstance(s, StartHttpServer)]
+        early: dict[str, tuple[Future[dict[str, Any]], float]] = {}
+        early_pool = ThreadPoolExecutor(max_workers=len(early_steps)) if early_steps else None
+
+        def start_early() -> None:
+            for step in early_steps:
+                if early_pool and step.key not in early and step.node in handles:
+                    future = early_pool.submit(self._do, step, topology, handles, state)
+                    early[step.key] = (future, time.monotonic())
+
         try:
             for batch in _batches(plan.steps):
+                start_early()
                 if len(batch) == 1:
                     index, step = batch[0]
                     started = time.monotonic()
                     self.emit(Event("step-start", step.description, index, total))
-                    record(index, step, self._do(step, topology, handles, state), started)
+                    if step.key in early:
+                        future, started = early[step.key]
+                        result = future.result()
+                    else:
+                        result = self._do(step, topology, handles, state)
+                    record(index, step, result, started)
                 else:
                     self._apply_parallel(batch, topology, handles, state, record)
         except BaseException as error:  # also Ctrl-C: nothing half-built may remain
+            # A server still starting finishes first: the rollback removes its node.
+            wait([future for future, _started in early.values()])
             self.emit(Event("step-failed", f"{_one_line(error)}; undoing {len(done)} steps"))
             leftovers = self._undo(topology, done)
             if not leftovers:
@@ -169,6 +190,9 @@ class Engine:
                 self.store.save(state)
                 self.emit(Event("warning", "rollback left: " + "; ".join(leftovers)))
             raise
+        finally:
+            if early_pool is not None:
+                early_pool.shutdown(wait=True)
 
     def _apply_parallel(
         self,
