@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import functools
 import json
 import os
 import shutil
@@ -25,7 +26,9 @@ SWITCH_KINDS = ["linux-bridge", "ovs-kernel", "ovs-userspace", "ovs-dpdk"]
 RUNTIME_KINDS = ["docker", "netns"]
 
 
+@functools.cache
 def _parser() -> argparse.ArgumentParser:
+    """labctl's argument parser; built once per process (parsing does not change it)."""
     parser = argparse.ArgumentParser(
         prog="labctl",
         description="Build container network labs on a Linux bridge or Open vSwitch, run HTTP "
@@ -990,17 +993,20 @@ def _add_completers(parser: argparse.ArgumentParser) -> None:
                         arg.completer = completer
 
 
-def main(argv: Sequence[str] | None = None) -> int:
+def main(argv: Sequence[str] | None = None, *, warm: bool = True) -> int:
+    """The CLI. argv None: run as the `labctl` program (sys.argv), which hands the command
+    to the warm labctl if there is one, unless `warm` is False (labctl.warm.main has
+    tried already)."""
     if argv is None and "_ARGCOMPLETE" in os.environ:
         # The shell's completion function runs labctl this way; nothing is imported otherwise.
         import argcomplete
 
         argcomplete.autocomplete(_parser())  # prints the candidates and exits
-    if argv is None:  # run as the `labctl` program, not called from Python
-        from labctl import warm
+    if argv is None and warm:  # run as the `labctl` program, not called from Python
+        from labctl import warm as warm_labctl
 
-        if warm.enabled():
-            code = warm.run(sys.argv[1:])
+        if warm_labctl.enabled():
+            code = warm_labctl.run(sys.argv[1:])
             if code is not None:
                 return code
     args = _parser().parse_args(argv)

@@ -216,6 +216,10 @@ class RunRecorder:
 
     def run(self, lab: str, run_dir: Path | None = None) -> RunRecord:
         """Run the lab's traffic with captures; artifacts in `run_dir` (default: a new one)."""
+        with self.engine.same_nodes():
+            return self._run(lab, run_dir)
+
+    def _run(self, lab: str, run_dir: Path | None) -> RunRecord:
         engine = self.engine
         state, topology = engine.load_state(lab)
         plan = make_plan(topology)

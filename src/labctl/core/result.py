@@ -111,6 +111,9 @@ class CellResult(_Record):
     seconds: float | None = None
     # When the cell ran, in seconds since the matrix started: shows which cells overlapped.
     window: tuple[float, float] | None = None
+    # From when it could use its switch: a cell that waited for the OVS daemons started its
+    # nodes earlier (window) than its switch.
+    switch_window: tuple[float, float] | None = None
 
     @model_validator(mode="before")
     @classmethod
