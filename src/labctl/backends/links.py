@@ -442,8 +442,9 @@ class NetlinkLinks:
             # else: left in the node by a run killed before it moved this end out (the
             # name carries this lab's id, and the node is this lab's): finish the job.
             link = label_new_link(ns, host_ifname, alias, where=f"node {node.name}")
-            # pyroute2's NetNS runs in a forked child: this process's pid names the
-            # namespace labctl runs in (the host's).
+            # The handle's socket was opened inside the node (by a thread that entered
+            # it); IFLA_NET_NS_PID names a process, and the kernel takes the namespace of
+            # this process's main thread, which never leaves the host's.
             ns.link("set", index=link["index"], net_ns_pid=os.getpid())
 
     def _configure_node_end(
