@@ -1,0 +1,119 @@
+"""A real qemu boot of a platform image (TCG here): the job runs at the guest's PID 1
+with the shares at their host paths, results come back, and nothing stays on the host,
+also when the labctl that started the VM is killed.
+
+The debian-12 image is built on first use (minutes) and cached under
+/var/cache/labctl/platforms/."""
+
+from __future__ import annotations
+
+import json
+import os
+import pickle
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from labctl.backends import platform_image, platform_vm
+from labctl.backends.platform_vm import PlatformVM, Share, VmSpec
+from labctl.core.platforms import PLATFORMS
+from labctl.platform_matrix import accel
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture(scope="module")
+def image() -> platform_image.PlatformImage:
+    return platform_image.ensure(PLATFORMS["debian-12"])
+
+
+def qemu_processes(marker: str) -> list[str]:
+    found = subprocess.run(["ps", "-eo", "args="], capture_output=True, text=True).stdout
+    return [line for line in found.splitlines() if "qemu-system" in line and marker in line]
+
+
+def vm_spec(image: platform_image.PlatformImage, out: Path, script: str) -> VmSpec:
+    return VmSpec(
+        lab="pl-test",
+        platform="debian-12",
+        kernel=image.kernel,
+        initrd=image.initrd,
+        image=image.root,
+        script=script,
+        shares=(Share(out, readonly=False),),
+        accel=accel(),
+        memory_mib=1024,
+    )
+
+
+def test_boot_runs_the_job_and_leaves_nothing(
+    image: platform_image.PlatformImage, tmp_path: Path
+) -> None:
+    before = image.root.stat().st_mtime
+    out = tmp_path / "out"
+    out.mkdir()
+    script = (
+        f"uname -r >{out}/kernel\n"
+        f"modprobe openvswitch && echo yes >{out}/ovs-module\n"
+        f"ovs-vswitchd --version | head -n 1 >{out}/ovs\n"
+        "exit 7\n"
+    )
+    result = PlatformVM().run(vm_spec(image, out, script))
+    assert result.exit_status == 7, result.console[-10:]
+    assert (out / "kernel").read_text().strip() == image.versions["kernel"]
+    assert (out / "ovs-module").read_text().strip() == "yes"
+    assert "3.1.0" in (out / "ovs").read_text()
+    boot = result.mark("shares")
+    assert boot is not None and boot < 30, result.console[-10:]
+    assert image.root.stat().st_mtime == before  # the overlay took every write
+    assert platform_vm.listing() == [] or all(vm.lab != "pl-test" for vm in platform_vm.listing())
+    assert qemu_processes("pl-test-debian-12") == []
+
+
+def test_a_killed_labctl_takes_its_vm_along(
+    image: platform_image.PlatformImage, tmp_path: Path
+) -> None:
+    out = tmp_path / "out"
+    out.mkdir()
+    spec = vm_spec(image, out, "sleep 600\n")
+    starter = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "import sys, pickle; from labctl.backends.platform_vm import PlatformVM; "
+            "PlatformVM().run(pickle.loads(sys.stdin.buffer.read()))",
+        ],
+        stdin=subprocess.PIPE,
+    )
+
+    assert starter.stdin is not None
+    starter.stdin.write(pickle.dumps(spec))
+    starter.stdin.close()
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and not any(
+        vm.alive for vm in platform_vm.listing() if vm.lab == "pl-test"
+    ):
+        time.sleep(0.5)
+    (vm,) = [vm for vm in platform_vm.listing() if vm.lab == "pl-test"]
+    assert vm.alive and vm.pid is not None
+    os.kill(starter.pid, signal.SIGKILL)
+    starter.wait()
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline and platform_vm._qemu_of(vm.run_dir, vm.pid):
+        time.sleep(0.2)
+    assert not platform_vm._qemu_of(vm.run_dir, vm.pid)  # PR_SET_PDEATHSIG
+    # What it left (the run directory with the overlay) is listed, then swept.
+    left = [v for v in platform_vm.listing() if v.run_dir == vm.run_dir]
+    assert left and not left[0].alive
+    done = subprocess.run(
+        [str(Path(sys.executable).with_name("labctl")), "down", "--all", "--json"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert vm.run_dir.name in [v["vm"] for v in json.loads(done.stdout)["platform_vms"]]
+    assert not vm.run_dir.exists()
