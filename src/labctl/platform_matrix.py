@@ -13,19 +13,28 @@ import shlex
 import subprocess
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
 from labctl.core import platforms as plat
 from labctl.core.matrix import Cell, Lab
 from labctl.core.model import SwitchKind
-from labctl.errors import LabctlError, UsageError
+from labctl.errors import BackendError, LabctlError, UsageError
 from labctl.matrix import MatrixRunner, summarise
 
 # The platform a labctl runs on, set by the platform VM's job (cells' expectations).
 PLATFORM_ENV = "LABCTL_PLATFORM_NAME"
 GUEST_LABCTL = "/opt/labctl/venv/bin/python"
+GUEST_RUNNER = f"{GUEST_LABCTL} -c 'import sys; from labctl.cli import main; sys.exit(main())'"
 GUEST_HUGEPAGES = 512  # 2 MiB pages: 1 GiB of the VM's 4 GiB for OVS-DPDK
+
+
+def _memory_mib() -> int:
+    for line in Path("/proc/meminfo").read_text().splitlines():
+        if line.startswith("MemAvailable:"):
+            return int(line.split()[1]) // 1024
+    return 0
 
 
 def current_platform() -> str:
@@ -47,6 +56,40 @@ def accel() -> str:
     return "kvm" if probe("kvm").works else "tcg"
 
 
+def guest_setup(src: Path, platform: str) -> list[str]:
+    """What labctl needs in a fresh guest, as scripts/provision.sh sets it up on a host:
+    kernel modules, hugepages, dockerd; then labctl (the host's, over 9p) on the path."""
+    return [
+        # What systemd would have set up: dockerd loads its AppArmor profile through
+        # securityfs, and labctl's namespaces want shared mount propagation.
+        "mount -t securityfs securityfs /sys/kernel/security 2>/dev/null",
+        "mount --make-rshared /",
+        "mkdir -p /run/lock /var/log/labctl",
+        "dockerd >/var/log/labctl/dockerd.log 2>&1 &",
+        "modprobe -a openvswitch br_netfilter 2>/dev/null",
+        f"echo {GUEST_HUGEPAGES} >/proc/sys/vm/nr_hugepages",
+        "for _ in $(seq 1 240); do docker info >/dev/null 2>&1 && break; sleep 0.25; done",
+        "docker info >/dev/null 2>&1 || { tail -n 20 /var/log/labctl/dockerd.log; exit 91; }",
+        "mark docker",
+        f"export PYTHONPATH={shlex.quote(str(src))} PYTHONDONTWRITEBYTECODE=1 LABCTL_WARM=0 "
+        f"{PLATFORM_ENV}={shlex.quote(platform)}",
+    ]
+
+
+def prime_script(src: Path, platform: str) -> str:
+    """The priming job: dockerd's first start and the node image import, kept in a layer
+    over the image, then dockerd stopped cleanly."""
+    return "\n".join(
+        [
+            *guest_setup(src, platform),
+            f"{GUEST_RUNNER} image build >/dev/null || exit 92",
+            "kill $(cat /var/run/docker.pid)",
+            "for _ in $(seq 1 120); do [ -e /var/run/docker.pid ] || break; sleep 0.25; done",
+            "sync",
+        ]
+    )
+
+
 def guest_script(
     lab: Lab,
     switches: list[SwitchKind],
@@ -55,10 +98,8 @@ def guest_script(
     src: Path,
     platform: str,
 ) -> str:
-    """What the VM runs: the kernel modules, hugepages and dockerd labctl needs (as
-    scripts/provision.sh sets them up on a host), the node image from the image's cache,
-    then `labctl matrix` with this platform's expectations, one cell at a time."""
-    runner = f"{GUEST_LABCTL} -c 'import sys; from labctl.cli import main; sys.exit(main())'"
+    """What the VM runs: the setup, then `labctl matrix` with this platform's
+    expectations, one cell at a time, its result on stdout into the job share."""
     matrix = [str(lab.file), "--runs-dir", str(out_dir), "--serial", "--json"]
     for switch in switches:
         matrix += ["--switch", switch.value]
@@ -66,29 +107,51 @@ def guest_script(
         matrix += ["--offload", offload]
     return "\n".join(
         [
-            # What systemd would have set up: dockerd loads its AppArmor profile through
-            # securityfs, and labctl's namespaces want shared mount propagation.
-            "mount -t securityfs securityfs /sys/kernel/security 2>/dev/null",
-            "mount --make-rshared /",
-            "mkdir -p /run/lock",
-            "modprobe -a openvswitch br_netfilter 2>/dev/null",
-            f"echo {GUEST_HUGEPAGES} >/proc/sys/vm/nr_hugepages",
-            "mkdir -p /var/log/labctl",
-            "dockerd >/var/log/labctl/dockerd.log 2>&1 &",
-            "for _ in $(seq 1 240); do docker info >/dev/null 2>&1 && break; sleep 0.25; done",
-            "docker info >/dev/null 2>&1 || { tail -n 20 /var/log/labctl/dockerd.log; exit 91; }",
-            "mark docker",
-            f"export PYTHONPATH={shlex.quote(str(src))} PYTHONDONTWRITEBYTECODE=1 "
-            f"{PLATFORM_ENV}={shlex.quote(platform)}",
-            f"{runner} image build >/dev/null || exit 92",
-            "mark image",
-            f"{runner} matrix {' '.join(shlex.quote(a) for a in matrix)} "
+            *guest_setup(src, platform),
+            f"{GUEST_RUNNER} matrix {' '.join(shlex.quote(a) for a in matrix)} "
             ">/run/labctl-job/result.json",
             "status=$?",
             "mark matrix",
             "exit $status",
         ]
     )
+
+
+def prime(image: Any, src: Path, say: Callable[[str], None]) -> None:
+    """Make the image's primed layer when it is missing (about a minute under TCG,
+    once per image): later VMs start with dockerd initialised and the node image in."""
+    from labctl.backends import platform_image, platform_vm
+    from labctl.store import file_lock
+
+    if image.primed.is_file():
+        return
+    lock = image.directory.parent / ".build.lock"
+    with file_lock(lock, "platform image builds", platform_image.BUILD_LOCK_WAIT):
+        if image.primed.is_file():
+            return
+        say(f"platform {image.platform.name}: priming its image (dockerd, node image), once")
+        partial = image.directory / "primed.qcow2.partial"
+        partial.unlink(missing_ok=True)
+        spec = platform_vm.VmSpec(
+            lab="prime",
+            platform=image.platform.name,
+            kernel=image.kernel,
+            initrd=image.initrd,
+            image=image.root,
+            script=prime_script(src, image.platform.name),
+            shares=(platform_vm.Share(src),),
+            accel=accel(),
+            keep_overlay=partial,
+            timeout=900,
+        )
+        result = platform_vm.PlatformVM().run(spec)
+        if result.exit_status != 0 or not partial.is_file():
+            partial.unlink(missing_ok=True)
+            raise BackendError(
+                f"priming the {image.platform.name} image",
+                f"job exit {result.exit_status}; console: {' | '.join(result.console[-5:])}",
+            )
+        os.replace(partial, image.primed)
 
 
 def _shares(lab: Lab, src: Path, out_dir: Path) -> tuple[Any, ...]:
@@ -113,18 +176,19 @@ def run_on_platform(
     from labctl.backends import platform_image, platform_vm
 
     started = time.monotonic()
+    src = Path(labctl.__file__).resolve().parent.parent
     image = platform_image.ensure(platform, on_line=say)
-    image_seconds = round(time.monotonic() - started, 2)
+    prime(image, src, say)
+    image_seconds = round(time.monotonic() - started, 2)  # build and priming, when needed
     out_dir = report_dir / "platforms" / platform.name
     out_dir.mkdir(parents=True, exist_ok=True)
-    src = Path(labctl.__file__).resolve().parent.parent
     how = accel()
     spec = platform_vm.VmSpec(
         lab=lab.name,
         platform=platform.name,
         kernel=image.kernel,
         initrd=image.initrd,
-        image=image.root,
+        image=image.boot_disk,
         script=guest_script(lab, switches, offloads, out_dir, src, platform.name),
         shares=_shares(lab, src, out_dir),
         accel=how,
@@ -135,13 +199,15 @@ def run_on_platform(
     block: dict[str, Any] = {
         "name": platform.name,
         "description": platform.description,
-        "image": str(image.directory),
+        "image": str(image.boot_disk),
         "image_versions": image.versions,
         "accel": how,
         "image_seconds": image_seconds,
         "vm_seconds": result.seconds,
         "boot_seconds": result.mark("shares"),  # guest uptime when its job started
-        "first_cell_seconds": result.mark("image"),  # guest uptime when labctl starts cells
+        "setup_seconds": result.mark("docker"),  # ... when dockerd answered
+        # From qemu's start to the guest labctl's first cell, on the host's clock.
+        "first_cell_seconds": result.first_line("==> cell 1/"),
         "exit_status": result.exit_status,
         "console": str(out_dir / "console.log"),
     }
@@ -229,20 +295,27 @@ def run(
             "versions": result.get("host", {}),
         }
     report_dir = Path(result["report_dir"])
-    for name, switches in plan.items():
-        if name == plat.HOST:
-            continue
+    vm_plan = {name: switches for name, switches in plan.items() if name != plat.HOST}
+
+    def one(name: str) -> dict[str, Any]:
         platform = plat.PLATFORMS[name]
-        wanted = [c for c in cells_for(name) if c.switch in switches]
         try:
-            block = run_on_platform(lab, platform, switches, offloads, report_dir, say)
+            return run_on_platform(lab, platform, vm_plan[name], offloads, report_dir, say)
         except LabctlError as error:
-            block = {
+            return {
                 "name": name,
                 "description": platform.description,
                 "error": " / ".join(error.lines()),
                 "cells": [],
             }
+
+    side_by_side = plat.parallel_vms(os.cpu_count() or 1, _memory_mib(), len(vm_plan))
+    # Each VM's qemu dies with the thread that started it (PR_SET_PDEATHSIG): the pool's
+    # threads live until every VM has powered off.
+    with ThreadPoolExecutor(max_workers=side_by_side) as pool:
+        finished = dict(zip(vm_plan, pool.map(one, vm_plan), strict=True))
+    for name, block in finished.items():
+        wanted = [c for c in cells_for(name) if c.switch in vm_plan[name]]
         guest_cells = block.pop("cells")
         if "error" in block and not guest_cells:
             guest_cells = error_cells(wanted, lab, name, block["error"])
@@ -257,6 +330,7 @@ def run(
         }
     result["platforms"] = blocks
     result["platform_notes"] = notes
+    result["platform_vms_side_by_side"] = side_by_side
     result["switches"] = list(dict.fromkeys(c["switch"] for c in result["cells"]))
     result["summary"] = summarise(result["cells"])
     result["seconds"] = round(time.monotonic() - started, 2)

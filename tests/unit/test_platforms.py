@@ -141,3 +141,11 @@ def test_unknown_platforms_in_lab_yaml_have_positions(tmp_path: Path) -> None:
     text = str(caught.value)
     assert "lab.yaml:5:21: matrix.platforms[1]:" in text and "unknown platform 'debian-9'" in text
     assert "expectations[0].when.platform: unknown platform 'sid'" in text
+
+
+def test_vms_side_by_side_need_cores_and_memory() -> None:
+    assert platforms.parallel_vms(2, 24 * 1024, 3) == 1  # this 2-core host: one at a time
+    assert platforms.parallel_vms(8, 24 * 1024, 3) == 3
+    assert platforms.parallel_vms(8, 24 * 1024, 2) == 2
+    assert platforms.parallel_vms(16, 8 * 1024, 4) == 1  # memory for one VM beside the host
+    assert platforms.parallel_vms(1, 1024, 2) == 1

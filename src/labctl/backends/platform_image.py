@@ -40,6 +40,16 @@ class PlatformImage:
     def root(self) -> Path:
         return self.directory / "root.qcow2"
 
+    @property
+    def primed(self) -> Path:
+        """A qcow2 layer over root.qcow2 with dockerd's first start and the node image
+        import done (labctl.platform_matrix.prime): VMs boot from it when it exists."""
+        return self.directory / "primed.qcow2"
+
+    @property
+    def boot_disk(self) -> Path:
+        return self.primed if self.primed.is_file() else self.root
+
 
 def repo_dir() -> Path:
     """The checkout labctl runs from: the image scripts live there."""

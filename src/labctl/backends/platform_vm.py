@@ -66,6 +66,9 @@ class VmSpec:
     cpus: int = 2
     memory_mib: int = 4096
     timeout: float = 3600.0
+    # Keep the VM's overlay (what the job wrote) at this path when the job exits 0: a
+    # layer over the image that later VMs can boot from (the primed platform image).
+    keep_overlay: Path | None = None
 
 
 @dataclass
@@ -75,6 +78,11 @@ class VmResult:
     console: list[str]
     marks: dict[str, float] = field(default_factory=dict)  # guest uptime at each mark
     job_files: dict[str, bytes] = field(default_factory=dict)
+    # When the host saw each console line, in seconds after qemu started.
+    line_times: list[tuple[float, str]] = field(default_factory=list)
+
+    def first_line(self, prefix: str) -> float | None:
+        return next((t for t, line in self.line_times if line.startswith(prefix)), None)
 
     def mark(self, name: str) -> float | None:
         return self.marks.get(name)
@@ -221,7 +229,7 @@ class PlatformVM:
             (run_dir / "meta.json").write_text(
                 json.dumps({**json.loads((run_dir / "meta.json").read_text()), "pid": process.pid})
             )
-            self._follow(process, run_dir, spec.timeout)
+            line_times = self._follow(process, run_dir, spec.timeout)
             console = (run_dir / "console.log").read_text(errors="replace").splitlines()
             status_file = run_dir / "job" / "exit-status"
             exit_status = int(status_file.read_text()) if status_file.is_file() else None
@@ -231,6 +239,8 @@ class PlatformVM:
                     f"platform {spec.platform}: qemu exited {process.returncode}",
                     tail.splitlines()[-1] if tail else "no message",
                 )
+            if spec.keep_overlay is not None and exit_status == 0 and process.returncode == 0:
+                os.replace(overlay, spec.keep_overlay)
             files = {
                 p.name: p.read_bytes()
                 for p in (run_dir / "job").iterdir()
@@ -242,6 +252,7 @@ class PlatformVM:
                 console,
                 parse_marks(console),
                 files,
+                line_times,
             )
         finally:
             if process is not None and process.poll() is None:
@@ -249,22 +260,29 @@ class PlatformVM:
                 process.wait()
             shutil.rmtree(run_dir, ignore_errors=True)
 
-    def _follow(self, process: subprocess.Popen[bytes], run_dir: Path, timeout: float) -> None:
-        """Wait for qemu to exit (the guest powers off), passing console lines on."""
-        deadline = time.monotonic() + timeout
+    def _follow(
+        self, process: subprocess.Popen[bytes], run_dir: Path, timeout: float
+    ) -> list[tuple[float, str]]:
+        """Wait for qemu to exit (the guest powers off), passing console lines on; when
+        each line arrived (every 0.2 s)."""
+        started = time.monotonic()
+        deadline = started + timeout
         log = run_dir / "console.log"
         offset = 0
+        seen: list[tuple[float, str]] = []
         while True:
-            if self.on_line and log.is_file():
+            if log.is_file():
                 with log.open("rb") as handle:
                     handle.seek(offset)
                     chunk = handle.read()
                 cut = chunk.rfind(b"\n") + 1
                 offset += cut
                 for line in chunk[:cut].decode(errors="replace").splitlines():
-                    self.on_line(line)
+                    seen.append((round(time.monotonic() - started, 1), line))
+                    if self.on_line:
+                        self.on_line(line)
             if process.poll() is not None:
-                return
+                return seen
             if time.monotonic() > deadline:
                 raise BackendError(
                     f"the VM in {run_dir} did not power off within {timeout:g} s",

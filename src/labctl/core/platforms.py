@@ -144,3 +144,16 @@ def plan_cells(
         if SwitchKind.OVS_KERNEL not in target:
             target.append(SwitchKind.OVS_KERNEL)
     return {name: kinds for name, kinds in plan.items() if kinds}
+
+
+VM_CPUS = 2
+VM_MEMORY_MIB = 4096
+HOST_RESERVE_MIB = 2048
+
+
+def parallel_vms(host_cpus: int, host_memory_mib: int, count: int) -> int:
+    """How many platform VMs may run side by side: each wants its vCPUs as host cores
+    (a TCG vCPU is a busy host thread) and its memory, with some left for the host."""
+    by_cpu = host_cpus // VM_CPUS
+    by_memory = (host_memory_mib - HOST_RESERVE_MIB) // VM_MEMORY_MIB
+    return max(1, min(count, by_cpu, by_memory))

@@ -62,6 +62,7 @@ def _costs(block: Mapping[str, Any]) -> str:
     parts = []
     for key, label in (
         ("boot_seconds", "boot"),
+        ("setup_seconds", "dockerd up at"),
         ("first_cell_seconds", "first cell at"),
         ("matrix_seconds", "cells"),
         ("vm_seconds", "VM in all"),

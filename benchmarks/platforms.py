@@ -1,0 +1,161 @@
+"""Platform VMs: what a platform costs in `labctl matrix --platform P`.
+
+    .venv/bin/python -m benchmarks.platforms                      # debian-12 and debian-13
+    .venv/bin/python -m benchmarks.platforms --platform debian-13 --switch ovs-dpdk
+
+Per platform: the image (from its cache, or its build: timed either way), then
+`labctl matrix labs/veth-checksum --platform P --json` as one process, wall clock. From
+the result's platform block: the guest's uptime when its job started (boot: kernel,
+initrd, PID 1, 9p mounts), when labctl started its first cell (setup: dockerd, the node
+image), the guest's matrix time and the seconds of each cell. Under TCG here, KVM where
+the probe says it runs guests.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from benchmarks import common
+
+LAB = "labs/veth-checksum"
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m benchmarks.platforms", description=__doc__)
+    p.add_argument("--platform", action="append", help="default: debian-12 and debian-13")
+    p.add_argument("--switch", action="append", help="only these switch kinds (repeatable)")
+    p.add_argument("--offload", action="append", help="only these offload settings")
+    p.add_argument("--json", type=Path, default=common.RESULTS_DIR / "platforms.json")
+    return p
+
+
+def _image(platform: str) -> dict[str, Any]:
+    from labctl.backends import platform_image
+    from labctl.core.platforms import PLATFORMS
+
+    directory = platform_image.locate(PLATFORMS[platform])
+    cached = platform_image.load(directory, PLATFORMS[platform]) is not None
+    start = time.monotonic()
+    image = platform_image.ensure(PLATFORMS[platform])
+    return {
+        "cached": cached,
+        "seconds": round(time.monotonic() - start, 1),
+        "versions": image.versions,
+        "size_mb": round(image.root.stat().st_blocks * 512 / 1e6),
+    }
+
+
+def run(args: argparse.Namespace) -> dict[str, Any]:
+    common.require_root()
+    labctl = str(common.ROOT / ".venv" / "bin" / "labctl")
+    results: dict[str, Any] = {}
+    for platform in args.platform or ["debian-12", "debian-13"]:
+        image = _image(platform)
+        argv = [labctl, "matrix", LAB, "--platform", platform, "--json"]
+        for switch in args.switch or []:
+            argv += ["--switch", switch]
+        for offload in args.offload or []:
+            argv += ["--offload", offload]
+        start = time.monotonic()
+        done = subprocess.run(argv, cwd=common.ROOT, capture_output=True, text=True)
+        wall = time.monotonic() - start
+        try:
+            result = json.loads(done.stdout)
+        except ValueError:
+            results[platform] = {
+                "image": image,
+                "exit": done.returncode,
+                "error": done.stderr[-2000:],
+            }
+            continue
+        block = result["platforms"][platform]
+        cells = [c for c in result["cells"] if c.get("platform") == platform]
+        results[platform] = {
+            "image": image,
+            "exit": done.returncode,
+            "wall_s": round(wall, 1),
+            "accel": block.get("accel"),
+            "boot_s": block.get("boot_seconds"),
+            "first_cell_s": block.get("first_cell_seconds"),
+            "matrix_s": block.get("matrix_seconds"),
+            "vm_s": block.get("vm_seconds"),
+            "versions": block.get("versions"),
+            "cells": {
+                f"{c['switch']}/{c['offload']}": {
+                    "status": c["status"],
+                    "seconds": c.get("seconds"),
+                }
+                for c in cells
+            },
+            "report": result.get("report_dir"),
+        }
+    return {"environment": common.environment(), "lab": LAB, "platforms": results}
+
+
+def render(result: dict[str, Any], markdown: bool = False) -> str:
+    rows = []
+    for name, entry in result["platforms"].items():
+        image = entry["image"]
+        rows.append(
+            (
+                f"{name}: image",
+                f"{image['seconds']:.0f} s" + (" (cached)" if image["cached"] else " (built)"),
+            )
+        )
+        if "error" in entry:
+            rows.append((f"{name}: matrix", f"failed (exit {entry['exit']})"))
+            continue
+        per_cell = [c["seconds"] for c in entry["cells"].values() if c.get("seconds") is not None]
+        statuses = [c["status"] for c in entry["cells"].values()]
+        rows += [
+            (f"{name}: boot to job ({entry['accel']})", f"{entry['boot_s'] or 0:.1f} s"),
+            (f"{name}: first cell starts at", f"{entry['first_cell_s'] or 0:.1f} s"),
+            (f"{name}: cells in the guest", f"{entry['matrix_s'] or 0:.0f} s"),
+            (
+                f"{name}: per cell (median, max)",
+                f"{sorted(per_cell)[len(per_cell) // 2]:.1f} s, {max(per_cell):.1f} s"
+                if per_cell
+                else "-",
+            ),
+            (
+                f"{name}: whole VM / labctl matrix",
+                f"{entry['vm_s'] or 0:.0f} s / {entry['wall_s']:.0f} s",
+            ),
+            (f"{name}: cells", f"{statuses.count('passed')}/{len(statuses)} as expected"),
+        ]
+    return common.format_table(("platform: step", "wall clock"), rows, markdown)
+
+
+def targets(result: dict[str, Any]) -> list[tuple[str, str, str, str]]:
+    found = []
+    for name, entry in result["platforms"].items():
+        first = entry.get("first_cell_s")
+        found.append(
+            (
+                f"{name}: first cell within 30 s of qemu start (TCG)",
+                "<= 30 s",
+                f"{first:.1f} s" if first is not None else "-",
+                "PASS" if first is not None and first <= 30 else "MISS",
+            )
+        )
+    return found
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    result = run(args)
+    common.write_json(args.json, result)
+    print(render(result))
+    for row in targets(result):
+        print(" | ".join(row))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
