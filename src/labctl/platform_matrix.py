@@ -207,7 +207,7 @@ def run_on_platform(
         "boot_seconds": result.mark("shares"),  # guest uptime when its job started
         "setup_seconds": result.mark("docker"),  # ... when dockerd answered
         # From qemu's start to the guest labctl's first cell, on the host's clock.
-        "first_cell_seconds": result.first_line("==> cell 1/"),
+        "first_cell_seconds": result.first_line("==> cell "),
         "exit_status": result.exit_status,
         "console": str(out_dir / "console.log"),
     }

@@ -22,6 +22,7 @@ from labctl.backends import platform_image, platform_vm
 from labctl.backends.platform_vm import PlatformVM, Share, VmSpec
 from labctl.core.platforms import PLATFORMS
 from labctl.platform_matrix import accel
+from tests.integration.lab_fixtures import ROOT, labctl
 
 pytestmark = pytest.mark.integration
 
@@ -50,6 +51,7 @@ def vm_spec(image: platform_image.PlatformImage, out: Path, script: str) -> VmSp
     )
 
 
+@pytest.mark.usefixtures("state_dir")
 def test_boot_runs_the_job_and_leaves_nothing(
     image: platform_image.PlatformImage, tmp_path: Path
 ) -> None:
@@ -70,10 +72,11 @@ def test_boot_runs_the_job_and_leaves_nothing(
     boot = result.mark("shares")
     assert boot is not None and boot < 30, result.console[-10:]
     assert image.root.stat().st_mtime == before  # the overlay took every write
-    assert platform_vm.listing() == [] or all(vm.lab != "pl-test" for vm in platform_vm.listing())
+    assert platform_vm.listing() == []
     assert qemu_processes("pl-test-debian-12") == []
 
 
+@pytest.mark.usefixtures("state_dir")
 def test_a_killed_labctl_takes_its_vm_along(
     image: platform_image.PlatformImage, tmp_path: Path
 ) -> None:
@@ -109,11 +112,48 @@ def test_a_killed_labctl_takes_its_vm_along(
     # What it left (the run directory with the overlay) is listed, then swept.
     left = [v for v in platform_vm.listing() if v.run_dir == vm.run_dir]
     assert left and not left[0].alive
-    done = subprocess.run(
-        [str(Path(sys.executable).with_name("labctl")), "down", "--all", "--json"],
-        capture_output=True,
-        text=True,
-        check=True,
-    )
-    assert vm.run_dir.name in [v["vm"] for v in json.loads(done.stdout)["platform_vms"]]
+    # `labctl status` lists it (never `down --all` here: it would take other labs along).
+    status = json.loads(labctl("status", "--json").stdout)
+    listed = [v for v in status["platform_vms"] if v["vm"] == vm.run_dir.name]
+    assert listed and listed[0]["running"] is False and listed[0]["platform"] == "debian-12"
+    assert [v.run_dir for v in platform_vm.sweep()] == [vm.run_dir]
     assert not vm.run_dir.exists()
+
+
+@pytest.mark.usefixtures("docker_host")
+def test_matrix_on_host_and_a_platform_is_one_report(
+    image: platform_image.PlatformImage, state_dir: Path, tmp_path: Path
+) -> None:
+    done = labctl(
+        "matrix",
+        str(ROOT / "labs" / "veth-checksum"),
+        "--platform",
+        "host",
+        "--platform",
+        "debian-12",
+        "--switch",
+        "linux-bridge",
+        "--offload",
+        "off",
+        "--runs-dir",
+        str(tmp_path / "runs"),
+        "--json",
+    )
+    result = json.loads(done.stdout)
+    cells = {c["platform"]: c for c in result["cells"]}
+    assert set(cells) == {"host", "debian-12"}
+    assert all(c["status"] == "passed" for c in cells.values()), cells
+    guest = cells["debian-12"]
+    assert guest["platform_versions"]["kernel"] == image.versions["kernel"]
+    assert "3.1.0" in guest["platform_versions"]["ovs"]
+    assert guest["platform_versions"]["docker"] and guest["platform_versions"]["dpdk"]
+    # the guest's pcaps came back, under the one report directory
+    report_dir = Path(result["report_dir"])
+    assert guest["pcaps"] and all(Path(p).is_file() for p in guest["pcaps"].values())
+    assert all(Path(p).is_relative_to(report_dir) for p in guest["pcaps"].values())
+    block = result["platforms"]["debian-12"]
+    assert block["boot_seconds"] > 0 and block["first_cell_seconds"] > block["boot_seconds"]
+    markdown = (report_dir / "report.md").read_text()
+    assert "## Platforms" in markdown and image.versions["kernel"] in markdown
+    assert [vm for vm in platform_vm.listing(state_dir / "vms")] == []
+    assert qemu_processes(str(state_dir)) == []
