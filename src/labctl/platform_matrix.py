@@ -27,6 +27,7 @@ from labctl.matrix import MatrixRunner, summarise
 PLATFORM_ENV = "LABCTL_PLATFORM_NAME"
 GUEST_LABCTL = "/opt/labctl/venv/bin/python"
 GUEST_RUNNER = f"{GUEST_LABCTL} -c 'import sys; from labctl.cli import main; sys.exit(main())'"
+DOCKERD_WAIT = 240  # seconds (at least: each `docker info` takes its own time)
 GUEST_HUGEPAGES = 512  # 2 MiB pages: 1 GiB of the VM's 4 GiB for OVS-DPDK
 
 
@@ -66,9 +67,13 @@ def guest_setup(src: Path, platform: str) -> list[str]:
         "mount --make-rshared /",
         "mkdir -p /run/lock /var/log/labctl",
         "dockerd >/var/log/labctl/dockerd.log 2>&1 &",
-        "modprobe -a openvswitch br_netfilter 2>/dev/null",
+        # Without udev nothing creates /dev/net/tun before the module is loaded; the OVS
+        # userspace datapath needs it for its bridge's internal port.
+        "modprobe -a tun openvswitch br_netfilter 2>/dev/null",
         f"echo {GUEST_HUGEPAGES} >/proc/sys/vm/nr_hugepages",
-        "for _ in $(seq 1 240); do docker info >/dev/null 2>&1 && break; sleep 0.25; done",
+        # dockerd's first start under TCG can take a minute and more.
+        f"for _ in $(seq 1 {DOCKERD_WAIT * 4}); do docker info >/dev/null 2>&1 && break; "
+        "sleep 0.25; done",
         "docker info >/dev/null 2>&1 || { tail -n 20 /var/log/labctl/dockerd.log; exit 91; }",
         "mark docker",
         f"export PYTHONPATH={shlex.quote(str(src))} PYTHONDONTWRITEBYTECODE=1 LABCTL_WARM=0 "
