@@ -27,7 +27,7 @@ from labctl.matrix import MatrixRunner, summarise
 PLATFORM_ENV = "LABCTL_PLATFORM_NAME"
 GUEST_LABCTL = "/opt/labctl/venv/bin/python"
 GUEST_RUNNER = f"{GUEST_LABCTL} -c 'import sys; from labctl.cli import main; sys.exit(main())'"
-DOCKERD_WAIT = 240  # seconds (at least: each `docker info` takes its own time)
+DOCKERD_WAIT = 240  # seconds
 GUEST_HUGEPAGES = 512  # 2 MiB pages: 1 GiB of the VM's 4 GiB for OVS-DPDK
 
 
@@ -72,9 +72,14 @@ def guest_setup(src: Path, platform: str) -> list[str]:
         "modprobe -a tun openvswitch br_netfilter 2>/dev/null",
         f"echo {GUEST_HUGEPAGES} >/proc/sys/vm/nr_hugepages",
         # dockerd's first start under TCG can take a minute and more.
-        f"for _ in $(seq 1 {DOCKERD_WAIT * 4}); do docker info >/dev/null 2>&1 && break; "
-        "sleep 0.25; done",
-        "docker info >/dev/null 2>&1 || { tail -n 20 /var/log/labctl/dockerd.log; exit 91; }",
+        f"deadline=$(( $(cut -d. -f1 /proc/uptime) + {DOCKERD_WAIT} ))",
+        # dockerd's API itself: Debian 13's docker.io has no `docker` CLI (docker-cli).
+        "until timeout 20 curl -sf --unix-socket /var/run/docker.sock http://docker/_ping "
+        ">/dev/null; do",
+        "  [ $(cut -d. -f1 /proc/uptime) -lt $deadline ] || "
+        "{ tail -n 20 /var/log/labctl/dockerd.log; exit 91; }",
+        "  sleep 0.25",
+        "done",
         "mark docker",
         f"export PYTHONPATH={shlex.quote(str(src))} PYTHONDONTWRITEBYTECODE=1 LABCTL_WARM=0 "
         f"{PLATFORM_ENV}={shlex.quote(platform)}",
