@@ -31,8 +31,59 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--platform", action="append", help="default: debian-12 and debian-13")
     p.add_argument("--switch", action="append", help="only these switch kinds (repeatable)")
     p.add_argument("--offload", action="append", help="only these offload settings")
+    p.add_argument(
+        "--report",
+        type=Path,
+        help="read the platform costs from this matrix report (report.json or its folder) "
+        "of an earlier `labctl matrix --platform` run instead of running one",
+    )
     p.add_argument("--json", type=Path, default=common.RESULTS_DIR / "platforms.json")
     return p
+
+
+def _entry(result: dict[str, Any], platform: str, image: dict[str, Any]) -> dict[str, Any]:
+    block = result["platforms"][platform]
+    cells = [c for c in result["cells"] if c.get("platform") == platform]
+    return {
+        "image": image,
+        "accel": block.get("accel"),
+        "boot_s": block.get("boot_seconds"),
+        "dockerd_s": block.get("setup_seconds"),
+        "first_cell_s": block.get("first_cell_seconds"),
+        "matrix_s": block.get("matrix_seconds"),
+        "vm_s": block.get("vm_seconds"),
+        "versions": block.get("versions"),
+        "error": block.get("error"),
+        "cells": {
+            f"{c['switch']}/{c['offload']}": {"status": c["status"], "seconds": c.get("seconds")}
+            for c in cells
+        },
+        "report": result.get("report_dir"),
+    }
+
+
+def from_report(path: Path) -> dict[str, Any]:
+    file = path / "report.json" if path.is_dir() else path
+    result = json.loads(file.read_text())
+    platforms = {}
+    for name, block in result.get("platforms", {}).items():
+        if name == "host":
+            continue
+        image = {
+            "cached": None,
+            "seconds": block.get("image_seconds"),
+            "versions": block.get("image_versions"),
+        }
+        entry = _entry(result, name, image)
+        failed = sum(c["status"] in ("failed", "error") for c in entry["cells"].values())
+        entry.update(exit=1 if failed or entry["error"] else 0, wall_s=result.get("seconds"))
+        platforms[name] = entry
+    return {
+        "environment": common.environment(),
+        "lab": LAB,
+        "source": str(file),
+        "platforms": platforms,
+    }
 
 
 def _image(platform: str) -> dict[str, Any]:
@@ -52,6 +103,8 @@ def _image(platform: str) -> dict[str, Any]:
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
+    if args.report:
+        return from_report(args.report)
     common.require_root()
     labctl = str(common.ROOT / ".venv" / "bin" / "labctl")
     results: dict[str, Any] = {}
@@ -74,27 +127,10 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                 "error": done.stderr[-2000:],
             }
             continue
-        block = result["platforms"][platform]
-        cells = [c for c in result["cells"] if c.get("platform") == platform]
         results[platform] = {
-            "image": image,
+            **_entry(result, platform, image),
             "exit": done.returncode,
             "wall_s": round(wall, 1),
-            "accel": block.get("accel"),
-            "boot_s": block.get("boot_seconds"),
-            "dockerd_s": block.get("setup_seconds"),
-            "first_cell_s": block.get("first_cell_seconds"),
-            "matrix_s": block.get("matrix_seconds"),
-            "vm_s": block.get("vm_seconds"),
-            "versions": block.get("versions"),
-            "cells": {
-                f"{c['switch']}/{c['offload']}": {
-                    "status": c["status"],
-                    "seconds": c.get("seconds"),
-                }
-                for c in cells
-            },
-            "report": result.get("report_dir"),
         }
     return {"environment": common.environment(), "lab": LAB, "platforms": results}
 
@@ -103,13 +139,9 @@ def render(result: dict[str, Any], markdown: bool = False) -> str:
     rows = []
     for name, entry in result["platforms"].items():
         image = entry["image"]
-        rows.append(
-            (
-                f"{name}: image",
-                f"{image['seconds']:.0f} s" + (" (cached)" if image["cached"] else " (built)"),
-            )
-        )
-        if "error" in entry:
+        state = {True: "cached", False: "built", None: "cached or built, and primed"}
+        rows.append((f"{name}: image", f"{image['seconds'] or 0:.0f} s ({state[image['cached']]})"))
+        if entry.get("error") or not entry.get("cells"):
             rows.append((f"{name}: matrix", f"failed (exit {entry['exit']})"))
             continue
         per_cell = [c["seconds"] for c in entry["cells"].values() if c.get("seconds") is not None]
