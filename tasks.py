@@ -109,7 +109,7 @@ def matrix(c, lab="labs/veth-checksum", switch="", offload="", runtime="", seria
 
 @task(help={"pytest": "extra pytest arguments, e.g. '-m unit' or '-k seed'"})
 def test(c, pytest=""):
-    """The project's checks: ruff (lint, format), mypy on the pure core, then every test."""
+    """The checks: ruff (lint, format), mypy (strict, the whole package), then every test."""
     python = sys.executable  # the virtualenv's tools, activated or not
     c.run(f"{python} -m ruff check src tests tasks.py benchmarks", echo=True)
     c.run(f"{python} -m ruff format --check src tests tasks.py benchmarks", echo=True)

@@ -29,12 +29,14 @@ from pathlib import Path
 from typing import Any
 
 from labctl.api import Lab
+from labctl.backends.base import Backends
 from labctl.core.events import Event
 from labctl.core.http import TrafficSummary
 from labctl.core.loader import Document
 from labctl.core.model import Topology
 from labctl.core.plan import CreateNode, CreateSwitch, Step
-from labctl.engine import Backends, Engine, RunRecord, RunRecorder
+from labctl.engine import Engine
+from labctl.run import RunRecord, RunRecorder
 from labctl.state import StateStore
 
 ROOT = Path(__file__).resolve().parents[1]

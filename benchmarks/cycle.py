@@ -34,8 +34,8 @@ from benchmarks.common import fmt, median, say, verdict
 from labctl.api import load
 from labctl.core.matrix import Cell
 from labctl.core.model import Offload, SwitchKind
-from labctl.engine import QUIET_MAX
 from labctl.errors import LabctlError
+from labctl.run import QUIET_MAX
 
 NAME = "cycle"
 TARGETS = {"linux-bridge": 5.0, "ovs-dpdk": 10.0}

@@ -52,6 +52,10 @@ DEB_PACKAGES=(
 if [ "${INSTALL_VAGRANT:-1}" = "1" ] && [ "$PACKAGES_ONLY" = "0" ]; then
   DEB_PACKAGES+=(vagrant)
 fi
+# The test suite's completion tests drive a real zsh (and bash, which every host has).
+if [ "$PACKAGES_ONLY" = "0" ]; then
+  DEB_PACKAGES+=(zsh)
+fi
 if [ "$WITH_VM" = "1" ]; then
   DEB_PACKAGES+=(
     qemu-system-x86 qemu-utils        # the VM (TCG where KVM does not run guests)

@@ -153,7 +153,9 @@ class Lab:
         return self.engine.up(self.topology, self.document.file)
 
     def run(self) -> TrafficSummary:
-        return self.engine.run_traffic(self.name)
+        from labctl.run import run_traffic
+
+        return run_traffic(self.engine, self.name)
 
     def down(self) -> None:
         self.engine.down(self.name)

@@ -10,10 +10,13 @@ import shutil
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from labctl import __version__
+from labctl import __version__, interrupts
 from labctl.errors import LabctlError, UsageError
+
+if TYPE_CHECKING:
+    from labctl.core.result import MatrixResult
 
 # labctl.core.model.SwitchKind and RuntimeKind, spelled out: importing the model (pydantic)
 # here would cost every command, also those that never read a topology (a unit test keeps
@@ -433,8 +436,8 @@ def runs_root(given: str | None) -> Path:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from labctl.analysis.diagnose import render_text
-    from labctl.engine import RunRecorder
+    from labctl.analysis.diagnosis_text import render_text
+    from labctl.run import RunRecorder
 
     engine, close = _engine(args)
     try:
@@ -593,8 +596,10 @@ input."""
 
 
 def cmd_analyze(args: argparse.Namespace) -> int:
-    from labctl.analysis.diagnose import Tap, diagnose, render_text
-    from labctl.engine import diagnose_run_dir
+    from labctl.analysis.diagnose import diagnose
+    from labctl.analysis.diagnosis import Tap
+    from labctl.analysis.diagnosis_text import render_text
+    from labctl.run import diagnose_run_dir
 
     paths = [Path(p) for p in args.pcaps]
     if len(paths) == 1 and paths[0].is_dir():
@@ -697,44 +702,44 @@ def cmd_report_merge(args: argparse.Namespace) -> int:
     return _print_matrix(result, reports, args.json)
 
 
-def _print_matrix(result: dict[str, Any], reports: dict[str, Path], as_json: bool) -> int:
+def _print_matrix(result: MatrixResult, reports: dict[str, Path], as_json: bool) -> int:
     from labctl.analysis.tables import format_table
     from labctl.matrix import exit_code
 
     if as_json:
-        print(json.dumps(result, indent=2, default=str))
+        print(json.dumps(result.to_json(), indent=2))
         return exit_code(result)
     rows = []
-    for cell in result["cells"]:
-        observed = cell["observed"] or {}
-        http = (
-            f"{observed['succeeded']}/{observed['succeeded'] + observed['failed']}"
-            if observed
-            else "-"
-        )
+    on_platforms = bool(result.platforms)
+    for cell in result.cells:
+        observed = cell.observed
         rows.append(
             [
-                cell["switch"],
-                cell["offload"],
-                http,
-                ", ".join(observed.get("findings", [])) or "-",
-                cell["status"],
-                _clip(cell["reason"] or "", 60),
+                *([cell.platform] if on_platforms else []),
+                cell.switch,
+                cell.offload,
+                f"{observed.succeeded}/{observed.requests}" if observed else "-",
+                ", ".join(observed.findings if observed else ()) or "-",
+                cell.status,
+                _clip(cell.reason or "", 60),
             ]
         )
-    print(format_table(["switch", "offload", "http", "faults", "status", "note"], rows))
-    summary = result["summary"]
+    headers = ["switch", "offload", "http", "faults", "status", "note"]
+    print(format_table(["platform", *headers] if on_platforms else headers, rows))
+    for note in result.platform_notes:
+        print(f"note: {note}")
+    summary = result.summary
     print(
-        f"\n{len(result['cells'])} cells: {summary['passed']} as expected, "
+        f"\n{len(result.cells)} cells: {summary['passed']} as expected, "
         f"{summary['failed']} differ, {summary['skipped']} skipped, {summary['error']} errors "
-        f"({result['seconds']:.0f} s)"
+        f"({result.seconds or 0:.0f} s)"
     )
-    plan = result.get("schedule") or {}
-    if plan.get("workers"):
-        print(f"up to {plan['workers']} cells at a time", end="")
-        print("; " + "; ".join(plan["rules"]) if plan.get("rules") else "")
-    for shard in result.get("shards", []):
-        print(f"  shard {shard['shard']} ran on {shard['hostname']} ({shard['report']})")
+    plan = result.schedule
+    if plan is not None and plan.workers:
+        print(f"up to {plan.workers} cells at a time", end="")
+        print("; " + "; ".join(plan.rules) if plan.rules else "")
+    for shard in result.shards or []:
+        print(f"  shard {shard.shard} ran on {shard.hostname} ({shard.report})")
     for kind, path in reports.items():
         print(f"  {kind:8} {path}")
     return exit_code(result)
@@ -957,15 +962,16 @@ def cmd_graph(args: argparse.Namespace) -> int:
         from labctl.api import load
 
         topology, _ = load(args.source)
-        data = topology.model_dump(mode="json", exclude_none=True)
     else:
         store = StateStore()
         state = store.load(args.source)
         if state is None:
             labs = ", ".join(store.labs()) or "none is up"
             raise UsageError(f"{args.source} is neither a file nor a lab (labs: {labs})")
-        data = state.topology
-    sys.stdout.write(render(data, args.format))
+        from labctl.core.model import Topology
+
+        topology = Topology.model_validate(state.topology)
+    sys.stdout.write(render(topology, args.format))
     return 0
 
 
@@ -987,7 +993,7 @@ def cmd_init(args: argparse.Namespace) -> int:
 def cmd_completion(args: argparse.Namespace) -> int:
     import argcomplete
 
-    print(argcomplete.shellcode(["labctl"], shell=args.shell))
+    print(argcomplete.shellcode(["labctl"], shell=args.shell))  # type: ignore[attr-defined]
     return 0
 
 
@@ -1051,7 +1057,7 @@ def _add_completers(parser: argparse.ArgumentParser) -> None:
                 for arg in child._actions:
                     completer = COMPLETERS.get(command, {}).get(arg.dest)
                     if completer is not None:
-                        arg.completer = completer  # type: ignore[attr-defined]
+                        arg.completer = completer
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -1068,6 +1074,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             if code is not None:
                 return code
     args = _parser().parse_args(argv)
+    interrupts.install()
     try:
         return int(args.func(args))
     except LabctlError as error:

@@ -9,19 +9,17 @@ every backend, so it also works after a crash or with the state file gone.
 
 from __future__ import annotations
 
-import json
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any, Generic, TypeVar
 
+from labctl import interrupts
 from labctl.backends.base import (
     AddressSpec,
     Backends,
-    CaptureResult,
-    CaptureSpec,
     NodeHandle,
     NodeRuntime,
     Owned,
@@ -42,7 +40,6 @@ from labctl.core.plan import (
     Step,
     make_plan,
 )
-from labctl.core.taps import default_filter, offload_senders
 from labctl.errors import (
     BackendError,
     LabctlError,
@@ -51,34 +48,6 @@ from labctl.errors import (
     UsageError,
 )
 from labctl.state import LabState, StateStore
-
-if TYPE_CHECKING:
-    # Reading pcaps is only for `run`: up and down do not pay for importing it.
-    from labctl.analysis.diagnose import Diagnosis
-
-
-@dataclass
-class RunRecord:
-    """One `labctl run`: where its artifacts are and what they say."""
-
-    lab: str
-    run_dir: Path
-    http: http.TrafficSummary | None
-    diagnosis: Diagnosis | None
-    manifest: dict[str, Any]
-
-    @property
-    def ok(self) -> bool:
-        return self.http is not None and self.http.ok
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "lab": self.lab,
-            "run_dir": str(self.run_dir),
-            "http": self.http.to_dict() if self.http else None,
-            "diagnosis": self.diagnosis.to_dict() if self.diagnosis else None,
-            "manifest": self.manifest,
-        }
 
 
 def _address_spec(settings: InterfaceSettings) -> AddressSpec:
@@ -137,6 +106,7 @@ class Engine:
 
         try:
             for batch in _batches(plan.steps):
+                interrupts.raise_if_received()
                 if len(batch) == 1:
                     index, step = batch[0]
                     started = time.monotonic()
@@ -144,6 +114,7 @@ class Engine:
                     record(index, step, self._do(step, topology, handles, state), started)
                 else:
                     self._apply_parallel(batch, topology, handles, state, record)
+            interrupts.raise_if_received()
         except BaseException as error:  # also Ctrl-C: nothing half-built may remain
             self.emit(Event("step-failed", f"{_one_line(error)}; undoing {len(done)} steps"))
             leftovers = self._undo(topology, done)
@@ -186,67 +157,7 @@ class Engine:
     def _do(
         self, step: Step, topology: Topology, handles: dict[str, NodeHandle], state: LabState
     ) -> dict[str, Any]:
-        b = self.backends
-        lab = topology.name
-        if isinstance(step, CreateNode):
-            handle = self.runtime(topology).ensure_node(lab, step.node, topology.nodes[step.node])
-            handles[step.node] = handle
-            state.nodes[step.node] = {"container_id": handle.container_id, "pid": handle.pid}
-            return {"container_id": handle.container_id, "pid": handle.pid}
-        if isinstance(step, CreateSwitch):
-            return b.switch_for(step.switch.kind).ensure_switch(lab, step.bridge, step.switch)
-        if isinstance(step, CreateSwitchLink):
-            return b.links.ensure_veth_to_node(
-                lab,
-                step.host_ifname,
-                handles[step.node],
-                step.ifname,
-                _address_spec(step.settings),
-                role=f"link {step.node}:{step.ifname}",
-            )
-        if isinstance(step, AttachPort):
-            return b.switch_for(step.switch.kind).ensure_port(
-                lab, step.bridge, step.port, step.host_ifname, step.switch
-            )
-        if isinstance(step, CreateNodeLink):
-            return b.links.ensure_veth_between_nodes(
-                lab,
-                step.transient_names,
-                (handles[step.a[0]], step.a[1], _address_spec(step.a_settings)),
-                (handles[step.b[0]], step.b[1], _address_spec(step.b_settings)),
-                role=f"link {step.a[0]}:{step.a[1]}-{step.b[0]}:{step.b[1]}",
-            )
-        if isinstance(step, ConfigureOffload):
-            return self._configure_offload(handles[step.node], step)
-        if isinstance(step, StartHttpServer):
-            return self._start_http_server(self.runtime(topology), handles[step.node], step)
-        raise AssertionError(f"no handler for {step.action}")
-
-    def _configure_offload(self, handle: NodeHandle, step: ConfigureOffload) -> dict[str, Any]:
-        control = self.backends.offload
-        if control is None:
-            raise BackendError(step.description, "this labctl has no offload backend")
-        result = {"node": control.apply(handle.netns_path, step.ifname, step.offload)}
-        if step.host_ifname and step.host_offload is not None:
-            result["host"] = control.apply(None, step.host_ifname, step.host_offload)
-        return result
-
-    def _start_http_server(
-        self, runtime: NodeRuntime, handle: NodeHandle, step: StartHttpServer
-    ) -> dict[str, Any]:
-        runtime.exec(handle, http.server_argv(step.port), detach=True)
-        # Bounded wait until the server listens, so `run` does not race its start.
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline:
-            if http.listening(_socket_tables(runtime, handle), step.port):
-                return {"port": step.port}
-            time.sleep(0.02)
-        raise BackendError(
-            f"starting the HTTP server on {step.node}:{step.port}",
-            "it is not listening after 10 s",
-            "the node image needs busybox (httpd); set traffic.start_server: "
-            "false if the image serves by itself",
-        )
+        return step_kind(step).apply(self, step, _Building(topology, handles, state))
 
     # ---- undo / down ------------------------------------------------------------------
 
@@ -269,21 +180,9 @@ class Engine:
         return None
 
     def _undo_step(self, topology: Topology, step: Step) -> None:
-        b = self.backends
-        lab = topology.name
-        if isinstance(step, CreateNode):
-            self.runtime(topology).remove_node(lab, step.node)
-        elif isinstance(step, CreateSwitch):
-            b.switch_for(step.switch.kind).remove_switch(lab, step.bridge)
-        elif isinstance(step, CreateSwitchLink):
-            b.links.remove_link(lab, step.host_ifname)
-        elif isinstance(step, AttachPort):
-            b.switch_for(step.switch.kind).remove_port(
-                lab, step.bridge, step.port, step.host_ifname
-            )
-        elif isinstance(step, CreateNodeLink):
-            for name in step.transient_names:
-                b.links.remove_link(lab, name)
+        undo = step_kind(step).undo
+        if not isinstance(undo, NothingToUndo):
+            undo(self, step, topology)
 
     def down(self, lab: str) -> list[Owned]:
         """Remove everything of `lab`. Returns what the sweep found beyond the state file."""
@@ -372,31 +271,6 @@ class Engine:
             )
         return handle
 
-    def run_traffic(self, lab: str) -> http.TrafficSummary:
-        _state, topology = self.load_state(lab)
-        return self._traffic(lab, topology)
-
-    def _traffic(self, lab: str, topology: Topology) -> http.TrafficSummary:
-        traffic = topology.traffic
-        if traffic is None:
-            raise UsageError(f"lab {lab!r} has no `traffic:` section to run")
-        client = self.node(lab, traffic.client, topology)
-        argv = http.batch_client_argv(topology, traffic)
-        self.emit(
-            Event(
-                "phase",
-                f"HTTP: {traffic.requests} requests from {traffic.client} to "
-                f"{http.url(topology, traffic)}, concurrently (timeout {traffic.timeout} s "
-                "each)",
-            )
-        )
-        budget = http.batch_seconds(traffic) + 10
-        outcome = self.runtime(topology).exec(client, argv, timeout=budget)
-        results = http.parse_batch(
-            traffic.requests, outcome.exit_code, outcome.stdout, outcome.stderr
-        )
-        return http.TrafficSummary(http.url(topology, traffic), tuple(results))
-
 
 def _socket_tables(runtime: NodeRuntime, handle: NodeHandle) -> str:
     """/proc/net/tcp{,6} of the node's namespace; read from the host when a process of the
@@ -442,216 +316,154 @@ def _batches(steps: Sequence[Step]) -> list[list[tuple[int, Step]]]:
     return batches
 
 
-QUIET_MIN = 0.02
-QUIET_POLL = 0.02
-QUIET_MAX = 1.0
-"""After the last request, packets still in flight (the last ACKs) must reach every tap,
-also when a busy-polling OVS thread keeps the CPUs busy: wait QUIET_MIN, then until no
-pcap grows for three polls, at most QUIET_MAX seconds."""
+# ---- what each kind of step does, and how it is undone ---------------------------------
 
 
-def _wait_until_quiet(pcaps: Sequence[Path]) -> None:
-    def sizes() -> list[int]:
-        found = []
-        for pcap in pcaps:
-            try:
-                found.append(pcap.stat().st_size)
-            except OSError:
-                found.append(-1)
-        return found
+@dataclass(frozen=True)
+class _Building:
+    """What the steps of one `up` share: the topology, the nodes started so far (later steps
+    reach into their namespaces) and the state the node records go to."""
 
-    deadline = time.monotonic() + QUIET_MAX
-    time.sleep(QUIET_MIN)
-    last, calm = sizes(), 0
-    while calm < 3 and time.monotonic() < deadline:
-        time.sleep(QUIET_POLL)
-        now = sizes()
-        calm = calm + 1 if now == last else 0
-        last = now
+    topology: Topology
+    handles: dict[str, NodeHandle]
+    state: LabState
 
 
-class RunRecorder:
-    """`labctl run`: captures at every tap around the traffic, then the diagnosis.
+@dataclass(frozen=True)
+class NothingToUndo:
+    """A step whose effect goes away with another step's undo; `why` says which."""
 
-    Artifacts go to <runs_root>/<lab>/<timestamp>/: one pcap per tap,
-    manifest.json, http.json, diagnosis.json and diagnosis.txt. They are
-    written even when the traffic or the capture fails.
-    """
-
-    def __init__(self, engine: Engine, runs_root: Path):
-        self.engine = engine
-        self.runs_root = runs_root
-
-    def run(self, lab: str, run_dir: Path | None = None) -> RunRecord:
-        """Run the lab's traffic with captures; artifacts in `run_dir` (default: a new one)."""
-        engine = self.engine
-        state, topology = engine.load_state(lab)
-        plan = make_plan(topology)
-        if run_dir is None:
-            run_dir = self._new_run_dir(lab)
-        else:
-            run_dir.mkdir(parents=True, exist_ok=True)
-        specs = self._capture_specs(lab, topology, plan, run_dir)
-        manifest: dict[str, Any] = {
-            "lab": lab,
-            "topology_file": state.topology_file,
-            "topology": state.topology,
-            "switch_kind": plan.switch_kind,
-            "taps": [
-                self._tap_entry(topology, tap, spec)
-                for tap, spec in zip(plan.taps, specs, strict=True)
-            ],
-            "versions": {},  # filled in below, gathered while the traffic runs
-            "offload": {},  # read back while the captures start
-            "started_at": _now(),
-        }
-        record = RunRecord(lab, run_dir, None, None, manifest)
-        results: list[CaptureResult] = []
-        # Asking every tool for its version takes a few subprocesses, and reading back the
-        # offload settings a netlink query per interface: overlap both with starting the
-        # captures. The readback is complete before any traffic is sent.
-        versions_pool = ThreadPoolExecutor(max_workers=2)
-        versions = versions_pool.submit(engine.backends.host_versions)
-        readback = versions_pool.submit(self._offload_readback, lab, topology, plan)
-        try:
-            capture = engine.backends.capture
-            if specs and capture is not None:
-                engine.emit(Event("phase", f"capturing at {len(specs)} taps into {run_dir}"))
-                with capture.capturing(specs) as results:
-                    manifest["offload"] = readback.result()
-                    record.http = engine._traffic(lab, topology)
-                    _wait_until_quiet([spec.pcap for spec in specs])
-            else:
-                manifest["offload"] = readback.result()
-                record.http = engine._traffic(lab, topology)
-        finally:
-            if not manifest["offload"] and readback.done() and readback.exception() is None:
-                manifest["offload"] = readback.result()
-            manifest["ended_at"] = _now()
-            try:
-                manifest["versions"] = versions.result(timeout=30)
-            except Exception as error:  # noqa: BLE001 - a manifest field, not a run failure
-                manifest["versions"] = {"error": str(error)}
-            versions_pool.shutdown(wait=False)
-            manifest["switch_health"] = self._switch_health(topology)
-            for problem in manifest["switch_health"]:
-                engine.emit(Event("warning", problem))
-            manifest["captures"] = [
-                {
-                    "tap": r.tap,
-                    "pcap": r.pcap.name,
-                    "packets_captured": r.packets_captured,
-                    "packets_dropped": r.packets_dropped,
-                }
-                for r in results
-            ]
-            _write_json(run_dir / "manifest.json", manifest)
-            if record.http is not None:
-                _write_json(run_dir / "http.json", record.http.to_dict())
-            if results:
-                record.diagnosis = self._diagnose(manifest, run_dir)
-        return record
-
-    def _switch_health(self, topology: Topology) -> list[str]:
-        if topology.switch is None:
-            return []
-        backend = self.engine.backends.switch_for(topology.switch.kind)
-        try:
-            return list(backend.health())
-        except LabctlError as error:
-            return [str(error)]
-
-    def _new_run_dir(self, lab: str) -> Path:
-        stamp = time.strftime("%Y%m%d-%H%M%S")
-        run_dir = self.runs_root / lab / stamp
-        suffix = 1
-        while run_dir.exists():
-            suffix += 1
-            run_dir = self.runs_root / lab / f"{stamp}-{suffix}"
-        run_dir.mkdir(parents=True)
-        return run_dir
-
-    def _capture_specs(
-        self, lab: str, topology: Topology, plan: Plan, run_dir: Path
-    ) -> list[CaptureSpec]:
-        specs = []
-        for tap in plan.taps:
-            netns = None
-            if tap.namespace != "host":
-                netns = self.engine.node(lab, tap.namespace, topology).netns_path
-            specs.append(
-                CaptureSpec(
-                    tap.name,
-                    tap.ifname,
-                    run_dir / f"{tap.name}.pcap",
-                    netns,
-                    tap.filter or default_filter(topology),
-                )
-            )
-        return specs
-
-    @staticmethod
-    def _tap_entry(topology: Topology, tap: Any, spec: CaptureSpec) -> dict[str, Any]:
-        return {
-            "name": tap.name,
-            "where": tap.description,
-            "namespace": tap.namespace,
-            "ifname": tap.ifname,
-            "filter": spec.filter,
-            "pcap": spec.pcap.name,
-            "offload_senders": sorted(offload_senders(topology, tap)),
-        }
-
-    def _offload_readback(self, lab: str, topology: Topology, plan: Plan) -> dict[str, Any]:
-        control = self.engine.backends.offload
-        if control is None:
-            return {}
-        readings: dict[str, Any] = {}
-        for step in plan.steps:
-            if isinstance(step, CreateSwitchLink):
-                node = self.engine.node(lab, step.node, topology)
-                readings[f"{step.node}:{step.ifname}"] = control.read(node.netns_path, step.ifname)
-                readings[f"host:{step.host_ifname}"] = control.read(None, step.host_ifname)
-            elif isinstance(step, CreateNodeLink):
-                for node_name, ifname in (step.a, step.b):
-                    node = self.engine.node(lab, node_name, topology)
-                    readings[f"{node_name}:{ifname}"] = control.read(node.netns_path, ifname)
-        return readings
-
-    def _diagnose(self, manifest: dict[str, Any], run_dir: Path) -> Diagnosis | None:
-        diagnosis = diagnose_run_dir(run_dir, manifest)
-        _write_json(run_dir / "diagnosis.json", diagnosis.to_dict())
-        from labctl.analysis.diagnose import render_text
-
-        (run_dir / "diagnosis.txt").write_text(render_text(diagnosis) + "\n")
-        return diagnosis
+    why: str
 
 
-def diagnose_run_dir(run_dir: Path, manifest: dict[str, Any] | None = None) -> Diagnosis:
-    """The diagnosis of a run directory, taps in the topology's (path) order."""
-    from labctl.analysis.diagnose import Tap, diagnose
-
-    if manifest is None:
-        manifest = json.loads((run_dir / "manifest.json").read_text())
-    drops = {c["tap"]: c.get("packets_dropped") or 0 for c in manifest.get("captures", [])}
-    # The topology places every tap: positions and TCP's evidence are judged together.
-    taps = [
-        Tap(
-            t["name"],
-            run_dir / t["pcap"],
-            frozenset(t["offload_senders"]),
-            drops.get(t["name"], 0),
-            positioned=True,
-        )
-        for t in manifest["taps"]
-        if (run_dir / t["pcap"]).exists()
-    ]
-    return diagnose(taps)
+S = TypeVar("S", bound=Step)
 
 
-def _now() -> str:
-    return time.strftime("%Y-%m-%dT%H:%M:%S%z")
+@dataclass(frozen=True)
+class StepKind(Generic[S]):
+    apply: Callable[[Engine, S, _Building], dict[str, Any]]
+    undo: Callable[[Engine, S, Topology], None] | NothingToUndo
 
 
-def _write_json(path: Path, data: Any) -> None:
-    path.write_text(json.dumps(data, indent=2, default=str) + "\n")
+def _create_node(engine: Engine, step: CreateNode, building: _Building) -> dict[str, Any]:
+    topology = building.topology
+    handle = engine.runtime(topology).ensure_node(
+        topology.name, step.node, topology.nodes[step.node]
+    )
+    building.handles[step.node] = handle
+    building.state.nodes[step.node] = {"container_id": handle.container_id, "pid": handle.pid}
+    return {"container_id": handle.container_id, "pid": handle.pid}
+
+
+def _remove_node(engine: Engine, step: CreateNode, topology: Topology) -> None:
+    engine.runtime(topology).remove_node(topology.name, step.node)
+
+
+def _create_switch(engine: Engine, step: CreateSwitch, building: _Building) -> dict[str, Any]:
+    switch = engine.backends.switch_for(step.switch.kind)
+    return switch.ensure_switch(building.topology.name, step.bridge, step.switch)
+
+
+def _remove_switch(engine: Engine, step: CreateSwitch, topology: Topology) -> None:
+    engine.backends.switch_for(step.switch.kind).remove_switch(topology.name, step.bridge)
+
+
+def _create_switch_link(
+    engine: Engine, step: CreateSwitchLink, building: _Building
+) -> dict[str, Any]:
+    return engine.backends.links.ensure_veth_to_node(
+        building.topology.name,
+        step.host_ifname,
+        building.handles[step.node],
+        step.ifname,
+        _address_spec(step.settings),
+        role=f"link {step.node}:{step.ifname}",
+    )
+
+
+def _remove_switch_link(engine: Engine, step: CreateSwitchLink, topology: Topology) -> None:
+    engine.backends.links.remove_link(topology.name, step.host_ifname)
+
+
+def _attach_port(engine: Engine, step: AttachPort, building: _Building) -> dict[str, Any]:
+    switch = engine.backends.switch_for(step.switch.kind)
+    return switch.ensure_port(
+        building.topology.name, step.bridge, step.port, step.host_ifname, step.switch
+    )
+
+
+def _detach_port(engine: Engine, step: AttachPort, topology: Topology) -> None:
+    engine.backends.switch_for(step.switch.kind).remove_port(
+        topology.name, step.bridge, step.port, step.host_ifname
+    )
+
+
+def _create_node_link(engine: Engine, step: CreateNodeLink, building: _Building) -> dict[str, Any]:
+    handles = building.handles
+    return engine.backends.links.ensure_veth_between_nodes(
+        building.topology.name,
+        (handles[step.a[0]], step.a[1], _address_spec(step.a_settings)),
+        (handles[step.b[0]], step.b[1], _address_spec(step.b_settings)),
+        role=f"link {step.a[0]}:{step.a[1]}-{step.b[0]}:{step.b[1]}",
+    )
+
+
+def _configure_offload(
+    engine: Engine, step: ConfigureOffload, building: _Building
+) -> dict[str, Any]:
+    control = engine.backends.offload
+    if control is None:
+        raise BackendError(step.description, "this labctl has no offload backend")
+    handle = building.handles[step.node]
+    result = {"node": control.apply(handle.netns_path, step.ifname, step.offload)}
+    if step.host_ifname and step.host_offload is not None:
+        result["host"] = control.apply(None, step.host_ifname, step.host_offload)
+    return result
+
+
+def _start_http_server(
+    engine: Engine, step: StartHttpServer, building: _Building
+) -> dict[str, Any]:
+    runtime = engine.runtime(building.topology)
+    handle = building.handles[step.node]
+    runtime.exec(handle, http.server_argv(step.port), detach=True)
+    # Bounded wait until the server listens, so `run` does not race its start.
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        if http.listening(_socket_tables(runtime, handle), step.port):
+            return {"port": step.port}
+        time.sleep(0.02)
+    raise BackendError(
+        f"starting the HTTP server on {step.node}:{step.port}",
+        "it is not listening after 10 s",
+        "the node image needs busybox (httpd); set traffic.start_server: "
+        "false if the image serves by itself",
+    )
+
+
+STEP_KINDS: Mapping[type[Step], StepKind[Any]] = {
+    CreateNode: StepKind(_create_node, _remove_node),
+    CreateSwitch: StepKind(_create_switch, _remove_switch),
+    CreateSwitchLink: StepKind(_create_switch_link, _remove_switch_link),
+    AttachPort: StepKind(_attach_port, _detach_port),
+    CreateNodeLink: StepKind(
+        _create_node_link,
+        NothingToUndo("the pair exists only inside its two nodes and goes with them"),
+    ),
+    ConfigureOffload: StepKind(
+        _configure_offload,
+        NothingToUndo("the settings belong to the interfaces, which go with their link"),
+    ),
+    StartHttpServer: StepKind(
+        _start_http_server,
+        NothingToUndo("the server is a process of its node and ends when the node is removed"),
+    ),
+}
+"""Every kind of plan step: how the engine applies it and how it undoes it."""
+
+
+def step_kind(step: Step) -> StepKind[Any]:
+    try:
+        return STEP_KINDS[type(step)]
+    except KeyError:
+        raise AssertionError(f"no entry in STEP_KINDS for {step.action}") from None

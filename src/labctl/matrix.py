@@ -14,18 +14,28 @@ import shutil
 import socket
 import threading
 import time
-from collections import Counter
 from collections.abc import Callable
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from pathlib import Path
 from typing import Any
 
+from labctl.backends.base import Backends
 from labctl.core import schedule
 from labctl.core.events import Event, EventSink, discard
-from labctl.core.matrix import Cell, Lab, Observation, compare
+from labctl.core.matrix import Cell, Experiment, Latency, Observation, compare
 from labctl.core.model import Topology
-from labctl.engine import Backends, RunRecord, RunRecorder
+from labctl.core.result import (
+    CellResult,
+    DiagnosisRecord,
+    MatrixResult,
+    Schedule,
+    ScheduleWait,
+    ShardRecord,
+    ShardRef,
+    read_matrix,
+)
 from labctl.errors import LabctlError, PrerequisiteError, UsageError
+from labctl.run import RunRecord, RunRecorder
 
 BackendsFactory = Callable[[EventSink], tuple[Backends, Callable[[], None]]]
 
@@ -44,11 +54,12 @@ def observe(record: RunRecord) -> Observation:
             f.kind for f in (diagnosis.findings if diagnosis else ()) if f.severity == "fault"
         )
     )
+    latency = summary.latency_ms() if summary else None
     return Observation(
-        http_ok=bool(summary and summary.ok),
+        http="pass" if summary and summary.ok else "fail",
         succeeded=summary.succeeded if summary else 0,
         failed=summary.failed if summary else 0,
-        latency_ms=summary.latency_ms() if summary else None,
+        latency_ms=Latency(**latency) if latency else None,
         findings=faults,
         verdict=diagnosis.verdict if diagnosis else "no taps: no diagnosis",
     )
@@ -57,7 +68,7 @@ def observe(record: RunRecord) -> Observation:
 class MatrixRunner:
     def __init__(
         self,
-        lab: Lab,
+        lab: Experiment,
         runs_root: Path,
         on_event: EventSink = discard,
         backends_factory: BackendsFactory = _real_backends,
@@ -75,7 +86,7 @@ class MatrixRunner:
 
     def run(
         self, cells: list[Cell], workers: int = 1, shard: tuple[int, int] | None = None
-    ) -> dict[str, Any]:
+    ) -> MatrixResult:
         """Run every cell, up to `workers` at the same time (each cell is its own lab).
         Cells that need differently configured OVS daemons take turns (see
         labctl.core.schedule); the cells' results do not depend on `workers`.
@@ -89,24 +100,23 @@ class MatrixRunner:
             cells = [cell for cell, k in zip(cells, assigned, strict=True) if k == shard[0]]
         out_dir = self._new_dir()
         jobs = [self._job(cell) for cell in cells]
-        result: dict[str, Any] = {
-            "lab": self.lab.name,
-            "lab_version": lab_version(self.lab),
-            "runtime": self.runtime or self.lab.topology.runtime,
-            "description": self.lab.spec.description,
-            "notes": self.lab.spec.notes,
-            "lab_file": str(self.lab.file),
-            "topology_file": str(self.lab.topology_file),
-            "started_at": _now(),
-            "topology": self.lab.topology.model_dump(mode="json", exclude_none=True),
-            "switches": list(dict.fromkeys(c.switch.value for c in cells)),
-            "offloads": {c.offload_name: c.offload.as_dict() for c in cells},
-            "report_dir": str(out_dir),
-            "schedule": {"workers": workers, "rules": schedule.rules(jobs), "waits": []},
-            "matrix_cells": all_keys,
-            "shard": None if shard is None else {"index": shard[0], "count": shard[1]},
-            "cells": [],
-        }
+        result = MatrixResult(
+            lab=self.lab.name,
+            lab_version=lab_version(self.lab),
+            runtime=self.runtime or self.lab.topology.runtime,
+            description=self.lab.spec.description,
+            notes=self.lab.spec.notes,
+            lab_file=str(self.lab.file),
+            topology_file=str(self.lab.topology_file),
+            started_at=_now(),
+            topology=self.lab.topology,
+            switches=list(dict.fromkeys(c.switch.value for c in cells)),
+            offloads={c.offload_name: c.offload.as_dict() for c in cells},
+            report_dir=str(out_dir),
+            schedule=Schedule(workers=workers, rules=schedule.rules(jobs)),
+            matrix_cells=all_keys,
+            shard=None if shard is None else ShardRef(index=shard[0], count=shard[1]),
+        )
         # Tool versions do not change between cells: ask once, while the first cells run.
         versions_pool = ThreadPoolExecutor(max_workers=1)
         versions = versions_pool.submit(self._host_versions)
@@ -114,15 +124,14 @@ class MatrixRunner:
             entries = self._run_all(cells, jobs, workers, out_dir, started, result)
         finally:
             versions_pool.shutdown(wait=True)
-        result["cells"] = entries
+        result.cells = entries
         try:
-            host = dict(versions.result())
+            host = {k: None if v is None else str(v) for k, v in versions.result().items()}
         except Exception as error:  # noqa: BLE001 - a report field, never a reason to fail
             host = {"error": str(error)}
-        result["host"] = {**host, "hostname": socket.gethostname()}
-        result["ended_at"] = _now()
-        result["seconds"] = round(time.monotonic() - started, 2)
-        result["summary"] = summarise(result["cells"])
+        result.host = {**host, "hostname": socket.gethostname()}
+        result.ended_at = _now()
+        result.seconds = round(time.monotonic() - started, 2)
         return result
 
     def _run_all(
@@ -132,11 +141,11 @@ class MatrixRunner:
         workers: int,
         out_dir: Path,
         started: float,
-        result: dict[str, Any],
-    ) -> list[dict[str, Any]]:
-        entries: list[dict[str, Any] | None] = [None] * len(cells)
+        result: MatrixResult,
+    ) -> list[CellResult]:
+        entries: list[CellResult | None] = [None] * len(cells)
         pending = schedule.start_order(jobs)
-        running: dict[Future[dict[str, Any]], int] = {}
+        running: dict[Future[CellResult], int] = {}
         told: set[int] = set()
         done_count = 0
         pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="cell")
@@ -149,8 +158,9 @@ class MatrixRunner:
                     for waiting, reason in waits.items():
                         if waiting not in told:  # say why once per cell
                             told.add(waiting)
-                            result["schedule"]["waits"].append(
-                                {"cell": jobs[waiting].key, "reason": reason}
+                            assert result.schedule is not None
+                            result.schedule.waits.append(
+                                ScheduleWait(cell=jobs[waiting].key, reason=reason)
                             )
                             self.emit(Event("info", f"{jobs[waiting].key} waits: {reason}"))
                     if index is None:
@@ -178,7 +188,7 @@ class MatrixRunner:
                             _cell_line(entry),
                             done_count,
                             len(cells),
-                            entry["seconds"],
+                            entry.seconds,
                         )
                     )
         except BaseException:
@@ -225,24 +235,18 @@ class MatrixRunner:
                 self._facts[dpdk] = probe(dpdk)
             return self._facts[dpdk]
 
-    def _run_cell(self, cell: Cell, run_dir: Path, matrix_started: float) -> dict[str, Any]:
+    def _run_cell(self, cell: Cell, run_dir: Path, matrix_started: float) -> CellResult:
         from labctl.api import Lab as LiveLab
 
         started = time.monotonic()
-        expected = cell.expectation.model_dump(exclude={"when"}) if cell.expectation else None
-        entry: dict[str, Any] = {
-            "switch": cell.switch.value,
-            "offload": cell.offload_name,
-            "offload_settings": cell.offload.as_dict(),
-            "lab_name": cell.lab_name(self.lab.name),
-            "status": "error",
-            "reason": None,
-            "expected": expected,
-            "observed": None,
-            "run_dir": None,
-            "pcaps": {},
-            "diagnosis": None,
-        }
+        entry = CellResult(
+            switch=cell.switch.value,
+            offload=cell.offload_name,
+            offload_settings=cell.offload.as_dict(),
+            lab_name=cell.lab_name(self.lab.name),
+            status="error",
+            expected=cell.expectation,
+        )
         topology = self._topology(cell)
         backends, close = self.backends_factory(discard)
         try:
@@ -257,29 +261,27 @@ class MatrixRunner:
                 record = RunRecorder(live.engine, self.runs_root).run(live.name, run_dir)
             observation = observe(record)
             difference = compare(cell.expectation, observation)
-            entry.update(
-                status="failed" if difference else "passed",
-                reason=difference,
-                observed=observation.to_dict(),
-                run_dir=str(run_dir),
-                pcaps={t["name"]: str(run_dir / t["pcap"]) for t in record.manifest["taps"]},
-                diagnosis=record.diagnosis.to_dict() if record.diagnosis else None,
-            )
+            entry.status = "failed" if difference else "passed"
+            entry.reason = difference
+            entry.observed = observation
+            entry.run_dir = str(run_dir)
+            entry.pcaps = {t["name"]: str(run_dir / t["pcap"]) for t in record.manifest["taps"]}
+            if record.diagnosis is not None:
+                entry.diagnosis = DiagnosisRecord.model_validate(record.diagnosis.to_dict())
         except PrerequisiteError as error:
-            entry.update(status="skipped", reason=str(error))
+            entry.status, entry.reason = "skipped", str(error)
         except LabctlError as error:
-            entry.update(status="error", reason=" / ".join(error.lines()))
+            entry.status, entry.reason = "error", " / ".join(error.lines())
         finally:
             close()
         ended = time.monotonic()
-        entry["host"] = socket.gethostname()
-        entry["seconds"] = round(ended - started, 2)
-        # When the cell ran, in seconds since the matrix started: shows which cells overlapped.
-        entry["window"] = [round(started - matrix_started, 3), round(ended - matrix_started, 3)]
+        entry.host = socket.gethostname()
+        entry.seconds = round(ended - started, 2)
+        entry.window = (round(started - matrix_started, 3), round(ended - matrix_started, 3))
         return entry
 
 
-def lab_version(lab: Lab) -> str:
+def lab_version(lab: Experiment) -> str:
     """What makes two matrix results comparable: a hash of lab.yaml and the topology file
     as they are on disk (12 hex digits of SHA-256)."""
     digest = hashlib.sha256()
@@ -289,49 +291,45 @@ def lab_version(lab: Lab) -> str:
     return digest.hexdigest()[:12]
 
 
-def summarise(cells: list[dict[str, Any]]) -> dict[str, int]:
-    counts = Counter(c["status"] for c in cells)
-    return {status: counts.get(status, 0) for status in ("passed", "failed", "skipped", "error")}
-
-
-def _cell_line(entry: dict[str, Any]) -> str:
-    head = f"{entry['switch']} offload={entry['offload']}: {entry['status']}"
-    observed = entry.get("observed")
+def _cell_line(entry: CellResult) -> str:
+    head = f"{entry.switch} offload={entry.offload}: {entry.status}"
+    observed = entry.observed
     if observed:
-        head += f" (HTTP {observed['succeeded']}/{observed['succeeded'] + observed['failed']})"
-    if entry["reason"] and entry["status"] != "passed":
-        head += f": {entry['reason']}"
+        head += f" (HTTP {observed.succeeded}/{observed.requests})"
+    if entry.reason and entry.status != "passed":
+        head += f": {entry.reason}"
     return head
 
 
-def write_reports(result: dict[str, Any]) -> dict[str, Path]:
+def write_reports(result: MatrixResult) -> dict[str, Path]:
     """report.json, report.md, junit.xml and report.html in the matrix directory."""
     from labctl.reports import html, junit, markdown
 
-    out = Path(result["report_dir"])
+    if result.report_dir is None:
+        raise UsageError("the matrix result names no report directory to write to")
+    out = Path(result.report_dir)
     paths = {
         "json": out / "report.json",
         "markdown": out / "report.md",
         "junit": out / "junit.xml",
         "html": out / "report.html",
     }
-    paths["json"].write_text(json.dumps(result, indent=2, default=str) + "\n")
+    paths["json"].write_text(json.dumps(result.to_json(), indent=2) + "\n")
     paths["markdown"].write_text(markdown.render(result))
     paths["junit"].write_text(junit.render(result))
     paths["html"].write_text(html.render(result, report_dir=out))
     return paths
 
 
-def exit_code(result: dict[str, Any]) -> int:
-    summary = result["summary"]
-    return 1 if summary["failed"] or summary["error"] else 0
+def exit_code(result: MatrixResult) -> int:
+    return 1 if result.failed else 0
 
 
 def _now() -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%S%z")
 
 
-def merge_reports(inputs: list[Path], out_dir: Path) -> dict[str, Any]:
+def merge_reports(inputs: list[Path], out_dir: Path) -> MatrixResult:
     """One matrix result from the report.json of every shard of one lab version.
 
     Refuses shards of different labs or lab versions, unsharded results, a shard given
@@ -342,18 +340,19 @@ def merge_reports(inputs: list[Path], out_dir: Path) -> dict[str, Any]:
     first_path, first = shards[0]
     for path, data in shards[1:]:
         for key, what in (("lab", "labs"), ("lab_version", "lab versions")):
-            if data.get(key) != first.get(key):
+            if getattr(data, key) != getattr(first, key):
                 raise UsageError(
                     f"{path} and {first_path} are of different {what} "
-                    f"({data.get(key)} vs {first.get(key)}); merge shards of one lab run only"
+                    f"({getattr(data, key)} vs {getattr(first, key)}); merge shards of one "
+                    "lab run only"
                 )
-    counts = {data["shard"]["count"] for _path, data in shards}
+    counts = {_shard(data).count for _path, data in shards}
     if len(counts) != 1:
         raise UsageError(f"the shards were cut differently (N = {sorted(counts)})")
     count = counts.pop()
     seen: dict[int, Path] = {}
     for path, data in shards:
-        index = data["shard"]["index"]
+        index = _shard(data).index
         if index in seen:
             raise UsageError(f"shard {index}/{count} given twice: {seen[index]} and {path}")
         seen[index] = path
@@ -363,50 +362,56 @@ def merge_reports(inputs: list[Path], out_dir: Path) -> dict[str, Any]:
             f"shard(s) {', '.join(missing)} of {count} missing; give every shard's report"
         )
     out_dir.mkdir(parents=True, exist_ok=True)
-    by_key: dict[str, dict[str, Any]] = {}
+    by_key: dict[str, CellResult] = {}
     for path, data in shards:
-        for cell in data["cells"]:
-            key = f"{cell['switch']}-{cell['offload']}"
-            if key in by_key:
-                raise UsageError(f"cell {key} is in more than one shard ({path})")
-            by_key[key] = _relocate(cell, path.parent, out_dir / key)
-    order = first.get("matrix_cells") or list(by_key)
+        for cell in data.cells:
+            if cell.key in by_key:
+                raise UsageError(f"cell {cell.key} is in more than one shard ({path})")
+            by_key[cell.key] = _relocate(cell, path.parent, out_dir / cell.key)
+    order = first.matrix_cells or list(by_key)
     cells = [by_key[key] for key in order if key in by_key]
     cells += [cell for key, cell in by_key.items() if key not in order]
-    ordered = sorted(shards, key=lambda item: item[1]["shard"]["index"])
-    merged: dict[str, Any] = {
-        **{k: v for k, v in first.items() if k not in ("cells", "schedule", "shard")},
-        "switches": list(dict.fromkeys(s for _p, d in ordered for s in d["switches"])),
-        "offloads": {k: v for _p, d in ordered for k, v in d["offloads"].items()},
-        "report_dir": str(out_dir),
-        "started_at": min(d["started_at"] for _p, d in shards),
-        "ended_at": max(d["ended_at"] for _p, d in shards),
-        # The shards run at the same time on their own machines: the longest is the wall time.
-        "seconds": max(d["seconds"] for _p, d in shards),
-        "host": {
-            **first.get("host", {}),
-            "hostname": ", ".join(
-                dict.fromkeys(str(d.get("host", {}).get("hostname")) for _p, d in ordered)
-            ),
-        },
-        "shards": [
-            {
-                "shard": f"{d['shard']['index']}/{count}",
-                "hostname": d.get("host", {}).get("hostname"),
-                "report": str(p),
-                "seconds": d["seconds"],
-                "cells": [f"{c['switch']}-{c['offload']}" for c in d["cells"]],
-                "host": d.get("host", {}),
-            }
-            for p, d in ordered
-        ],
-        "cells": cells,
-    }
-    merged["summary"] = summarise(cells)
-    return merged
+    ordered = sorted(shards, key=lambda item: _shard(item[1]).index)
+    return first.model_copy(
+        update={
+            "switches": list(dict.fromkeys(s for _p, d in ordered for s in d.switches)),
+            "offloads": {k: v for _p, d in ordered for k, v in d.offloads.items()},
+            "report_dir": str(out_dir),
+            "schedule": None,
+            "shard": None,
+            "started_at": min(d.started_at or "" for _p, d in shards),
+            "ended_at": max(d.ended_at or "" for _p, d in shards),
+            # The shards run at the same time on their own machines: the longest is the
+            # wall time.
+            "seconds": max(d.seconds or 0.0 for _p, d in shards),
+            "host": {
+                **first.host,
+                "hostname": ", ".join(
+                    dict.fromkeys(str(d.host.get("hostname")) for _p, d in ordered)
+                ),
+            },
+            "shards": [
+                ShardRecord(
+                    shard=f"{_shard(d).index}/{count}",
+                    hostname=d.host.get("hostname"),
+                    report=str(p),
+                    seconds=d.seconds,
+                    cells=[c.key for c in d.cells],
+                    host=d.host,
+                )
+                for p, d in ordered
+            ],
+            "cells": cells,
+        }
+    )
 
 
-def _read_shard(path: Path) -> tuple[Path, dict[str, Any]]:
+def _shard(result: MatrixResult) -> ShardRef:
+    assert result.shard is not None  # _read_shard refuses results without one
+    return result.shard
+
+
+def _read_shard(path: Path) -> tuple[Path, MatrixResult]:
     file = path / "report.json" if path.is_dir() else path
     try:
         data = json.loads(file.read_text())
@@ -422,19 +427,21 @@ def _read_shard(path: Path) -> tuple[Path, dict[str, Any]]:
         )
     if not data.get("lab_version"):
         raise UsageError(f"{file}: has no lab_version (made by an older labctl)")
-    return file, data
+    try:
+        return file, read_matrix(data)
+    except UsageError as error:
+        raise UsageError(f"{file}: {error}") from None
 
 
-def _relocate(cell: dict[str, Any], shard_dir: Path, target: Path) -> dict[str, Any]:
+def _relocate(cell: CellResult, shard_dir: Path, target: Path) -> CellResult:
     """The cell with its run directory copied to `target`, when it lies in the shard's
     report directory (where the runner puts it); paths elsewhere are kept as given."""
-    run_dir = cell.get("run_dir")
-    if not run_dir:
-        return dict(cell)
-    source = shard_dir / Path(run_dir).name
+    if not cell.run_dir:
+        return cell
+    source = shard_dir / Path(cell.run_dir).name
     if not source.is_dir():
-        return dict(cell)
+        return cell
     if source.resolve() != target.resolve():
         shutil.copytree(source, target, dirs_exist_ok=True)
-    pcaps = {tap: str(target / Path(pcap).name) for tap, pcap in cell.get("pcaps", {}).items()}
-    return {**cell, "run_dir": str(target), "pcaps": pcaps}
+    pcaps = {tap: str(target / Path(pcap).name) for tap, pcap in cell.pcaps.items()}
+    return cell.model_copy(update={"run_dir": str(target), "pcaps": pcaps})

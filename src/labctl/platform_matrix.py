@@ -18,10 +18,12 @@ from pathlib import Path
 from typing import Any
 
 from labctl.core import platforms as plat
-from labctl.core.matrix import Cell, Lab
+from labctl.core.matrix import Cell
+from labctl.core.matrix import Experiment as Lab
 from labctl.core.model import SwitchKind
+from labctl.core.result import MatrixResult
 from labctl.errors import BackendError, LabctlError, UsageError
-from labctl.matrix import MatrixRunner, summarise
+from labctl.matrix import MatrixRunner
 
 # The platform a labctl runs on, set by the platform VM's job (cells' expectations).
 PLATFORM_ENV = "LABCTL_PLATFORM_NAME"
@@ -272,7 +274,7 @@ def run(
     workers: int,
     offloads: list[str] | None,
     say: Callable[[str], None],
-) -> dict[str, Any]:
+) -> MatrixResult:
     """The whole matrix over `chosen` platforms; `cells_for(platform)` enumerates the
     cells with that platform's expectations."""
     started = time.monotonic()
@@ -294,7 +296,7 @@ def run(
                 "skipped; --ovs-kernel-vm PLATFORM runs them in that platform's VM"
             )
     host_cells = [c for c in cells_for(plat.HOST) if c.switch in plan.get(plat.HOST, [])]
-    result = runner.run(host_cells, workers=workers)
+    result = runner.run(host_cells, workers=workers).to_json()
     for cell in result["cells"]:
         cell["platform"] = plat.HOST
     blocks: dict[str, dict[str, Any]] = {}
@@ -336,6 +338,7 @@ def run(
         for cell in guest_cells:
             cell["platform"] = name
         result["cells"].extend(guest_cells)
+        block["vms_side_by_side"] = side_by_side
         blocks[name] = block
     for cell in result["cells"]:
         versions = blocks.get(cell["platform"], {}).get("versions") or {}
@@ -344,11 +347,9 @@ def run(
         }
     result["platforms"] = blocks
     result["platform_notes"] = notes
-    result["platform_vms_side_by_side"] = side_by_side
     result["switches"] = list(dict.fromkeys(c["switch"] for c in result["cells"]))
-    result["summary"] = summarise(result["cells"])
     result["seconds"] = round(time.monotonic() - started, 2)
-    return result
+    return MatrixResult.model_validate(result)
 
 
 def check_choice(requested: list[str] | None, lab: Lab) -> list[plat.Platform]:
@@ -358,36 +359,42 @@ def check_choice(requested: list[str] | None, lab: Lab) -> list[plat.Platform]:
     return chosen
 
 
-def primary_platform(result: dict[str, Any]) -> str:
+def primary_platform(result: MatrixResult) -> str:
     """The platform whose cells fill the report's switch x offload grid: the host when it
     ran cells, else the first platform; the version view shows them all."""
-    names = list(result.get("platforms", {}))
-    with_cells = [n for n in names if any(c.get("platform") == n for c in result["cells"])]
+    names = list(result.platforms)
+    with_cells = [n for n in names if any(c.platform == n for c in result.cells)]
     if plat.HOST in with_cells:
         return plat.HOST
     return str((with_cells or names or [plat.HOST])[0])
 
 
-def write_reports(result: dict[str, Any]) -> dict[str, Path]:
+def write_reports(result: MatrixResult) -> dict[str, Path]:
     """report.json with every cell of every platform; report.md and report.html with the
     grid of the primary platform and the version view of all; junit.xml with all cells."""
     from labctl.reports import html, junit, markdown
     from labctl.reports import platforms as view
 
-    out = Path(result["report_dir"])
+    if result.report_dir is None:
+        raise UsageError("the matrix result names no report directory to write to")
+    out = Path(result.report_dir)
     primary = primary_platform(result)
     grid = view.platform_result(result, primary)
-    grid["description"] = (
-        f"{result.get('description') or ''}\n\nThe grid below: platform {primary}; every "
-        "platform in the Platforms table."
-    ).strip()
+    grid = grid.model_copy(
+        update={
+            "description": (
+                f"{result.description or ''}\n\nThe grid below: platform {primary}; every "
+                "platform in the Platforms table."
+            ).strip()
+        }
+    )
     paths = {
         "json": out / "report.json",
         "markdown": out / "report.md",
         "junit": out / "junit.xml",
         "html": out / "report.html",
     }
-    paths["json"].write_text(json.dumps(result, indent=2, default=str) + "\n")
+    paths["json"].write_text(json.dumps(result.to_json(), indent=2) + "\n")
     paths["markdown"].write_text(markdown.render(grid) + "\n" + view.markdown(result))
     paths["junit"].write_text(junit.render(result))
     page = html.render(grid, report_dir=out)

@@ -42,12 +42,14 @@ PRELOAD = (
     "labctl.cli",
     "labctl.api",
     "labctl.engine",
+    "labctl.run",
     "labctl.matrix",
     "labctl.render",
     "labctl.state",
     "labctl.core.plan",
     "labctl.core.doctor",
     "labctl.analysis.diagnose",
+    "labctl.analysis.diagnosis_text",
     "labctl.analysis.tables",
     "labctl.backends.registry",
     "labctl.backends.docker_runtime",
@@ -196,7 +198,7 @@ def serve() -> int:
 def _same_user(conn: socket.socket) -> bool:
     creds = conn.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i"))
     _pid, uid, _gid = struct.unpack("3i", creds)
-    return uid == os.getuid()
+    return bool(uid == os.getuid())
 
 
 def _child(conn: socket.socket) -> int:

@@ -7,7 +7,7 @@ remove, sweep by lab) and can be told to fail at a given operation.
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -20,6 +20,7 @@ from labctl.backends.base import (
     OffloadBackend,
     Owned,
     SwitchBackend,
+    SwitchFactory,
 )
 from labctl.core.events import EventSink
 from labctl.core.model import Node, Switch, SwitchKind, Topology
@@ -115,6 +116,9 @@ class FakeRuntime(NodeRuntime):
             return ExecResult(0, lines)
         return ExecResult(127, "", "not found")
 
+    def attach(self, handle: NodeHandle, argv: Sequence[str], *, tty: bool) -> int:
+        return self.exec(handle, argv).exit_code
+
     def sweep(self, lab: str) -> list[Owned]:
         gone = [k for k, v in self.host.containers.items() if v == lab]
         for key in gone:
@@ -146,10 +150,8 @@ class FakeLinks(LinkBackend):
         self.host.links[host_ifname] = lab
         return {"host_ifname": host_ifname}
 
-    def ensure_veth_between_nodes(
-        self, lab: str, transient_names: tuple[str, str], a: Any, b: Any, role: str
-    ) -> dict[str, Any]:
-        self.host.op(f"ensure_pair:{transient_names[0]}")
+    def ensure_veth_between_nodes(self, lab: str, a: Any, b: Any, role: str) -> dict[str, Any]:
+        self.host.op(f"ensure_pair:{a[0].name}:{a[1]}")
         return {}
 
     def remove_link(self, lab: str, host_ifname: str) -> None:
@@ -210,7 +212,9 @@ class FakeSwitch(SwitchBackend):
         return [Owned("bridge", k, v) for k, v in self.host.bridges.items() if lab in (None, v)]
 
 
-def switch_table(host: FakeHost, unavailable: dict[SwitchKind, str] | None = None):
+def switch_table(
+    host: FakeHost, unavailable: dict[SwitchKind, str] | None = None
+) -> tuple[SwitchFactory, Callable[[], list[SwitchBackend]]]:
     unavailable = unavailable or {}
     backends = {kind: FakeSwitch(host, unavailable.get(kind)) for kind in SwitchKind}
     return backends.__getitem__, lambda: [backends[SwitchKind.LINUX_BRIDGE]]

@@ -9,9 +9,10 @@ import pytest
 from labctl.backends.base import Backends
 from labctl.core.events import Event
 from labctl.core.loader import load_topology
-from labctl.core.model import Offload, RuntimeKind, SwitchKind
+from labctl.core.model import Offload, RuntimeKind, SwitchKind, Topology
 from labctl.engine import Engine
 from labctl.errors import BackendError, PrerequisiteError, UsageError
+from labctl.run import run_traffic
 from labctl.state import StateStore
 from tests.engine.fakes import FakeHost, FakeLinks, FakeOffload, FakeRuntime, switch_table
 
@@ -45,7 +46,7 @@ def fake_backends(host: FakeHost, unavailable: dict[SwitchKind, str] | None = No
     )
 
 
-def seed():
+def seed() -> Topology:
     topology, _ = load_topology(SEED)
     return topology
 
@@ -155,17 +156,17 @@ def test_down_is_idempotent_and_spares_other_labs(host: FakeHost, tmp_path: Path
 def test_run_reports_each_request(host: FakeHost, tmp_path: Path) -> None:
     engine = make_engine(host, tmp_path)
     engine.up(seed(), str(SEED))
-    summary = engine.run_traffic("seed")
+    summary = run_traffic(engine, "seed")
     assert summary.ok and summary.succeeded == 5
     host.curl_exit = 28
-    failed = engine.run_traffic("seed")
+    failed = run_traffic(engine, "seed")
     assert failed.failed == 5 and failed.results[0].error == "curl exit 28: timed out"
 
 
 def test_run_on_a_lab_that_is_not_up(host: FakeHost, tmp_path: Path) -> None:
     engine = make_engine(host, tmp_path)
     with pytest.raises(UsageError, match="not up"):
-        engine.run_traffic("seed")
+        run_traffic(engine, "seed")
 
 
 def test_offload_is_applied_after_the_link_and_recorded(host: FakeHost, tmp_path: Path) -> None:
@@ -259,3 +260,15 @@ def test_up_prepares_the_node_runtime_before_creating_anything(
     assert host.log[1] == f"prepare:{lab.name}" and not host.empty()
     lab.down()
     assert host.empty()
+
+
+def test_every_kind_of_step_has_an_apply_and_an_undo() -> None:
+    from labctl.core import plan
+    from labctl.engine import STEP_KINDS
+
+    kinds = {
+        cls
+        for cls in vars(plan).values()
+        if isinstance(cls, type) and issubclass(cls, plan.Step) and cls is not plan.Step
+    }
+    assert kinds and kinds == set(STEP_KINDS)

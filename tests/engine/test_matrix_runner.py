@@ -5,17 +5,20 @@ from __future__ import annotations
 
 import json
 import threading
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from labctl.backends.base import Backends
 from labctl.core import schedule
+from labctl.core.events import EventSink
 from labctl.core.matrix import cells, load_lab
-from labctl.core.model import Switch, SwitchKind
-from labctl.engine import Backends
+from labctl.core.model import RuntimeKind, Switch, SwitchKind
+from labctl.core.result import MatrixResult, read_matrix
 from labctl.errors import PrerequisiteError
-from labctl.matrix import MatrixRunner, exit_code
+from labctl.matrix import BackendsFactory, MatrixRunner, exit_code
 from tests.engine.fakes import FakeHost, FakeLinks, FakeOffload, FakeRuntime, FakeSwitch
 
 pytestmark = pytest.mark.engine
@@ -62,11 +65,11 @@ class OvsFake(FakeSwitch):
         self.daemons.release(lab)
 
 
-def factory(host: FakeHost, daemons: Daemons | None = None):
+def factory(host: FakeHost, daemons: Daemons | None = None) -> BackendsFactory:
     """Backends whose HTTP fails for the labs in host.failing_labs; no ovs-kernel."""
     daemons = daemons or Daemons()
 
-    def make(on_event):  # type: ignore[no-untyped-def]
+    def make(on_event: EventSink) -> tuple[Backends, Callable[[], None]]:
         switches = {
             SwitchKind.LINUX_BRIDGE: FakeSwitch(host),
             SwitchKind.OVS_KERNEL: OvsFake(
@@ -76,7 +79,7 @@ def factory(host: FakeHost, daemons: Daemons | None = None):
             SwitchKind.OVS_DPDK: OvsFake(host, daemons),
         }
         backends = Backends(
-            {"docker": FakeRuntime(host)},
+            {RuntimeKind.DOCKER: FakeRuntime(host)},
             FakeLinks(host),
             switches.__getitem__,
             lambda: [switches[SwitchKind.LINUX_BRIDGE]],
@@ -88,7 +91,9 @@ def factory(host: FakeHost, daemons: Daemons | None = None):
     return make
 
 
-def run_matrix(tmp_path: Path, workers: int, curl_seconds: float = 0.0) -> tuple[dict, FakeHost]:
+def run_matrix(
+    tmp_path: Path, workers: int, curl_seconds: float = 0.0
+) -> tuple[MatrixResult, FakeHost]:
     lab = load_lab(LAB)
     host = FakeHost(failing_labs=set(FAILING), curl_seconds=curl_seconds)
     runner = MatrixRunner(
@@ -101,7 +106,9 @@ def test_matrix_cells_pass_skip_and_fail(tmp_path: Path, monkeypatch: pytest.Mon
     monkeypatch.setenv("LABCTL_STATE_DIR", str(tmp_path / "state"))
     # The fakes do not capture, so there is no diagnosis: expectations that name findings
     # (the OVS offload-on cells) cannot be met, and are reported as failed with the reason.
-    result, host = run_matrix(tmp_path, workers=1)
+    typed, host = run_matrix(tmp_path, workers=1)
+    assert exit_code(typed) == 1
+    result = typed.to_json()  # report.json
     by_key = {(c["switch"], c["offload"]): c for c in result["cells"]}
     assert by_key[("linux-bridge", "on")]["status"] == "passed"
     assert by_key[("ovs-userspace", "off")]["status"] == "passed"
@@ -115,7 +122,6 @@ def test_matrix_cells_pass_skip_and_fail(tmp_path: Path, monkeypatch: pytest.Mon
     assert by_key[("ovs-dpdk", "server-only")]["status"] == "failed"
     assert by_key[("linux-bridge", "server-only")]["status"] == "passed"
     assert result["summary"] == {"passed": 5, "failed": 4, "skipped": 3, "error": 0}
-    assert exit_code(result) == 1
     assert host.empty()
     assert result["host"]["kernel"] == "test" and result["host"]["hostname"]
     # Serially nothing overlaps.
@@ -131,8 +137,9 @@ def test_parallel_cells_overlap_and_give_the_serial_result(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("LABCTL_STATE_DIR", str(tmp_path / "state"))
-    serial, _ = run_matrix(tmp_path, workers=1, curl_seconds=0.2)
-    parallel, host = run_matrix(tmp_path, workers=3, curl_seconds=0.2)
+    serial = run_matrix(tmp_path, workers=1, curl_seconds=0.2)[0].to_json()
+    typed, host = run_matrix(tmp_path, workers=3, curl_seconds=0.2)
+    parallel = typed.to_json()
     assert host.empty()
     assert [(c["switch"], c["offload"], c["status"], c["reason"]) for c in serial["cells"]] == [
         (c["switch"], c["offload"], c["status"], c["reason"]) for c in parallel["cells"]
@@ -164,7 +171,7 @@ def test_workers_must_be_positive(tmp_path: Path) -> None:
         runner.run(cells(lab), workers=0)
 
 
-def statuses(result: dict) -> list[tuple[str, str, str]]:
+def statuses(result: dict[str, Any]) -> list[tuple[str, str, str]]:
     return [(c["switch"], c["offload"], c["status"]) for c in result["cells"]]
 
 
@@ -175,15 +182,16 @@ def test_shards_merge_into_the_unsharded_result(
 
     monkeypatch.setenv("LABCTL_STATE_DIR", str(tmp_path / "state"))
     lab = load_lab(LAB)
-    whole, _ = run_matrix(tmp_path, workers=2)
+    typed_whole, _ = run_matrix(tmp_path, workers=2)
+    whole = typed_whole.to_json()
     dirs = []
     shard_keys = []
     for k in (1, 2):
         runner = MatrixRunner(
             lab, tmp_path / f"shard{k}", backends_factory=factory(FakeHost()), host_checks=False
         )
-        result = runner.run(cells(lab), workers=2, shard=(k, 2))
-        write_reports(result)
+        result = runner.run(cells(lab), workers=2, shard=(k, 2)).to_json()
+        write_reports(read_matrix(result))
         dirs.append(Path(result["report_dir"]))
         shard_keys.append({c["switch"] + "-" + c["offload"] for c in result["cells"]})
     # A real split: both shards run cells, none twice, none left out.
@@ -194,12 +202,14 @@ def test_shards_merge_into_the_unsharded_result(
     long_cells = {k for k in long_cells if k.startswith("ovs-") and "-off" not in k}
     long_cells -= {"ovs-kernel-on", "ovs-kernel-server-only"}
     assert long_cells & shard_keys[0] and long_cells & shard_keys[1]
-    merged = merge_reports(dirs, tmp_path / "merged")
+    typed_merged = merge_reports(dirs, tmp_path / "merged")
+    merged = typed_merged.to_json()
+    assert "shard" not in merged and "schedule" not in merged
     assert statuses(merged) == statuses(whole)
     assert merged["summary"] == whole["summary"]
     assert all(c["host"] for c in merged["cells"])
     assert [s["shard"] for s in merged["shards"]] == ["1/2", "2/2"]
-    paths = write_reports(merged)
+    paths = write_reports(typed_merged)
     assert "(on " in paths["markdown"].read_text()
     assert "host: " in paths["junit"].read_text()
     # The merge refuses what does not belong together.
@@ -215,6 +225,6 @@ def test_shards_merge_into_the_unsharded_result(
     report.write_text(json.dumps(data))
     with pytest.raises(UsageError, match="different lab versions"):
         merge_reports(dirs, tmp_path / "m4")
-    write_reports(whole)
+    write_reports(typed_whole)
     with pytest.raises(UsageError, match="not a shard"):
         merge_reports([Path(whole["report_dir"])], tmp_path / "m5")

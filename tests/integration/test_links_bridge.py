@@ -234,12 +234,11 @@ def test_node_to_node_veth(
 ) -> None:
     before = host.snapshot()
     left, right = make_node("left"), make_node("right")
-    transient = names.transient_veth_names(lab, 0)
     a = (left, "eth1", AddressSpec(addresses=("10.78.0.1/30", "fd00:78::1/64"), mtu=1300))
     b = (right, "eth2", AddressSpec(addresses=("10.78.0.2/30", "fd00:78::2/64")))
 
-    first = links.ensure_veth_between_nodes(lab, transient, a, b, role="left-right")
-    again = links.ensure_veth_between_nodes(lab, transient, a, b, role="left-right")
+    first = links.ensure_veth_between_nodes(lab, a, b, role="left-right")
+    again = links.ensure_veth_between_nodes(lab, a, b, role="left-right")
 
     assert first == again
     assert host.ping(left, "10.78.0.2") and host.ping(right, "fd00:78::1")
@@ -250,7 +249,6 @@ def test_node_to_node_veth(
     )
     assert left_end["ifalias"] == right_end["ifalias"] == alias
     assert left_end["mtu"] == right_end["mtu"] == 1300
-    assert not any(host.link_info(name) for name in transient)
     assert links.list_owned(lab) == []  # nothing of it is on the host
     host.assert_clean(lab, before)
 
@@ -289,22 +287,78 @@ def test_node_to_node_veth_resumes_after_an_interrupted_run(
     make_node: Callable[..., NodeHandle],
 ) -> None:
     left, right = make_node("left"), make_node("right")
-    transient = names.transient_veth_names(lab, 3)
-    alias = names.interface_alias(lab, "left-right")
-    # What a crash right after creating the pair leaves: both ends on the host, aliased.
-    host_side = ["ip", "link", "add", transient[0], "type", "veth", "peer", "name", transient[1]]
-    assert host.run(host_side).returncode == 0
-    for name in transient:
-        host.run(["ip", "link", "set", "dev", name, "alias", alias])
-    assert sorted(o.name for o in links.list_owned(lab)) == sorted(transient)
+    # What a run killed right after creating the pair leaves: each end in its node
+    # under its final name, not yet labelled; nothing on the host.
+    made = host.run(
+        [
+            "ip",
+            "link",
+            "add",
+            "eth1",
+            "netns",
+            str(left.pid),
+            "type",
+            "veth",
+            "peer",
+            "name",
+            "eth1",
+            "netns",
+            str(right.pid),
+        ]
+    )
+    assert made.returncode == 0, made.stderr
+    assert links.list_owned(lab) == []
 
     links.ensure_veth_between_nodes(
         lab,
-        transient,
         (left, "eth1", AddressSpec(addresses=("10.79.0.1/30",))),
         (right, "eth1", AddressSpec(addresses=("10.79.0.2/30",))),
         role="left-right",
     )
 
     assert host.ping(left, "10.79.0.2")
+    alias = names.interface_alias(lab, "left-right")
+    assert host.link_info("eth1", left.netns_path)["ifalias"] == alias
+    assert host.link_info("eth1", right.netns_path)["ifalias"] == alias
     assert links.list_owned(lab) == []
+
+
+def test_host_veth_resumes_after_a_run_killed_before_moving_it_out(
+    host: HostProbe,
+    lab: str,
+    links: NetlinkLinks,
+    make_node: Callable[..., NodeHandle],
+) -> None:
+    """The pair is born inside the node: a kill before its host end is labelled and moved
+    out leaves nothing on the host, and the next run finishes the job."""
+    before = host.snapshot()
+    node = make_node("server")
+    host_ifname = names.host_veth_name(lab, "p1")
+    made = host.run(
+        [
+            "ip",
+            "link",
+            "add",
+            host_ifname,
+            "netns",
+            str(node.pid),
+            "type",
+            "veth",
+            "peer",
+            "name",
+            "eth0",
+            "netns",
+            str(node.pid),
+        ]
+    )
+    assert made.returncode == 0, made.stderr
+    assert host.link_info(host_ifname) is None
+
+    links.ensure_veth_to_node(lab, host_ifname, node, "eth0", SERVER, "server:eth0")
+
+    assert host.link_info(host_ifname)["ifalias"] == names.interface_alias(lab, "server:eth0")
+    assert host.link_info(host_ifname, node.netns_path) is None
+    assert host.link_info("eth0", node.netns_path) is not None
+    links.remove_link(lab, host_ifname)
+    assert host.link_info("eth0", node.netns_path) is None
+    host.assert_clean(lab, before)

@@ -34,8 +34,8 @@ from labctl.backends.netns_runtime import (
     netns_name,
 )
 from labctl.core.model import Node
-from labctl.engine import RunRecorder
 from labctl.errors import BackendError
+from labctl.run import RunRecorder
 from tests.integration.host_snapshot import HostSnapshot
 from tests.integration.lab_fixtures import SEED
 from tests.skips import skip_or_fail

@@ -14,6 +14,7 @@ import pytest
 
 from labctl import Lab
 from labctl.errors import UsageError
+from labctl.run import run_traffic
 from tests.integration.host_snapshot import HostSnapshot
 from tests.integration.lab_fixtures import SEED, labctl
 
@@ -111,7 +112,7 @@ def test_api_refuses_run_after_exit(lab_name: str, state_dir: Path) -> None:
     with lab:
         pass
     with pytest.raises(UsageError):
-        lab.engine.run_traffic(lab_name)
+        run_traffic(lab.engine, lab_name)
 
 
 def _lab_id(name: str) -> str:

@@ -15,8 +15,8 @@ import pytest
 import yaml
 
 from labctl import Lab
-from labctl.engine import RunRecorder
 from labctl.errors import PrerequisiteError
+from labctl.run import RunRecorder
 from tests.integration.host_snapshot import HostSnapshot
 from tests.integration.lab_fixtures import SEED, labctl
 

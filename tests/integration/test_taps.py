@@ -12,7 +12,7 @@ import pytest
 
 from labctl import Lab
 from labctl.analysis.checksums import read_pcap
-from labctl.engine import RunRecorder
+from labctl.run import RunRecorder
 from tests.integration.host_snapshot import HostSnapshot
 from tests.integration.lab_fixtures import SEED, labctl
 

@@ -57,6 +57,10 @@ def test_wheel_carries_examples_license_and_one_version(wheel: Path) -> None:
     assert {
         "labctl/examples/topologies/seed.yaml",
         "labctl/examples/labs/veth-checksum/lab.yaml",
+        # The HTML report reads these at run time.
+        "labctl/reports/html/style.css",
+        "labctl/reports/html/templates/page.html.j2",
+        "labctl/reports/html/templates/cell.html.j2",
     } <= names
     assert "tasks.py" not in names
     assert f"\nVersion: {labctl.__version__}\n" in metadata

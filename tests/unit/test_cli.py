@@ -170,6 +170,70 @@ def test_bash_completes_commands_options_files_labs_and_nodes(
     assert "client-port" in bash_complete("labctl capture --lab cl-complete ", one_lab_up)
 
 
+ZSH_DRIVER = r"""
+zmodload zsh/zpty
+zpty z zsh -f -i
+zpty -w z "autoload -U compinit; compinit -u -D"
+zpty -w z 'eval "$(labctl completion zsh)"'
+# Every candidate the completion system is given, one per line, into $HITS.
+zpty -w z 'compadd () { local -a h; builtin compadd -O h "$@"; print -rl -- $h >> $HITS; }'
+zpty -w -n z "$LINE"$'\t'
+# zle skips completing while keys are pending, so nothing is typed ahead: wait for the
+# candidates (a labctl process answers them), let the last ones land, then end.
+local _i
+for _i in {1..300}; do [[ -s $HITS ]] && break; sleep 0.1; done
+sleep 0.3
+zpty -w z $'\x15touch $HITS.done'
+for _i in {1..100}; do [[ -e $HITS.done ]] && break; sleep 0.1; done
+zpty -d z
+"""
+
+
+def zsh_complete(line: str, env: dict[str, str], tmp_path: Path) -> list[str]:
+    """Completions for `line` as an interactive zsh computes them with our script (TAB)."""
+    zsh = shutil.which("zsh")
+    assert zsh is not None, "zsh is missing: scripts/provision.sh installs it"
+    hits = tmp_path / "zsh-hits"
+    hits.unlink(missing_ok=True)
+    Path(f"{hits}.done").unlink(missing_ok=True)
+    done = subprocess.run(
+        [zsh, "-f", "-c", ZSH_DRIVER],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=ROOT,
+        env={
+            **os.environ,
+            **env,
+            "PATH": f"{LABCTL.parent}:{os.environ['PATH']}",
+            "HITS": str(hits),
+            "LINE": line,
+        },
+    )
+    assert Path(f"{hits}.done").exists(), done.stdout + done.stderr
+    return sorted(set(hits.read_text().split())) if hits.exists() else []
+
+
+def test_real_zsh_completes_commands_options_files_labs_and_nodes(
+    one_lab_up: dict[str, str], tmp_path: Path
+) -> None:
+    assert zsh_complete("labctl va", one_lab_up, tmp_path) == ["validate"]
+    commands = set(zsh_complete("labctl ", one_lab_up, tmp_path))
+    assert {"exec", "capture", "matrix", "doctor"} <= commands
+    assert zsh_complete("labctl doctor --sw", one_lab_up, tmp_path) == ["--switch"]
+    assert zsh_complete("labctl up topologies/se", one_lab_up, tmp_path) == ["topologies/seed.yaml"]
+    assert words(zsh_complete("labctl exec ", one_lab_up, tmp_path)) == ["cl-complete"]
+    assert words(zsh_complete("labctl exec cl-complete ", one_lab_up, tmp_path)) == [
+        "client",
+        "server",
+    ]
+    assert zsh_complete("labctl down c", one_lab_up, tmp_path) == ["cl-complete"]
+    assert zsh_complete("labctl capture server:", one_lab_up, tmp_path) == [
+        "server:eth0",
+        "server:lo",
+    ]
+
+
 def test_zsh_protocol_completes_nodes(one_lab_up: dict[str, str]) -> None:
     """What the zsh script asks labctl (zsh itself is not needed to check labctl's side)."""
     script = labctl("completion", "zsh").stdout

@@ -14,7 +14,12 @@ LAB = ROOT / "labs" / "veth-checksum"
 
 
 def obs(ok: bool, findings: tuple[str, ...] = ()) -> Observation:
-    return Observation(ok, 5 if ok else 0, 0 if ok else 5, None, findings, "")
+    return Observation(
+        http="pass" if ok else "fail",
+        succeeded=5 if ok else 0,
+        failed=0 if ok else 5,
+        findings=findings,
+    )
 
 
 def test_veth_checksum_lab_has_the_seed_expectations() -> None:

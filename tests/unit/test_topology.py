@@ -117,7 +117,7 @@ def test_plan_for_seed_orders_nodes_switch_links_ports_server() -> None:
     }
 
 
-def test_plan_node_to_node_link_uses_transient_names(tmp_path: Path) -> None:
+def test_plan_node_to_node_link(tmp_path: Path) -> None:
     path = write(
         tmp_path,
         """
@@ -133,7 +133,7 @@ links:
     plan = make_plan(topology)
     link = plan.steps[-1]
     assert link.action == "CreateNodeLink"
-    assert all(len(n) <= 15 for n in link.transient_names)  # type: ignore[attr-defined]
+    assert (link.a, link.b) == (("a", "eth0"), ("b", "eth0"))  # type: ignore[attr-defined]
     assert plan.bridge is None
 
 
@@ -142,7 +142,7 @@ def test_generated_names_fit_and_differ_per_lab() -> None:
         for name in (
             names.bridge_name(lab),
             names.host_veth_name(lab, "p234567"),
-            *names.transient_veth_names(lab, 99),
+            names.dpdk_port_name(lab, "p2345"),
         ):
             assert names.check_generated(name) == name
     assert names.bridge_name("seed") != names.bridge_name("seed-2")

@@ -6,11 +6,16 @@ zero-udp, truncated, fragment). `evidence` reads TCP's own proof of what a
 receiver accepted (answered, acknowledged, resent and never acknowledged).
 `diagnose` follows packets across taps on a path and, from that evidence and
 the taps' positions, says where a checksum that a receiver checks first goes
-bad, where packets are lost between taps, and which handshakes never completed.
+bad, where packets are lost between taps, and which handshakes never completed:
+it matches packets across taps with `matching`, runs the detectors of
+`findings` and returns a `diagnosis.Diagnosis` (the data types);
+`diagnosis_text` renders one for a terminal, `packet_words` names packets and
+flows for both.
 """
 
 from labctl.analysis.checksums import Capture, PacketRecord, read_pcap
-from labctl.analysis.diagnose import (
+from labctl.analysis.diagnose import analyse, diagnose
+from labctl.analysis.diagnosis import (
     Diagnosis,
     Finding,
     FlowTimeline,
@@ -18,10 +23,8 @@ from labctl.analysis.diagnose import (
     TapCapture,
     TapSummary,
     TimelineEvent,
-    analyse,
-    diagnose,
-    render_text,
 )
+from labctl.analysis.diagnosis_text import render_text
 
 __all__ = [
     "Capture",

@@ -136,7 +136,6 @@ class LinkBackend(Protocol):
     def ensure_veth_between_nodes(
         self,
         lab: str,
-        transient_names: tuple[str, str],
         a: tuple[NodeHandle, str, AddressSpec],
         b: tuple[NodeHandle, str, AddressSpec],
         role: str,

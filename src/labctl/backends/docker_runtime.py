@@ -172,6 +172,8 @@ class DockerRuntime:
                 "the container exited at once",
                 f"its last output: {logs or '(none)'}",
             )
+        if container.id is None:  # only a Container made without the daemon's attributes
+            raise BackendError(f"starting node {name}", "Docker returned no container id")
         return NodeHandle(name=name, container_id=container.id, pid=pid)
 
     def get_node(self, lab: str, name: str) -> NodeHandle | None:
@@ -293,7 +295,7 @@ class DockerRuntime:
         labels = container.labels or {}
         return Owned(
             "container",
-            container.name,
+            container.name or container.short_id,
             labels.get(names.LABEL_LAB, "?"),
             {
                 "node": labels.get(names.LABEL_NODE),

@@ -126,18 +126,18 @@ def clash_error(action: str, ifname: str, alias: str | None, expected: str) -> B
     )
 
 
-def label_new_link(handle: Netlink, ifname: str, alias: str) -> Any:
+def label_new_link(handle: Netlink, ifname: str, alias: str, where: str = "the host") -> Any:
     """Alias a link just created, or delete it: an unlabelled link would escape every sweep.
 
     The kernel ignores IFLA_IFALIAS in a create request, hence the second request.
     """
-    link = existing_link(handle, ifname)
+    link = existing_link(handle, ifname, where)
     try:
         handle.link("set", index=link["index"], ifalias=alias)
     except NetlinkError:
         handle.link("del", index=link["index"])
         raise
-    return existing_link(handle, ifname)
+    return existing_link(handle, ifname, where)
 
 
 def keep_host_out_of_lab(handle: Netlink, index: int) -> None:
@@ -179,6 +179,11 @@ def enable_ipv6(node: NodeHandle, ifname: str) -> None:
         raise BackendError(action, error) from error
     if done.returncode != 0:
         raise BackendError(action, done.stderr.strip() or f"exit {done.returncode}")
+
+
+def _peers(a: Any, b: Any) -> bool:
+    """True if two veth ends (each read in its own namespace) name each other as peer."""
+    return bool(a.get_attr("IFLA_LINK") == b["index"] and b.get_attr("IFLA_LINK") == a["index"])
 
 
 @contextmanager
@@ -273,16 +278,8 @@ class NetlinkLinks:
         with netlink_action(action), self.host() as ipr:
             host_link = self._reusable_host_veth(ipr, host_ifname, node, node_ifname, alias, action)
             if host_link is None:
-                with _netns_fd(node.netns_path) as ns_fd:
-                    # The peer is born in the node namespace: it never exists on the
-                    # host under node_ifname, where it could clash with host names.
-                    ipr.link(
-                        "add",
-                        ifname=host_ifname,
-                        kind=VETH,
-                        peer={"ifname": node_ifname, "net_ns_fd": ns_fd},
-                    )
-                host_link = label_new_link(ipr, host_ifname, alias)
+                self._create_pair_in_node(ipr, host_ifname, node, node_ifname, alias, action)
+                host_link = existing_link(ipr, host_ifname)
                 keep_host_out_of_lab(ipr, host_link["index"])
             host_index = host_link["index"]
             host_attrs: dict[str, Any] = {"state": "up"}
@@ -302,22 +299,50 @@ class NetlinkLinks:
     def ensure_veth_between_nodes(
         self,
         lab: str,
-        transient_names: tuple[str, str],
         a: tuple[NodeHandle, str, AddressSpec],
         b: tuple[NodeHandle, str, AddressSpec],
         role: str,
     ) -> dict[str, Any]:
-        """veth between two nodes, built on the host under transient names, then moved."""
+        """veth between two nodes, born with each end in its node under its final name.
+
+        The pair never exists in the host namespace: a labctl killed at any point
+        leaves it only inside the nodes, whose removal takes it with them."""
         alias = names.interface_alias(lab, role)
         ends = (a, b)
         action = f"creating veth {a[0].name}:{a[1]} <-> {b[0].name}:{b[1]}"
-        placed = [self._placed_node_end(end, alias, action) for end in ends]
-        if not all(placed):
-            with netlink_action(action), self.host() as ipr:
-                self._ensure_transient_pair(ipr, transient_names, placed, alias, action)
-                for end, transient, is_placed in zip(ends, transient_names, placed, strict=True):
-                    if not is_placed:
-                        self._move_into_node(ipr, transient, end[0], end[1])
+        found = [self._node_end(end, alias, action) for end in ends]
+        if found[0] is None and found[1] is None:
+            with (
+                netlink_action(action),
+                self.host() as ipr,
+                _netns_fd(a[0].netns_path) as fd_a,
+                _netns_fd(b[0].netns_path) as fd_b,
+            ):
+                ipr.link(
+                    "add",
+                    ifname=a[1],
+                    kind=VETH,
+                    net_ns_fd=fd_a,
+                    peer={"ifname": b[1], "net_ns_fd": fd_b},
+                )
+            found = [None, None]
+        elif found[0] is None or found[1] is None:
+            # One end of a veth cannot exist without the other: a half-built pair
+            # means someone deleted ours meanwhile; a rebuild must start clean.
+            raise BackendError(
+                action, "found only one end of the veth pair", "run `labctl down` and retry"
+            )
+        elif not _peers(found[0], found[1]):
+            raise BackendError(
+                action,
+                f"{a[0].name}:{a[1]} and {b[0].name}:{b[1]} exist but are not one veth pair",
+                "run `labctl down` and retry",
+            )
+        for (node, ifname, _spec), link in zip(ends, found, strict=True):
+            if link is None or link_alias(link) is None:
+                # New, or left unlabelled by a run killed right after creating it.
+                with self.node_netns(node, action) as ns, netlink_action(action):
+                    label_new_link(ns, ifname, alias, where=f"node {node.name}")
         mtu = _shared_mtu(a[2], b[2])
         result: dict[str, Any] = {"alias": alias}
         for key, (node, ifname, spec) in zip(("a", "b"), ends, strict=True):
@@ -368,55 +393,63 @@ class NetlinkLinks:
             peer = find_link(ns, node_ifname)
         return peer is not None and peer.get_attr("IFLA_LINK") == host_index
 
-    def _placed_node_end(
+    def _node_end(
         self, end: tuple[NodeHandle, str, AddressSpec], alias: str, action: str
-    ) -> bool:
-        """True if the end is already in its node under its final name (a re-run)."""
+    ) -> Any | None:
+        """The end already in its node under its final name (a re-run), or None.
+
+        Ours if it carries the pair's alias, or no alias at all as a veth: a run
+        killed between creating the pair and labelling it (the pair is born inside
+        the lab's own nodes, never on the host). Anything else is in the way."""
         node, ifname, _spec = end
         with self.node_netns(node, action) as ns:
             link = find_link(ns, ifname)
         if link is None:
-            return False
+            return None
         # The alias survives the move into the namespace, so it still proves ownership.
-        if link_alias(link) != alias:
+        if link_alias(link) not in (alias, None) or link_kind(link) != VETH:
             raise clash_error(f"{action} (in node {node.name})", ifname, link_alias(link), alias)
-        return True
+        return link
 
-    def _ensure_transient_pair(
+    def _create_pair_in_node(
         self,
         ipr: Netlink,
-        transient_names: tuple[str, str],
-        placed: list[bool],
+        host_ifname: str,
+        node: NodeHandle,
+        node_ifname: str,
         alias: str,
         action: str,
     ) -> None:
-        """Make sure the ends not yet placed exist on the host under their transient names."""
-        missing = []
-        for transient, is_placed in zip(transient_names, placed, strict=True):
-            link = find_link(ipr, transient)
-            if link is not None and link_alias(link) != alias:
-                raise clash_error(action, transient, link_alias(link), alias)
-            if link is None and not is_placed:
-                missing.append(transient)
-        if not missing:
-            return
-        if any(placed) or len(missing) == 1:
-            # One end of a veth cannot exist without the other: a half-built pair
-            # means someone deleted ours meanwhile; a rebuild must start clean.
-            raise BackendError(
-                action, "found only one end of the veth pair", "run `labctl down` and retry"
-            )
-        first, second = transient_names
-        ipr.link("add", ifname=first, kind=VETH, peer={"ifname": second})
-        for transient in transient_names:
-            label_new_link(ipr, transient, alias)
+        """Create the veth with both ends in the node's namespace, label the host end
+        there, then move it out into the host namespace.
 
-    def _move_into_node(self, ipr: Netlink, transient: str, node: NodeHandle, ifname: str) -> None:
-        index = existing_link(ipr, transient)["index"]
-        with _netns_fd(node.netns_path) as ns_fd:
-            # Move and rename in one request: the final name (often eth0) is only
-            # ever used inside the node, where it cannot clash with host names.
-            ipr.link("set", index=index, net_ns_fd=ns_fd, ifname=ifname)
+        The kernel ignores IFLA_IFALIAS in a create request, so a link is unlabelled
+        for a moment after it is born. Born on the host, a labctl killed in that moment
+        (Ctrl-C, SIGKILL) would leave a link no sweep can prove is its own; born in the
+        node, it goes with the node. The alias survives the move. The node end never
+        exists on the host under node_ifname, where it could clash with host names.
+        """
+        with self.node_netns(node, action) as ns, netlink_action(action):
+            link = find_link(ns, host_ifname)
+            if link is not None and link_alias(link) not in (None, alias):
+                raise clash_error(
+                    f"{action} (in node {node.name})", host_ifname, link_alias(link), alias
+                )
+            if link is None:
+                with _netns_fd(node.netns_path) as ns_fd:
+                    ipr.link(
+                        "add",
+                        ifname=host_ifname,
+                        kind=VETH,
+                        net_ns_fd=ns_fd,
+                        peer={"ifname": node_ifname, "net_ns_fd": ns_fd},
+                    )
+            # else: left in the node by a run killed before it moved this end out (the
+            # name carries this lab's id, and the node is this lab's): finish the job.
+            link = label_new_link(ns, host_ifname, alias, where=f"node {node.name}")
+            # pyroute2's NetNS runs in a forked child: this process's pid names the
+            # namespace labctl runs in (the host's).
+            ns.link("set", index=link["index"], net_ns_pid=os.getpid())
 
     def _configure_node_end(
         self,

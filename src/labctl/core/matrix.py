@@ -19,12 +19,14 @@ and every level is laid over what the topology itself sets at that level.
 
 from __future__ import annotations
 
+import math
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StrictStr
+from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr, field_validator
 
 from labctl.core.loader import (
     Document,
@@ -143,7 +145,11 @@ class LabSpec(_Spec):
 
 
 @dataclass(frozen=True)
-class Lab:
+class Experiment:
+    """A lab file loaded: its spec, the topology it names, and the offload settings
+    (the matrix's columns) checked against that topology. Not to be confused with
+    labctl.api.Lab, one running lab."""
+
     spec: LabSpec
     file: Path
     topology_file: Path
@@ -178,7 +184,7 @@ class Cell:
         return cell.with_name(self.lab_name(lab))
 
 
-def load_lab(path: str | Path) -> Lab:
+def load_lab(path: str | Path) -> Experiment:
     """Load labs/<name>/lab.yaml (or the directory) and the topology it names."""
     from labctl.examples import shipped
 
@@ -210,7 +216,7 @@ def load_lab(path: str | Path) -> Lab:
     if spec.requests is not None and topology.traffic is not None:
         traffic = topology.traffic.model_copy(update={"requests": spec.requests})
         topology = topology.model_copy(update={"traffic": traffic})
-    return Lab(spec, file, topology_file, topology, topology_doc, offloads)
+    return Experiment(spec, file, topology_file, topology, topology_doc, offloads)
 
 
 def offload_settings(
@@ -325,7 +331,7 @@ def _lab_problems(spec: LabSpec, doc: Document, file: Path) -> list[Problem]:
 
 
 def cells(
-    lab: Lab,
+    lab: Experiment,
     switches: list[str] | None = None,
     offloads: list[str] | None = None,
     platform: str = "host",
@@ -362,24 +368,53 @@ def expectation_for(
     return next((e for e in spec.expectations if e.when.matches(switch, offload, platform)), None)
 
 
-@dataclass(frozen=True)
-class Observation:
-    http_ok: bool
-    succeeded: int
-    failed: int
-    latency_ms: dict[str, float] | None
-    findings: tuple[str, ...]  # kinds of fault findings, in report order
-    verdict: str
+class Latency(BaseModel):
+    """Of the requests that succeeded, in milliseconds."""
 
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "http": "pass" if self.http_ok else "fail",
-            "succeeded": self.succeeded,
-            "failed": self.failed,
-            "latency_ms": self.latency_ms,
-            "findings": list(self.findings),
-            "verdict": self.verdict,
-        }
+    model_config = ConfigDict(frozen=True)
+
+    min: float
+    median: float
+    max: float
+
+
+class Observation(BaseModel):
+    """What a cell showed: the traffic's outcome and the kinds of fault found."""
+
+    model_config = ConfigDict(frozen=True, extra="ignore")
+
+    http: Literal["pass", "fail"]
+    succeeded: StrictInt
+    failed: StrictInt
+    latency_ms: Latency | None = None
+    findings: tuple[str, ...] = ()  # kinds of fault findings, in report order
+    verdict: str = ""
+
+    @field_validator("latency_ms", mode="before")
+    @classmethod
+    def _finite_latency(cls, value: Any) -> Any:
+        """No latency unless min, median and max are all numbers (NaN when nothing
+        succeeded, in results of older runs)."""
+        if isinstance(value, Mapping):
+            numbers = [value.get(key) for key in ("min", "median", "max")]
+            if not all(
+                isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v)
+                for v in numbers
+            ):
+                return None
+        return value
+
+    @property
+    def http_ok(self) -> bool:
+        return self.http == "pass"
+
+    @property
+    def requests(self) -> int:
+        return self.succeeded + self.failed
+
+    @property
+    def success_rate(self) -> float | None:
+        return self.succeeded / self.requests if self.requests else None
 
 
 def compare(expectation: Expectation | None, observed: Observation) -> str | None:
@@ -387,8 +422,7 @@ def compare(expectation: Expectation | None, observed: Observation) -> str | Non
     if expectation is None:
         return None
     differences = []
-    observed_http = "pass" if observed.http_ok else "fail"
-    if observed_http != expectation.http:
+    if observed.http != expectation.http:
         differences.append(
             f"expected HTTP to {expectation.http}, it did "
             f"{'pass' if observed.http_ok else 'fail'} "

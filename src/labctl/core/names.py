@@ -45,12 +45,6 @@ def dpdk_port_name(lab: str, port: str) -> str:
     return f"lc{lab_id(lab)}d-{port}"
 
 
-def transient_veth_names(lab: str, link_index: int) -> tuple[str, str]:
-    """Names of a node-to-node veth pair while it is still in the host namespace."""
-    base = f"lc{lab_id(lab)}x{link_index}"
-    return f"{base}a", f"{base}b"
-
-
 def container_name(lab: str, node: str) -> str:
     return f"labctl-{lab}-{node}"
 

@@ -65,7 +65,6 @@ class AttachPort(Step):
 @dataclass(frozen=True)
 class CreateNodeLink(Step):
     index: int
-    transient_names: tuple[str, str]
     a: tuple[str, str]
     b: tuple[str, str]
     a_settings: InterfaceSettings
@@ -178,15 +177,11 @@ def make_plan(topology: Topology) -> Plan:
                 )
             )
         else:
-            transient = tuple(
-                names.check_generated(n) for n in names.transient_veth_names(lab, index)
-            )
             steps.append(
                 CreateNodeLink(
                     f"link:{index}",
                     f"veth {a.node}:{a.name} <-> {b.node}:{b.name}",
                     index=index,
-                    transient_names=(transient[0], transient[1]),
                     a=(a.node, a.name),
                     b=(b.node, b.name),
                     a_settings=interface_settings(topology, a.node, a.name),

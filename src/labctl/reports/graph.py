@@ -4,19 +4,22 @@ SVG is the report's own drawing (reports.html.topology_drawing) made standalone
 with the report's drawing styles; Mermaid (for Markdown docs and issues) and
 Graphviz DOT render the same layout data: nodes with role, interfaces and
 addresses, the switch and its kind, veth links, and the taps numbered as in the
-report. Pure: input is the topology as JSON data (a file's, or a running lab's).
+report. Pure: input is the Topology model (a file's, or a running lab's).
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 
-from labctl.reports.html import (
-    CSS,
-    _Drawing,
-    _layout,
-    _TapMark,
+from labctl.core.model import Topology
+from labctl.core.validate import parse_endpoint
+from labctl.reports.html.page import css
+from labctl.reports.html.topology import (
+    Drawing,
+    TapMark,
+    has_switch,
+    layout,
     switch_kinds,
     topology_drawing,
 )
@@ -25,8 +28,8 @@ FORMATS = ("mermaid", "dot", "svg")
 SVG_NS = "http://www.w3.org/2000/svg"
 
 
-def render(topology: Mapping[str, object], fmt: str) -> str:
-    renderers: dict[str, Callable[[Mapping[str, object]], str]] = {
+def render(topology: Topology, fmt: str) -> str:
+    renderers: dict[str, Callable[[Topology], str]] = {
         "mermaid": mermaid,
         "dot": dot,
         "svg": svg,
@@ -34,9 +37,10 @@ def render(topology: Mapping[str, object], fmt: str) -> str:
     return renderers[fmt](topology)
 
 
-def svg(topology: Mapping[str, object]) -> str:
+def svg(topology: Topology) -> str:
     """The report's drawing as a standalone SVG file."""
-    drawing, _marks = topology_drawing(topology)
+    markup, _marks = topology_drawing(topology)
+    drawing = str(markup)  # plain text from here: Markup.replace would escape the namespace
     style = f"<style>\n{_svg_css()}\n</style>"
     drawing = drawing.replace("<svg ", f'<svg xmlns="{SVG_NS}" ', 1)
     head, _, rest = drawing.partition("\n")
@@ -45,32 +49,27 @@ def svg(topology: Mapping[str, object]) -> str:
 
 def _svg_css() -> str:
     """The report's rules for its drawings (and its colour variables)."""
-    rules = [rule.strip() + " }" for rule in CSS.split("}") if rule.strip()]
+    rules = [rule.strip() + " }" for rule in css().split("}") if rule.strip()]
     return "\n".join(r for r in rules if r.startswith((":root", "svg")))
 
 
 def _nodes_and_taps(
-    topology: Mapping[str, object],
-) -> tuple[_Drawing, list[str], list[tuple[_TapMark, str | None]]]:
+    topology: Topology,
+) -> tuple[Drawing, list[str], list[tuple[TapMark, str | None]]]:
     """The layout, the switch's kinds, and each tap with the node it sits on (None: on
     the switch)."""
-    drawing = _layout(topology)
+    drawing = layout(topology)
     _svg, marks = topology_drawing(topology)
-    taps = topology.get("taps")
-    specs = [t for t in taps if isinstance(t, Mapping)] if isinstance(taps, list) else []
-    placed: list[tuple[_TapMark, str | None]] = []
-    for mark, spec in zip(marks, specs, strict=False):
-        where = spec.get("node") or spec.get("host")
-        node = where.partition(":")[0] if isinstance(where, str) else None
+    placed: list[tuple[TapMark, str | None]] = []
+    for mark, tap in zip(marks, topology.taps, strict=True):
+        where = tap.node or tap.host
+        end = parse_endpoint(where) if where else None
+        node = end.node if end is not None else None
         placed.append((mark, node if node in drawing.nodes else None))
     return drawing, switch_kinds(topology), placed
 
 
-def _has_switch(topology: Mapping[str, object], drawing: _Drawing) -> bool:
-    return isinstance(topology.get("switch"), Mapping) or bool(drawing.switch_links)
-
-
-def _node_lines(drawing: _Drawing, name: str) -> list[str]:
+def _node_lines(drawing: Drawing, name: str) -> list[str]:
     box = drawing.nodes[name]
     lines = [name] + ([box.role] if box.role else [])
     lines += [f"{ifname} {addresses}".strip() for ifname, addresses in box.interfaces]
@@ -81,17 +80,17 @@ def _id(name: str) -> str:
     return "n_" + re.sub(r"[^A-Za-z0-9_]", "_", name)
 
 
-def mermaid(topology: Mapping[str, object]) -> str:
+def mermaid(topology: Topology) -> str:
     drawing, kinds, taps = _nodes_and_taps(topology)
 
     def text(value: str) -> str:
         return value.replace('"', "#quot;")
 
-    name = str(topology.get("name", ""))
+    name = topology.name
     out = ["flowchart LR", f"  %% topology {text(name)}: nodes, switch, links and taps"]
     for node in drawing.nodes:
         out.append(f'  {_id(node)}["{"<br/>".join(text(x) for x in _node_lines(drawing, node))}"]')
-    if _has_switch(topology, drawing):
+    if has_switch(topology, drawing):
         out.append(f'  switch{{{{"{"<br/>".join(["switch", *kinds])}"}}}}')
     for node, ifname, port in drawing.switch_links:
         out.append(f'  {_id(node)} ---|"{text(ifname)} - {text(port)}"| switch')
@@ -106,7 +105,7 @@ def mermaid(topology: Mapping[str, object]) -> str:
     return "\n".join(out) + "\n"
 
 
-def dot(topology: Mapping[str, object]) -> str:
+def dot(topology: Topology) -> str:
     drawing, kinds, taps = _nodes_and_taps(topology)
 
     def q(value: str) -> str:
@@ -115,7 +114,7 @@ def dot(topology: Mapping[str, object]) -> str:
     def label(lines: Sequence[str]) -> str:
         return q("\n".join(lines)).replace("\n", "\\n")
 
-    name = str(topology.get("name", ""))
+    name = topology.name
     out = [
         f"graph {q(name or 'topology')} {{",
         "  graph [rankdir=LR];",
@@ -123,7 +122,7 @@ def dot(topology: Mapping[str, object]) -> str:
     ]
     for node in drawing.nodes:
         out.append(f"  {q(node)} [label={label(_node_lines(drawing, node))}];")
-    if _has_switch(topology, drawing):
+    if has_switch(topology, drawing):
         out.append(
             f'  "switch" [shape=hexagon, fillcolor="#fef7e0", color="#b06000", '
             f"label={label(['switch', *kinds])}];"

@@ -11,25 +11,21 @@ from __future__ import annotations
 
 import re
 import xml.etree.ElementTree as ET
-from collections.abc import Mapping
 from datetime import UTC, datetime
 
+from labctl.core.result import CellResult, MatrixResult
 from labctl.reports.common import (
-    Cell,
-    Matrix,
     describe_expectation,
     describe_observation,
     format_ms,
     one_line,
-    read_matrix,
 )
 
 # Everything outside XML 1.0's Char production.
 _NOT_XML = re.compile("[^\t\n\r\x20-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
 
 
-def render(result: Mapping[str, object]) -> str:
-    matrix = read_matrix(result)
+def render(matrix: MatrixResult) -> str:
     counts = matrix.counts
     totals = {
         "tests": str(counts.total),
@@ -78,7 +74,7 @@ def _timestamp(started_at: str | None) -> str | None:
     return moment.strftime("%Y-%m-%dT%H:%M:%S")
 
 
-def _properties(suite: ET.Element, matrix: Matrix) -> None:
+def _properties(suite: ET.Element, matrix: MatrixResult) -> None:
     pairs: list[tuple[str, str]] = []
     if matrix.topology_file:
         pairs.append(("topology_file", matrix.topology_file))
@@ -86,7 +82,7 @@ def _properties(suite: ET.Element, matrix: Matrix) -> None:
         pairs.append(("started_at", matrix.started_at))
     if matrix.ended_at:
         pairs.append(("ended_at", matrix.ended_at))
-    pairs += [(f"host.{key}", value) for key, value in matrix.host if value is not None]
+    pairs += [(f"host.{key}", value) for key, value in matrix.host.items() if value is not None]
     if not pairs:
         return
     properties = ET.SubElement(suite, "properties")
@@ -94,7 +90,7 @@ def _properties(suite: ET.Element, matrix: Matrix) -> None:
         ET.SubElement(properties, "property", {"name": _clean(name), "value": _clean(value)})
 
 
-def _testcase(suite: ET.Element, matrix: Matrix, cell: Cell) -> None:
+def _testcase(suite: ET.Element, matrix: MatrixResult, cell: CellResult) -> None:
     case = ET.SubElement(
         suite,
         "testcase",
@@ -119,10 +115,10 @@ def _testcase(suite: ET.Element, matrix: Matrix, cell: Cell) -> None:
         ET.SubElement(case, "skipped", {"message": reason or "skipped"})
     if cell.status in ("passed", "failed") or cell.observed is not None:
         out = ET.SubElement(case, "system-out")
-        out.text = _clean(_record(cell))
+        out.text = _clean(_record(cell, matrix.merged))
 
 
-def _details(cell: Cell) -> str:
+def _details(cell: CellResult) -> str:
     """The failure body: the verdict first, then what was expected and seen."""
     lines = []
     if cell.verdict:
@@ -134,8 +130,8 @@ def _details(cell: Cell) -> str:
     return "\n".join(lines)
 
 
-def _record(cell: Cell) -> str:
-    lines = [f"host: {cell.host}"] if cell.host else []
+def _record(cell: CellResult, merged: bool) -> str:
+    lines = [f"host: {cell.host}"] if merged and cell.host else []
     lines.append(f"expected: {describe_expectation(cell.expected)}")
     lines.append(f"observed: {describe_observation(cell.observed)}")
     if cell.expected is not None and cell.expected.note:
@@ -151,5 +147,5 @@ def _record(cell: Cell) -> str:
         lines.append(f"verdict: {cell.verdict}")
     if cell.run_dir:
         lines.append(f"run directory: {cell.run_dir}")
-    lines += [f"pcap {tap}: {path}" for tap, path in cell.pcaps]
+    lines += [f"pcap {tap}: {path}" for tap, path in cell.pcaps.items()]
     return "\n".join(lines)

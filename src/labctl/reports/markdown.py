@@ -9,20 +9,16 @@ from __future__ import annotations
 
 import re
 from collections import Counter
-from collections.abc import Mapping
 
+from labctl.core.result import CellResult, FindingRecord, MatrixResult
 from labctl.reports.common import (
     ICON_DIFFERS,
     LEGEND,
     LEGEND_MATCHED,
-    Cell,
-    FindingRecord,
-    Matrix,
     host_versions,
     offload_settings,
     one_line,
     outcome,
-    read_matrix,
     summarize_cell,
 )
 
@@ -32,8 +28,7 @@ MAX_PACKETS = 5  # packet lines quoted per finding; the HTML report has them all
 _MARKDOWN_SPECIAL = re.compile(r"([\\`*_\[\]<|~]|^>|&(?=#?\w+;))")
 
 
-def render(result: Mapping[str, object]) -> str:
-    matrix = read_matrix(result)
+def render(matrix: MatrixResult) -> str:
     word, sentence = outcome(matrix)
     lines = [f"# {escape(matrix.lab)}: labctl matrix", "", f"**{word}**: {escape(sentence)}", ""]
     lines += _context(matrix)
@@ -64,7 +59,7 @@ def code(text: str) -> str:
     return f"{fence}{pad}{text}{pad}{fence}"
 
 
-def _context(matrix: Matrix) -> list[str]:
+def _context(matrix: MatrixResult) -> list[str]:
     lines = []
     versions = host_versions(matrix)
     if versions:
@@ -81,30 +76,30 @@ def _context(matrix: Matrix) -> list[str]:
     return [line + "  " for line in lines[:-1]] + lines[-1:] + [""] if lines else []
 
 
-def _table(matrix: Matrix) -> list[str]:
+def _table(matrix: MatrixResult) -> list[str]:
     headers = ["switch"]
-    for name, settings in matrix.offloads:
+    for name, settings in matrix.offload_axis.items():
         described = offload_settings(settings)
         headers.append(f"offload {name}" + (f" ({described})" if described else ""))
     lines = [
         "| " + " | ".join(escape(h) for h in headers) + " |",
         "|" + "---|" * len(headers),
     ]
-    for switch in matrix.switches:
+    for switch in matrix.switch_axis:
         row = [escape(switch)]
-        for offload, _ in matrix.offloads:
+        for offload in matrix.offload_axis:
             cell = matrix.cell(switch, offload)
-            row.append("" if cell is None else escape(summarize_cell(cell).line()))
+            row.append("" if cell is None else escape(summarize_cell(cell, matrix.merged).line()))
         lines.append("| " + " | ".join(row) + " |")
     return lines
 
 
-def _evidence(matrix: Matrix) -> list[str]:
+def _evidence(matrix: MatrixResult) -> list[str]:
     lines: list[str] = []
     for cell in matrix.ordered_cells():
         if not cell.failing:
             continue
-        summary = summarize_cell(cell)
+        summary = summarize_cell(cell, matrix.merged)
         judged = (
             f"{ICON_DIFFERS} differs: {escape(summary.reason or 'not as expected')}"
             if summary.differs
@@ -124,7 +119,7 @@ def _evidence(matrix: Matrix) -> list[str]:
     return lines
 
 
-def _quote(cell: Cell) -> list[str]:
+def _quote(cell: CellResult) -> list[str]:
     finding = cell.first_finding()
     if finding is None:
         verdict = cell.verdict
@@ -150,7 +145,7 @@ def _finding_head(finding: FindingRecord) -> str:
     return f"**{escape(finding.severity.upper())} {escape(finding.kind)}**{where}{flow}:"
 
 
-def _other_findings(cell: Cell, shown: FindingRecord) -> str:
+def _other_findings(cell: CellResult, shown: FindingRecord) -> str:
     if cell.diagnosis is None:
         return ""
     rest = list(cell.diagnosis.findings)

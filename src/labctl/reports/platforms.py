@@ -8,7 +8,8 @@ import html
 from collections.abc import Mapping
 from typing import Any
 
-from labctl.reports.common import read_matrix, summarize_cell
+from labctl.core.result import MatrixResult
+from labctl.reports.common import summarize_cell
 
 VERSION_KEYS = (
     ("os", "OS"),
@@ -19,16 +20,17 @@ VERSION_KEYS = (
 )
 
 
-def platform_result(result: Mapping[str, Any], platform: str) -> dict[str, Any]:
+def platform_result(result: MatrixResult, platform: str) -> MatrixResult:
     """The matrix result narrowed to one platform's cells (for the per-switch grids)."""
-    cells = [c for c in result["cells"] if c.get("platform", "host") == platform]
-    return {**result, "cells": cells, "switches": list(dict.fromkeys(c["switch"] for c in cells))}
+    cells = [c for c in result.cells if c.platform == platform]
+    switches = list(dict.fromkeys(c.switch for c in cells))
+    return result.model_copy(update={"cells": cells, "switches": switches})
 
 
-def rows(result: Mapping[str, Any]) -> tuple[list[str], list[list[str]]]:
+def rows(result: MatrixResult) -> tuple[list[str], list[list[str]]]:
     """Headers and rows: one row per platform and switch kind, one column per offload
     setting, after the platform's versions."""
-    offloads = list(result.get("offloads", {}))
+    offloads = list(result.offload_axis)
     headers = [
         "platform",
         *(label for _k, label in VERSION_KEYS),
@@ -36,20 +38,14 @@ def rows(result: Mapping[str, Any]) -> tuple[list[str], list[list[str]]]:
         *(f"offload {o}" for o in offloads),
     ]
     table = []
-    for name, block in result.get("platforms", {}).items():
+    for name, block in result.platforms.items():
         versions = block.get("versions") or {}
-        matrix = read_matrix(platform_result(result, name))
+        matrix = platform_result(result, name)
         if block.get("error") and not matrix.cells:
-            table.append(
-                [
-                    name,
-                    *("-" for _ in VERSION_KEYS),
-                    "-",
-                    *(f"error: {block['error']}" for _ in offloads),
-                ]
-            )
+            failed = f"error: {block['error']}"
+            table.append([name, *("-" for _ in VERSION_KEYS), "-", *(failed for _ in offloads)])
             continue
-        for switch in matrix.switches:
+        for switch in matrix.switch_axis:
             row = [name, *(str(versions.get(key) or "-") for key, _l in VERSION_KEYS), switch]
             for offload in offloads:
                 cell = matrix.cell(switch, offload)
@@ -74,17 +70,17 @@ def _costs(block: Mapping[str, Any]) -> str:
     return ", ".join(parts)
 
 
-def markdown(result: Mapping[str, Any]) -> str:
+def markdown(result: MatrixResult) -> str:
     from labctl.reports.markdown import escape
 
     headers, table = rows(result)
     lines = ["## Platforms", ""]
-    for note in result.get("platform_notes", []):
+    for note in result.platform_notes:
         lines += [f"Note: {escape(note)}", ""]
     lines += ["| " + " | ".join(escape(h) for h in headers) + " |", "|" + "---|" * len(headers)]
     lines += ["| " + " | ".join(escape(v) for v in row) + " |" for row in table]
     lines.append("")
-    for name, block in result.get("platforms", {}).items():
+    for name, block in result.platforms.items():
         costs = _costs(block)
         if costs:
             lines.append(f"- {escape(name)}: {escape(costs)}")
@@ -93,11 +89,11 @@ def markdown(result: Mapping[str, Any]) -> str:
     return "\n".join(lines).rstrip() + "\n"
 
 
-def html_section(result: Mapping[str, Any]) -> str:
+def html_section(result: MatrixResult) -> str:
     headers, table = rows(result)
     esc = html.escape
     parts = ['<section id="platforms"><h2>Platforms</h2>']
-    for note in result.get("platform_notes", []):
+    for note in result.platform_notes:
         parts.append(f"<p>Note: {esc(note)}</p>")
     parts.append(
         "<table><thead><tr>"
@@ -107,7 +103,7 @@ def html_section(result: Mapping[str, Any]) -> str:
     for row in table:
         parts.append("<tr>" + "".join(f"<td>{esc(v)}</td>" for v in row) + "</tr>")
     parts.append("</tbody></table><ul>")
-    for name, block in result.get("platforms", {}).items():
+    for name, block in result.platforms.items():
         costs = _costs(block)
         if costs:
             parts.append(f"<li>{esc(name)}: {esc(costs)}</li>")

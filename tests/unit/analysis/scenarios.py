@@ -12,7 +12,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from labctl.analysis.diagnose import Tap
+from labctl.analysis.diagnosis import Tap
 
 from .pcap_builders import (
     CLIENT,

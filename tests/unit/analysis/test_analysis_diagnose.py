@@ -9,7 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from labctl.analysis.diagnose import Diagnosis, Finding, Tap, analyse, diagnose, render_text
+from labctl.analysis.diagnose import analyse, diagnose
+from labctl.analysis.diagnosis import Diagnosis, Finding, Tap
+from labctl.analysis.diagnosis_text import render_text
 from labctl.errors import UsageError
 
 from .pcap_builders import CLIENT, SERVER, Checksum, pseudo_header_value

@@ -8,7 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from labctl.analysis.diagnose import Diagnosis, Tap, diagnose
+from labctl.analysis.diagnose import diagnose
+from labctl.analysis.diagnosis import Diagnosis, Tap
 
 from .pcap_builders import CLIENT, SERVER, Seg
 from .scenarios import (

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from labctl.core.result import read_matrix
 from labctl.errors import UsageError
 from labctl.reports.common import (
     ICON_DIFFERS,
@@ -16,7 +17,6 @@ from labctl.reports.common import (
     describe_expectation,
     host_versions,
     outcome,
-    read_matrix,
     summarize_cell,
 )
 
@@ -52,8 +52,8 @@ def test_a_cell_outside_the_listed_axes_still_gets_a_row_and_column() -> None:
         {**cell(result, "ovs-dpdk", "off"), "switch": "ovs-afxdp", "offload": "tso"}
     )
     matrix = read_matrix(result)
-    assert matrix.switches[-1] == "ovs-afxdp"
-    assert [name for name, _ in matrix.offloads] == ["on", "off", "tso"]
+    assert matrix.switch_axis[-1] == "ovs-afxdp"
+    assert list(matrix.offload_axis) == ["on", "off", "tso"]
     assert matrix.cell("ovs-afxdp", "tso") is not None
 
 

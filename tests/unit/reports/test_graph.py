@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from labctl.core.loader import load_topology
+from labctl.core.model import Topology
 from labctl.reports import graph, html
 
 pytestmark = pytest.mark.unit
@@ -19,18 +20,20 @@ ROOT = Path(__file__).resolve().parents[3]
 SEED = ROOT / "topologies" / "seed.yaml"
 
 
-def seed() -> dict[str, object]:
+def seed() -> Topology:
     topology, _ = load_topology(SEED)
-    return topology.model_dump(mode="json", exclude_none=True)
+    return topology
 
 
-def two_nodes_no_switch() -> dict[str, object]:
-    return {
-        "name": "direct",
-        "nodes": {"a": {"interfaces": {"eth1": {"ipv4": "10.9.0.1/24"}}}, "b": {}},
-        "links": [{"a": "a:eth1", "b": "b:eth1"}],
-        "taps": [{"name": "at-b", "node": "b:eth1"}],
-    }
+def two_nodes_no_switch() -> Topology:
+    return Topology.model_validate(
+        {
+            "name": "direct",
+            "nodes": {"a": {"interfaces": {"eth1": {"ipv4": "10.9.0.1/24"}}}, "b": {}},
+            "links": [{"a": "a:eth1", "b": "b:eth1"}],
+            "taps": [{"name": "at-b", "node": "b:eth1"}],
+        }
+    )
 
 
 def test_svg_is_the_reports_drawing_standalone() -> None:

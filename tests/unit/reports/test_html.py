@@ -10,8 +10,8 @@ from typing import Any
 
 import pytest
 
+from labctl.core.result import read_matrix
 from labctl.reports import html
-from labctl.reports.common import read_matrix
 
 from .helpers import RUN_ROOT, assert_golden, cell, sample
 
@@ -80,7 +80,7 @@ def parse(text: str) -> Page:
 
 
 def report(result: dict[str, Any] | None = None, report_dir: Path | None = None) -> str:
-    return html.render(result if result is not None else sample(), report_dir)
+    return html.render(read_matrix(result if result is not None else sample()), report_dir)
 
 
 def matrix_cells(page: Page) -> list[Element]:
@@ -229,7 +229,7 @@ def test_strings_from_the_result_are_escaped_everywhere() -> None:
     text = report(result)
     assert "<script" not in text.lower()
     assert "<b>" not in text and "<i>" not in text
-    assert "&lt;script&gt;alert(&#x27;x&#x27;)&lt;/script&gt; &amp; &quot;quoted&quot;" in text
+    assert "&lt;script&gt;alert(&#39;x&#39;)&lt;/script&gt; &amp; &#34;quoted&#34;" in text
     page = parse(text)
     assert page.unbalanced == []
     titles = [e.attrs["title"] for e in page.find("a") if "title" in e.attrs]
@@ -280,7 +280,7 @@ def test_other_topologies_draw_too() -> None:
 
 def test_without_a_topology_the_page_says_so() -> None:
     result = sample()
-    result["topology"] = {}
+    del result["topology"]
     text = report(result)
     assert "The result holds no topology to draw." in text
     assert len(parse(text).find("svg")) == 1

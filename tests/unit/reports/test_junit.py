@@ -6,6 +6,7 @@ import xml.etree.ElementTree as ET
 
 import pytest
 
+from labctl.core.result import read_matrix
 from labctl.reports import junit
 
 from .helpers import assert_golden, cell, sample
@@ -38,11 +39,11 @@ def attributes(element: ET.Element) -> dict[str, int]:
 
 
 def test_sample_report_is_exactly_the_golden_xml() -> None:
-    assert_golden("matrix.junit.xml", junit.render(sample()))
+    assert_golden("matrix.junit.xml", junit.render(read_matrix(sample())))
 
 
 def test_parses_back_with_counts_that_match_the_testcases() -> None:
-    text = junit.render(sample())
+    text = junit.render(read_matrix(sample()))
     assert text.startswith('<?xml version="1.0" encoding="UTF-8"?>\n')
     root = ET.fromstring(text.encode("utf-8"))
     suite = suite_of(text)
@@ -63,7 +64,7 @@ def test_parses_back_with_counts_that_match_the_testcases() -> None:
 
 
 def test_one_testcase_per_cell_named_after_switch_and_offload() -> None:
-    suite = suite_of(junit.render(sample()))
+    suite = suite_of(junit.render(read_matrix(sample())))
     cases = suite.findall("testcase")
     assert [c.get("name") for c in cases][:3] == [
         "linux-bridge offload=on",
@@ -93,7 +94,7 @@ def test_error_cell_becomes_an_error_element() -> None:
         reason="ovs-vswitchd did not start\nEAL: cannot get hugepages",
         observed=None,
     )
-    suite = suite_of(junit.render(result))
+    suite = suite_of(junit.render(read_matrix(result)))
     assert (
         attributes(suite)
         == counted(suite)
@@ -115,7 +116,7 @@ def test_markup_and_control_characters_survive_as_text() -> None:
     result = sample()
     result["lab"] = 'lab "<x>" & co'
     cell(result, "ovs-dpdk", "off")["reason"] = "<script>alert(1)</script>\x00\x1b[31m & more"
-    text = junit.render(result)
+    text = junit.render(read_matrix(result))
     assert "<script>" not in text
     suite = suite_of(text)
     assert suite.get("name") == 'lab "<x>" & co'

@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 
 from labctl import platform_matrix
+from labctl.core.result import MatrixResult
 from labctl.reports import platforms as view
 
 from .helpers import sample
@@ -26,7 +27,11 @@ D13 = {
 }
 
 
-def over_platforms(tmp_path: Path) -> dict[str, Any]:
+def over_platforms(tmp_path: Path) -> MatrixResult:
+    return MatrixResult.model_validate(raw_over_platforms(tmp_path))
+
+
+def raw_over_platforms(tmp_path: Path) -> dict[str, Any]:
     """The sample's cells on the host, and an ovs-dpdk/on cell in a debian-13 VM that
     behaves differently (HTTP passes)."""
     result = sample()
@@ -74,10 +79,10 @@ def test_rows_are_platform_by_switch_with_versions(tmp_path: Path) -> None:
 
 
 def test_a_platform_whose_vm_failed_says_why(tmp_path: Path) -> None:
-    result = over_platforms(tmp_path)
-    result["cells"] = [c for c in result["cells"] if c["platform"] == "host"]
-    result["platforms"]["debian-13"]["error"] = "the debian-13 VM returned no matrix result"
-    _headers, rows = view.rows(result)
+    raw = raw_over_platforms(tmp_path)
+    raw["cells"] = [c for c in raw["cells"] if c["platform"] == "host"]
+    raw["platforms"]["debian-13"]["error"] = "the debian-13 VM returned no matrix result"
+    _headers, rows = view.rows(MatrixResult.model_validate(raw))
     failed = [r for r in rows if r[0] == "debian-13"]
     assert failed and failed[0][-1] == "error: the debian-13 VM returned no matrix result"
 
@@ -98,5 +103,7 @@ def test_one_report_with_every_cell_and_the_version_view(tmp_path: Path) -> None
     junit = paths["junit"].read_text()
     assert 'tests="9"' in junit
     assert platform_matrix.primary_platform(result) == "host"
-    result["cells"] = [c for c in result["cells"] if c["platform"] != "host"]
-    assert platform_matrix.primary_platform(result) == "debian-13"
+    guest_only = result.model_copy(
+        update={"cells": [c for c in result.cells if c.platform != "host"]}
+    )
+    assert platform_matrix.primary_platform(guest_only) == "debian-13"

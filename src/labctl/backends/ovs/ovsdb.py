@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 from labctl.errors import BackendError
 
 if TYPE_CHECKING:
-    from labctl.backends.ovs.ovsdb_idl import OvsdbApi
+    from labctl.backends.ovs.ovsdb_idl import OvsdbApi as OvsdbApi  # for ovsdb.OvsdbApi
 
 DEFAULT_TIMEOUT = 30.0
 

@@ -54,7 +54,7 @@ class _Transaction(impl_idl.OvsVsctlTransaction):
 class OvsdbApi(impl_idl.OvsdbIdl):
     """ovsdbapp's Open_vSwitch API bound to one connection of its own."""
 
-    @property  # type: ignore[override]
+    @property
     def ovsdb_connection(self) -> connection.Connection:
         return self.__dict__["_labctl_connection"]
 
@@ -62,7 +62,7 @@ class OvsdbApi(impl_idl.OvsdbIdl):
     def ovsdb_connection(self, conn: connection.Connection) -> None:
         self.__dict__["_labctl_connection"] = conn
 
-    def create_transaction(  # type: ignore[override]
+    def create_transaction(
         self,
         check_error: bool = False,
         log_errors: bool = True,

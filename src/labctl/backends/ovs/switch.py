@@ -424,7 +424,7 @@ class OvsSwitch(SwitchBackend):
 
     @staticmethod
     def _is_ours(row: dict[str, Any], lab: str) -> bool:
-        return row.get("external_ids", {}).get(names.EXTERNAL_ID_LAB) == lab
+        return bool(row.get("external_ids", {}).get(names.EXTERNAL_ID_LAB) == lab)
 
     def _require_ours(self, what: str, name: str, row: dict[str, Any], lab: str) -> None:
         if not self._is_ours(row, lab):
