@@ -101,6 +101,7 @@ def ensure(platform: Platform, on_line: Callable[[str], None] | None = None) -> 
         shutil.rmtree(directory, ignore_errors=True)
         for old in platforms.stale_image_dirs(platform, directory, directory.parent.glob("*")):
             shutil.rmtree(old, ignore_errors=True)
+            old.with_name(f"{old.name}.build.log").unlink(missing_ok=True)
         argv = ["bash", str(repo / "scripts" / "build-platform-image.sh"), *platform.builder_args()]
         log = directory.parent / f"{directory.name}.build.log"
         with log.open("w") as out:
