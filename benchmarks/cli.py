@@ -13,6 +13,11 @@ would: it starts the warm labctl and fills labctl's cache of tool versions. Then
 where the time goes, the floor of any labctl process (`labctl --version`), the imports a
 lab command needs, and `labctl status` alone.
 
+The target compares the best of the N labctl cycles with the best of the N script
+cycles (as the issue measured: best of N, which takes out moments when other work on
+the host slowed one side); the median of the pairs' ratios is shown beside it. The exit
+status is 1 when the target is missed.
+
     .venv/bin/python -m benchmarks.cli [--repeat 5]
 """
 
@@ -125,36 +130,48 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         result["host_after"] = common.leftovers(tmp / "state", names, tmp)
         result["clean"] = common.clean(result["host_after"])
     pairs = result["pairs"]
+    best = min(pairs, key=lambda p: p["labctl"]["cycle"])
     result["summary"] = {
         "labctl": {k: median([p["labctl"][k] for p in pairs]) for k in ("up", "run", "down")}
         | {"cycle": median([p["labctl"]["cycle"] for p in pairs])},
         "labctl_cold": median([p["labctl_cold"]["cycle"] for p in pairs]),
         "script": median([p["script"]["cycle"] for p in pairs]),
         "ratio": median([p["ratio"] for p in pairs]),
+        "best": {
+            "labctl": {k: best["labctl"][k] for k in ("up", "run", "down", "cycle")},
+            "labctl_cold": min(p["labctl_cold"]["cycle"] for p in pairs),
+            "script": min(p["script"]["cycle"] for p in pairs),
+        },
     }
+    b = result["summary"]["best"]
+    b["ratio"] = b["labctl"]["cycle"] / b["script"]
     return result
 
 
 def render(result: dict[str, Any], markdown: bool = False) -> str:
     s = result["summary"]
-    ratio = s["ratio"]
+    b = s["best"]
+    n = len(result["pairs"])
     rows = [
         [
             "three labctl processes (up, run, down)",
+            fmt(b["labctl"]["cycle"]),
             fmt(s["labctl"]["cycle"]),
-            f"up {fmt(s['labctl']['up'])}, run {fmt(s['labctl']['run'])}, "
-            f"down {fmt(s['labctl']['down'])}",
+            f"best: up {fmt(b['labctl']['up'])}, run {fmt(b['labctl']['run'])}, "
+            f"down {fmt(b['labctl']['down'])}",
+        ],
+        ["benchmarks/seed_by_hand.sh", fmt(b["script"]), fmt(s["script"]), "-"],
+        [
+            "labctl / script",
+            f"{fmt(b['ratio'])}x",
+            f"{fmt(s['ratio'])}x",
+            f"target <= {TARGET_RATIO}x (best of {n}): {verdict(result)}",
         ],
         [
-            "the same, LABCTL_WARM=0 (every process imports everything itself)",
+            "three labctl processes, LABCTL_WARM=0 (each imports everything itself)",
+            fmt(b["labctl_cold"]),
             fmt(s["labctl_cold"]),
-            f"{fmt(s['labctl_cold'] / s['script'])}x the script",
-        ],
-        ["benchmarks/seed_by_hand.sh", fmt(s["script"]), "-"],
-        [
-            "labctl / script (median of the pairs)",
-            f"{fmt(ratio)}x",
-            f"target <= {TARGET_RATIO}x: {verdict(result)}",
+            f"{fmt(b['labctl_cold'] / b['script'])}x the script (best of {n})",
         ],
     ]
     floor = result["floor"]
@@ -169,11 +186,14 @@ def render(result: dict[str, Any], markdown: bool = False) -> str:
     ]
     pairs = result["pairs"]
     text = [
-        common.format_table(("seed cycle, wall clock", "s", "detail"), rows, markdown),
+        common.format_table(
+            ("seed cycle, wall clock", f"best of {n} s", "median s", "detail"), rows, markdown
+        ),
         "",
-        f"Medians of {len(pairs)} pairs run back to back (load average "
-        f"{min(p['load'] for p in pairs):.2f} to {max(p['load'] for p in pairs):.2f}). "
-        "Where a labctl process spends time before its own work:",
+        f"{n} pairs run back to back, which goes first alternating (load average "
+        f"{min(p['load'] for p in pairs):.2f} to {max(p['load'] for p in pairs):.2f}); the "
+        "median ratio is the median of the pairs' ratios. Where a labctl process spends "
+        "time before its own work (medians):",
         "",
         common.format_table(("fixed cost per process", "s", ""), parts, markdown),
     ]
@@ -181,23 +201,26 @@ def render(result: dict[str, Any], markdown: bool = False) -> str:
 
 
 def verdict(result: dict[str, Any]) -> str:
-    return "PASS" if result["summary"]["ratio"] <= TARGET_RATIO else "MISS"
+    return "PASS" if result["summary"]["best"]["ratio"] <= TARGET_RATIO else "MISS"
 
 
 def targets(result: dict[str, Any]) -> list[list[str]]:
-    s = result["summary"]
+    b = result["summary"]["best"]
+    n = len(result["pairs"])
     return [
         [
-            "seed cycle as 3 labctl processes vs benchmarks/seed_by_hand.sh (same run)",
+            "seed cycle as 3 labctl processes vs benchmarks/seed_by_hand.sh (same run, best "
+            f"of {n})",
             f"<= {TARGET_RATIO}x",
-            f"{s['ratio']:.2f}x ({s['labctl']['cycle']:.2f} s vs {s['script']:.2f} s)",
+            f"{b['ratio']:.2f}x ({b['labctl']['cycle']:.2f} s vs {b['script']:.2f} s; median "
+            f"of pairs {result['summary']['ratio']:.2f}x)",
             verdict(result),
         ]
     ]
 
 
 def main(argv: list[str] | None = None) -> int:
-    return common.benchmark_main(build_parser, run, render, argv)
+    return common.benchmark_main(build_parser, run, render, argv, targets=targets)
 
 
 if __name__ == "__main__":

@@ -690,18 +690,27 @@ def say(message: str) -> None:
     print(message, file=sys.stderr, flush=True)
 
 
+def missed(rows: Sequence[Sequence[str]]) -> list[str]:
+    """The targets among (target, limit, measured, verdict) rows whose verdict is MISS."""
+    return [str(row[0]) for row in rows if row[-1] == "MISS"]
+
+
 def benchmark_main(
     build_parser: Callable[[], argparse.ArgumentParser],
     run: Callable[[argparse.Namespace], dict[str, Any]],
     render: Callable[[dict[str, Any]], str],
     argv: list[str] | None = None,
     ok: Callable[[dict[str, Any]], bool] = lambda result: True,
+    targets: Callable[[dict[str, Any]], list[list[str]]] | None = None,
 ) -> int:
     """The `main` of every benchmark: run, write JSON, print the table; exit 1 if the host
-    was not left clean or `ok` says the result is not valid."""
+    was not left clean, `ok` says the result is not valid, or a target is missed."""
     args = build_parser().parse_args(argv)
     result = run(args)
     write_json(args.json, result)
     print(render(result))
     print(f"\nclean after: {result['clean']}; results in {args.json}")
-    return 0 if result["clean"] and ok(result) else 1
+    misses = missed(targets(result)) if targets is not None else []
+    for target in misses:
+        print(f"MISSED: {target}")
+    return 0 if result["clean"] and ok(result) and not misses else 1

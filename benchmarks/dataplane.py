@@ -360,7 +360,7 @@ def targets(result: dict[str, Any]) -> list[list[str]]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    return common.benchmark_main(build_parser, run, render, argv)
+    return common.benchmark_main(build_parser, run, render, argv, targets=targets)
 
 
 if __name__ == "__main__":

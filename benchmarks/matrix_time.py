@@ -249,7 +249,12 @@ def targets(result: dict[str, Any]) -> list[list[str]]:
 
 def main(argv: list[str] | None = None) -> int:
     return common.benchmark_main(
-        build_parser, run, render, argv, ok=lambda result: bool(result["statuses_identical"])
+        build_parser,
+        run,
+        render,
+        argv,
+        ok=lambda result: bool(result["statuses_identical"]),
+        targets=targets,
     )
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import functools
 import json
 import os
 import shutil
@@ -27,7 +28,9 @@ RUNTIME_KINDS = ["docker", "netns"]
 PLATFORM_NAMES = ["host", "debian-12", "debian-12-kernel-6.12", "debian-13"]
 
 
+@functools.cache
 def _parser() -> argparse.ArgumentParser:
+    """labctl's argument parser; built once per process (parsing does not change it)."""
     parser = argparse.ArgumentParser(
         prog="labctl",
         description="Build container network labs on a Linux bridge or Open vSwitch, run HTTP "
@@ -448,8 +451,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(record.to_dict(), indent=2, default=str))
         return 0 if record.ok else 1
-    if record.http is not None:
-        print(record.http.render_text())
+    for probe in record.probes:
+        print(probe.render_text())
     if record.diagnosis is not None:
         print()
         print(render_text(record.diagnosis, width=_width(), max_flows=2, findings_per_kind=1))
@@ -718,13 +721,19 @@ def _print_matrix(result: MatrixResult, reports: dict[str, Path], as_json: bool)
                 *([cell.platform] if on_platforms else []),
                 cell.switch,
                 cell.offload,
-                f"{observed.succeeded}/{observed.requests}" if observed else "-",
+                (
+                    "-"
+                    if observed is None
+                    else f"HTTP {observed.succeeded}/{observed.requests}"
+                    if observed.http_only
+                    else _clip(observed.probes_line(), 70)
+                ),
                 ", ".join(observed.findings if observed else ()) or "-",
                 cell.status,
                 _clip(cell.reason or "", 60),
             ]
         )
-    headers = ["switch", "offload", "http", "faults", "status", "note"]
+    headers = ["switch", "offload", "traffic", "faults", "status", "note"]
     print(format_table(["platform", *headers] if on_platforms else headers, rows))
     for note in result.platform_notes:
         print(f"note: {note}")
@@ -1060,17 +1069,20 @@ def _add_completers(parser: argparse.ArgumentParser) -> None:
                         arg.completer = completer
 
 
-def main(argv: Sequence[str] | None = None) -> int:
+def main(argv: Sequence[str] | None = None, *, warm: bool = True) -> int:
+    """The CLI. argv None: run as the `labctl` program (sys.argv), which hands the command
+    to the warm labctl if there is one, unless `warm` is False (labctl.warm.main has
+    tried already)."""
     if argv is None and "_ARGCOMPLETE" in os.environ:
         # The shell's completion function runs labctl this way; nothing is imported otherwise.
         import argcomplete
 
         argcomplete.autocomplete(_parser())  # prints the candidates and exits
-    if argv is None:  # run as the `labctl` program, not called from Python
-        from labctl import warm
+    if argv is None and warm:  # run as the `labctl` program, not called from Python
+        from labctl import warm as warm_labctl
 
-        if warm.enabled():
-            code = warm.run(sys.argv[1:])
+        if warm_labctl.enabled():
+            code = warm_labctl.run(sys.argv[1:])
             if code is not None:
                 return code
     args = _parser().parse_args(argv)

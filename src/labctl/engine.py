@@ -10,8 +10,9 @@ every backend, so it also works after a crash or with the state file gone.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor, wait
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Generic, TypeVar
@@ -59,6 +60,20 @@ class Engine:
         self.backends = backends
         self.store = store
         self.emit = on_event
+        # Node handles kept for the duration of `same_nodes()` (None: look up every time).
+        self._node_handles: dict[tuple[str, str], NodeHandle] | None = None
+
+    @contextmanager
+    def same_nodes(self) -> Iterator[None]:
+        """Within the block each node is looked up once: one command (a run: captures,
+        offload readback, traffic) asks the runtime once per node, not once per use."""
+        outer = self._node_handles
+        if outer is None:
+            self._node_handles = {}
+        try:
+            yield
+        finally:
+            self._node_handles = outer
 
     # ---- up ---------------------------------------------------------------------------
 
@@ -104,18 +119,39 @@ class Engine:
                 Event("step-done", step.description, index, total, time.monotonic() - started)
             )
 
+        # An HTTP server needs only its node: it starts as soon as the node runs, beside the
+        # wiring (busybox httpd listens on the wildcard address), and is journalled at its
+        # place in the plan, after the steps before it.
+        early_steps = [s for s in plan.steps if isinstance(s, StartHttpServer)]
+        early: dict[str, tuple[Future[dict[str, Any]], float]] = {}
+        early_pool = ThreadPoolExecutor(max_workers=len(early_steps)) if early_steps else None
+
+        def start_early() -> None:
+            for step in early_steps:
+                if early_pool and step.key not in early and step.node in handles:
+                    future = early_pool.submit(self._do, step, topology, handles, state)
+                    early[step.key] = (future, time.monotonic())
+
         try:
             for batch in _batches(plan.steps):
                 interrupts.raise_if_received()
+                start_early()
                 if len(batch) == 1:
                     index, step = batch[0]
                     started = time.monotonic()
                     self.emit(Event("step-start", step.description, index, total))
-                    record(index, step, self._do(step, topology, handles, state), started)
+                    if step.key in early:
+                        future, started = early[step.key]
+                        result = future.result()
+                    else:
+                        result = self._do(step, topology, handles, state)
+                    record(index, step, result, started)
                 else:
                     self._apply_parallel(batch, topology, handles, state, record)
             interrupts.raise_if_received()
         except BaseException as error:  # also Ctrl-C: nothing half-built may remain
+            # A server still starting finishes first: the rollback removes its node.
+            wait([future for future, _started in early.values()])
             self.emit(Event("step-failed", f"{_one_line(error)}; undoing {len(done)} steps"))
             leftovers = self._undo(topology, done)
             if not leftovers:
@@ -125,6 +161,9 @@ class Engine:
                 self.store.save(state)
                 self.emit(Event("warning", "rollback left: " + "; ".join(leftovers)))
             raise
+        finally:
+            if early_pool is not None:
+                early_pool.shutdown(wait=True)
 
     def _apply_parallel(
         self,
@@ -262,6 +301,9 @@ class Engine:
 
     def node(self, lab: str, name: str, topology: Topology | None = None) -> NodeHandle:
         """A running node of a lab that is up (its topology read from the state if not given)."""
+        known = self._node_handles
+        if known is not None and (lab, name) in known:
+            return known[(lab, name)]
         if topology is None:
             _state, topology = self.load_state(lab)
         handle = self.runtime(topology).get_node(lab, name)
@@ -269,6 +311,8 @@ class Engine:
             raise UsageError(
                 f"node {name!r} of lab {lab!r} is not running; `labctl down {lab}` and up again"
             )
+        if known is not None:
+            known[(lab, name)] = handle
         return handle
 
 

@@ -77,10 +77,19 @@ class BackendError(LabctlError):
         self.action = action
         self.cause = cause
         self.hint = hint
-        text = f"{action}: {cause}"
+        text = f"{action}: {_text_of(cause)}"
         if hint:
             text += f" ({hint})"
         super().__init__(text)
+
+
+def _text_of(cause: object) -> str:
+    """str(cause), also for a library exception whose __str__ itself fails (ovsdbapp's
+    OvsdbConnectionUnavailable without `msg`): a wrapped error must never raise anew."""
+    try:
+        return str(cause)
+    except Exception:  # noqa: BLE001 - any failure of a foreign __str__
+        return f"{type(cause).__name__} (its message could not be read)"
 
 
 class TeardownError(LabctlError):

@@ -16,14 +16,16 @@ import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from dataclasses import replace
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
-from labctl.backends.base import Backends
+from labctl.backends.base import Backends, SwitchBackend
 from labctl.core import schedule
 from labctl.core.events import Event, EventSink, discard
-from labctl.core.matrix import Cell, Experiment, Latency, Observation, compare
+from labctl.core.matrix import Cell, Experiment, Observation, compare
 from labctl.core.model import Topology
+from labctl.core.probes import Latency, ProbeObservation
 from labctl.core.result import (
     CellResult,
     DiagnosisRecord,
@@ -55,13 +57,17 @@ def observe(record: RunRecord) -> Observation:
         )
     )
     latency = summary.latency_ms() if summary else None
+    http_probe = (
+        summary is not None or not record.probes or any(p.kind == "http" for p in record.probes)
+    )
     return Observation(
-        http="pass" if summary and summary.ok else "fail",
+        http=("pass" if summary and summary.ok else "fail") if http_probe else None,
         succeeded=summary.succeeded if summary else 0,
         failed=summary.failed if summary else 0,
         latency_ms=Latency(**latency) if latency else None,
         findings=faults,
         verdict=diagnosis.verdict if diagnosis else "no taps: no diagnosis",
+        probes=tuple(ProbeObservation.model_validate(p.to_dict()) for p in record.probes),
     )
 
 
@@ -163,8 +169,21 @@ class MatrixRunner:
                                 ScheduleWait(cell=jobs[waiting].key, reason=reason)
                             )
                             self.emit(Event("info", f"{jobs[waiting].key} waits: {reason}"))
+                    gate: list[Future[CellResult]] = []
                     if index is None:
-                        break
+                        # Nothing else can start, a worker is free, and a cell waits only
+                        # for the OVS daemons (cells still running use them otherwise
+                        # configured): it starts now and builds everything but its switch
+                        # (the node containers; links wait for the switch), which waits
+                        # until those cells have finished (gated_switches).
+                        index = _first_gated(jobs, pending, list(running.values()), workers)
+                        if index is None:
+                            break
+                        gate = [
+                            future
+                            for future, other in running.items()
+                            if schedule.conflict(jobs[index], jobs[other]) is not None
+                        ]
                     pending.remove(index)
                     cell = cells[index]
                     self.emit(
@@ -174,7 +193,7 @@ class MatrixRunner:
                             f"offload {cell.offload_name}",
                         )
                     )
-                    future = pool.submit(self._run_cell, cell, out_dir / cell.key, started)
+                    future = pool.submit(self._run_cell, cell, out_dir / cell.key, started, gate)
                     running[future] = index
                 finished, _ = wait(running, return_when=FIRST_COMPLETED)
                 for future in finished:
@@ -209,8 +228,18 @@ class MatrixRunner:
         return path
 
     def _job(self, cell: Cell) -> schedule.Job:
-        expected = cell.expectation.http if cell.expectation else None
-        return schedule.job(cell.key, self._topology(cell), expect_http_fail=expected == "fail")
+        expectation = cell.expectation
+        failing = frozenset(
+            name
+            for name, wanted in (expectation.probes.items() if expectation else ())
+            if wanted.result == "fail"
+        )
+        return schedule.job(
+            cell.key,
+            self._topology(cell),
+            expect_http_fail=expectation is not None and expectation.http == "fail",
+            failing_probes=failing,
+        )
 
     def _topology(self, cell: Cell) -> Topology:
         topology = cell.topology(self.lab.topology, self.lab.name)
@@ -235,10 +264,19 @@ class MatrixRunner:
                 self._facts[dpdk] = probe(dpdk)
             return self._facts[dpdk]
 
-    def _run_cell(self, cell: Cell, run_dir: Path, matrix_started: float) -> CellResult:
+    def _run_cell(
+        self,
+        cell: Cell,
+        run_dir: Path,
+        matrix_started: float,
+        gate: list[Future[CellResult]] | None = None,
+    ) -> CellResult:
+        """One cell's lab: up, run, down. With `gate`, its switch is created only once
+        those cells (which need the OVS daemons otherwise configured) have finished."""
         from labctl.api import Lab as LiveLab
 
         started = time.monotonic()
+        switch_from = [started]
         entry = CellResult(
             switch=cell.switch.value,
             offload=cell.offload_name,
@@ -249,6 +287,8 @@ class MatrixRunner:
         )
         topology = self._topology(cell)
         backends, close = self.backends_factory(discard)
+        if gate:
+            backends = gated_switches(backends, gate, switch_from)
         try:
             live = LiveLab(
                 topology,
@@ -278,7 +318,56 @@ class MatrixRunner:
         entry.host = socket.gethostname()
         entry.seconds = round(ended - started, 2)
         entry.window = (round(started - matrix_started, 3), round(ended - matrix_started, 3))
+        # When it could use the switch: from the start, or from when its gate opened.
+        entry.switch_window = (round(switch_from[0] - matrix_started, 3), entry.window[1])
         return entry
+
+
+def _first_gated(
+    jobs: list[schedule.Job], pending: list[int], running: list[int], workers: int
+) -> int | None:
+    """The first pending job that waits only because of running jobs it conflicts with,
+    when a worker is free; None otherwise."""
+    if len(running) >= workers:
+        return None
+    return next(
+        (
+            index
+            for index in pending
+            if any(schedule.conflict(jobs[index], jobs[other]) for other in running)
+        ),
+        None,
+    )
+
+
+class _GatedSwitch:
+    """A switch backend whose ensure_switch first waits for `gate` (cells that need the
+    OVS daemons in another configuration) to finish; everything else passes through."""
+
+    def __init__(self, backend: SwitchBackend, gate: list[Future[CellResult]], opened: list[float]):
+        self._backend = backend
+        self._gate = gate
+        self._opened = opened
+
+    def ensure_switch(self, lab: str, bridge: str, switch: Any) -> dict[str, Any]:
+        wait(self._gate)
+        self._opened[0] = time.monotonic()
+        return self._backend.ensure_switch(lab, bridge, switch)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._backend, name)
+
+
+def gated_switches(
+    backends: Backends, gate: list[Future[CellResult]], opened: list[float]
+) -> Backends:
+    """`backends` whose switches are created only after `gate` finished (see _GatedSwitch);
+    `opened[0]` becomes the time the gate opened."""
+
+    def switch_for(kind: Any) -> SwitchBackend:
+        return cast(SwitchBackend, _GatedSwitch(backends.switch_for(kind), gate, opened))
+
+    return replace(backends, switch_for=switch_for)
 
 
 def lab_version(lab: Experiment) -> str:
@@ -294,8 +383,10 @@ def lab_version(lab: Experiment) -> str:
 def _cell_line(entry: CellResult) -> str:
     head = f"{entry.switch} offload={entry.offload}: {entry.status}"
     observed = entry.observed
-    if observed:
+    if observed and observed.http_only:
         head += f" (HTTP {observed.succeeded}/{observed.requests})"
+    elif observed:
+        head += f" ({observed.probes_line()})"
     if entry.reason and entry.status != "passed":
         head += f": {entry.reason}"
     return head

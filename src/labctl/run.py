@@ -12,14 +12,22 @@ import json
 import time
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from labctl.backends.base import CaptureResult, CaptureSpec
-from labctl.core import http
+from labctl.core import http, probes
 from labctl.core.events import Event
-from labctl.core.model import Topology
+from labctl.core.model import (
+    HttpProbe,
+    IcmpProbe,
+    ProbeSpec,
+    TcpProbe,
+    Topology,
+    Traffic,
+    UdpProbe,
+)
 from labctl.core.plan import CreateNodeLink, CreateSwitchLink, Plan, TapPoint, make_plan
 from labctl.core.taps import default_filter, offload_senders
 from labctl.engine import Engine
@@ -37,31 +45,43 @@ class RunRecord:
     lab: str
     run_dir: Path
     http: http.TrafficSummary | None
+    """The `traffic:` block's (or the first http probe's) requests; also in `probes`."""
     diagnosis: Diagnosis | None
     manifest: dict[str, Any]
+    probes: list[probes.ProbeResult] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
-        return self.http is not None and self.http.ok
+        if not self.probes:
+            return self.http is not None and self.http.ok
+        return all(p.ok for p in self.probes)
 
     def to_dict(self) -> dict[str, Any]:
         return {
             "lab": self.lab,
             "run_dir": str(self.run_dir),
             "http": self.http.to_dict() if self.http else None,
+            "probes": [p.to_dict() for p in self.probes],
             "diagnosis": self.diagnosis.to_dict() if self.diagnosis else None,
             "manifest": self.manifest,
         }
 
 
 def run_traffic(engine: Engine, lab: str, topology: Topology | None = None) -> http.TrafficSummary:
-    """The lab's HTTP requests, sent from its client node, without captures. `topology` is
-    read from the lab's state when not given."""
+    """The lab's HTTP requests (its `traffic:` block), sent from its client node, without
+    captures. `topology` is read from the lab's state when not given."""
     if topology is None:
         _state, topology = engine.load_state(lab)
     traffic = topology.traffic
     if traffic is None:
         raise UsageError(f"lab {lab!r} has no `traffic:` section to run")
+    return http_traffic(engine, lab, topology, traffic)
+
+
+def http_traffic(
+    engine: Engine, lab: str, topology: Topology, traffic: Traffic
+) -> http.TrafficSummary:
+    """One http probe (or the `traffic:` block): every request at once, from its client."""
     client = engine.node(lab, traffic.client, topology)
     argv = http.batch_client_argv(topology, traffic)
     engine.emit(
@@ -76,6 +96,82 @@ def run_traffic(engine: Engine, lab: str, topology: Topology | None = None) -> h
     outcome = engine.runtime(topology).exec(client, argv, timeout=budget)
     results = http.parse_batch(traffic.requests, outcome.exit_code, outcome.stdout, outcome.stderr)
     return http.TrafficSummary(http.url(topology, traffic), tuple(results))
+
+
+SERVER_WAIT = 5.0
+"""How long a tcp or udp probe waits for its iperf3 server to listen."""
+EXEC_SLACK = 10.0
+"""Seconds the runtime waits beyond a probe's own `timeout` before it gives up on the exec."""
+
+
+def run_probes(
+    engine: Engine,
+    lab: str,
+    topology: Topology,
+    into: list[probes.ProbeResult] | None = None,
+) -> list[probes.ProbeResult]:
+    """Every probe of the topology, one after another (the traffic block's http probe
+    first), appended to `into` as each one ends. What each runs and how its output is
+    read is in labctl.core.probes."""
+    results = into if into is not None else []
+    for name, probe in topology.named_probes():
+        engine.emit(Event("phase", f"probe {name}: {probes.describe(topology, probe)}"))
+        result = run_probe(engine, lab, topology, name, probe)
+        engine.emit(
+            Event(
+                "info" if result.ok else "warning",
+                f"probe {name}: {'pass' if result.ok else 'FAIL'}"
+                + (f" ({result.summary()})" if result.summary() else "")
+                + ("" if result.ok else ": " + "; ".join(result.problems)),
+            )
+        )
+        results.append(result)
+    return results
+
+
+def run_probe(
+    engine: Engine, lab: str, topology: Topology, name: str, probe: ProbeSpec
+) -> probes.ProbeResult:
+    target = probes.describe(topology, probe)
+    if isinstance(probe, HttpProbe):
+        return probes.from_http(name, target, http_traffic(engine, lab, topology, probe))
+    runtime = engine.runtime(topology)
+    if isinstance(probe, TcpProbe | UdpProbe):
+        server = engine.node(lab, probe.server, topology)
+        runtime.exec(server, probes.iperf_server_argv(probe), detach=True)
+        if not _listening(engine, lab, topology, probe.server, probe.port):
+            return probes.result_of(
+                name,
+                probe.kind,
+                target,
+                f"the iperf3 server on {probe.server}:{probe.port} is not listening after "
+                f"{SERVER_WAIT:g} s (the node image needs iperf3)",
+            )
+        argv = probes.iperf_client_argv(topology, probe)
+        node = probe.client
+    elif isinstance(probe, IcmpProbe):
+        argv = probes.ping_argv(topology, probe)
+        node = probe.client
+    else:
+        argv = probes.command_argv(probe)
+        node = probe.node
+    handle = engine.node(lab, node, topology)
+    outcome = runtime.exec(handle, argv, timeout=probes.probe_seconds(probe) + EXEC_SLACK)
+    return probes.parse(name, topology, probe, outcome.exit_code, outcome.stdout, outcome.stderr)
+
+
+def _listening(engine: Engine, lab: str, topology: Topology, node: str, port: int) -> bool:
+    from labctl.engine import _socket_tables
+
+    runtime = engine.runtime(topology)
+    handle = engine.node(lab, node, topology)
+    deadline = time.monotonic() + SERVER_WAIT
+    while time.monotonic() < deadline:
+        # iperf3's control connection is TCP, also for -u.
+        if http.listening(_socket_tables(runtime, handle), port):
+            return True
+        time.sleep(0.02)
+    return False
 
 
 QUIET_MIN = 0.02
@@ -120,6 +216,10 @@ class RunRecorder:
 
     def run(self, lab: str, run_dir: Path | None = None) -> RunRecord:
         """Run the lab's traffic with captures; artifacts in `run_dir` (default: a new one)."""
+        with self.engine.same_nodes():
+            return self._run(lab, run_dir)
+
+    def _run(self, lab: str, run_dir: Path | None) -> RunRecord:
         engine = self.engine
         state, topology = engine.load_state(lab)
         plan = make_plan(topology)
@@ -155,11 +255,11 @@ class RunRecorder:
                 engine.emit(Event("phase", f"capturing at {len(specs)} taps into {run_dir}"))
                 with capture.capturing(specs) as results:
                     manifest["offload"] = readback.result()
-                    record.http = run_traffic(engine, lab, topology)
+                    self._run_probes(record, lab, topology)
                     _wait_until_quiet([spec.pcap for spec in specs])
             else:
                 manifest["offload"] = readback.result()
-                record.http = run_traffic(engine, lab, topology)
+                self._run_probes(record, lab, topology)
         finally:
             if not manifest["offload"] and readback.done() and readback.exception() is None:
                 manifest["offload"] = readback.result()
@@ -184,9 +284,20 @@ class RunRecorder:
             _write_json(run_dir / "manifest.json", manifest)
             if record.http is not None:
                 _write_json(run_dir / "http.json", record.http.to_dict())
+            if record.probes:
+                _write_json(run_dir / "probes.json", [p.to_dict() for p in record.probes])
             if results:
                 record.diagnosis = self._diagnose(manifest, run_dir)
         return record
+
+    def _run_probes(self, record: RunRecord, lab: str, topology: Topology) -> None:
+        if not topology.named_probes():
+            raise UsageError(f"lab {lab!r} has no `traffic:` or `probes:` to run")
+        try:
+            # Appended one by one: a probe that raises leaves the earlier results in place.
+            run_probes(self.engine, lab, topology, into=record.probes)
+        finally:
+            record.http = next((p.http for p in record.probes if p.http is not None), None)
 
     def _switch_health(self, topology: Topology) -> list[str]:
         if topology.switch is None:

@@ -19,19 +19,19 @@ the abstract namespace and has no file permissions). LABCTL_WARM=0 turns it off.
 
 from __future__ import annotations
 
-import contextlib
-import hashlib
+# Only what handing a command over needs: the `labctl` program imports this module
+# before anything else, and every import here is paid by every command.
 import json
 import os
 import signal
 import site
 import socket
 import struct
-import subprocess
 import sys
-import traceback
-from collections.abc import Sequence
-from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from collections.abc import Sequence
 
 ENV_SWITCH = "LABCTL_WARM"
 IDLE_SECONDS = 120.0
@@ -74,25 +74,43 @@ def enabled() -> bool:
     return os.environ.get(ENV_SWITCH, "1") != "0"
 
 
+def main() -> int:
+    """The `labctl` program: the command goes to the warm labctl if there is one, else
+    it runs in this process (and a warm labctl is started for the next command)."""
+    if enabled() and "_ARGCOMPLETE" not in os.environ:
+        code = run(sys.argv[1:])
+        if code is not None:
+            return code
+    from labctl.cli import main as cli_main
+
+    return cli_main(warm=False)
+
+
 def fingerprint() -> str:
     """Changes whenever a file of labctl, the interpreter, a site-packages directory
     (installing or upgrading a package changes it) or PYTHONPATH changes."""
+    import hashlib
+
     digest = hashlib.sha256()
-    package = Path(__file__).resolve().parent
+    package = os.path.dirname(os.path.realpath(__file__))
     extra = [e for e in os.environ.get("PYTHONPATH", "").split(os.pathsep) if e]
     entries = [sys.executable, *site.getsitepackages(), *extra]
     for entry in entries:
-        with contextlib.suppress(OSError):
+        try:
             stat = os.stat(entry or ".")
-            digest.update(f"{entry}\0{stat.st_mtime_ns}\0{stat.st_size}\n".encode())
+        except OSError:
+            continue
+        digest.update(f"{entry}\0{stat.st_mtime_ns}\0{stat.st_size}\n".encode())
     for folder, dirs, files in sorted(os.walk(package)):
         dirs.sort()
         for name in sorted(files):
             if name.endswith((".py", ".typed")):
                 path = os.path.join(folder, name)
-                with contextlib.suppress(OSError):
+                try:
                     stat = os.stat(path)
-                    digest.update(f"{path}\0{stat.st_mtime_ns}\0{stat.st_size}\n".encode())
+                except OSError:
+                    continue
+                digest.update(f"{path}\0{stat.st_mtime_ns}\0{stat.st_size}\n".encode())
     return digest.hexdigest()[:20]
 
 
@@ -125,13 +143,14 @@ def run(argv: Sequence[str]) -> int | None:
         reader = sock.makefile("rb")
         line = reader.readline()
         if not line:
-            print("labctl: the warm labctl process refused the command", file=sys.stderr)
-            return 1
+            return None  # no child took the command (the server was just exiting): run it here
         child = int(line)
 
         def forward(signum: int, _frame: object) -> None:
-            with contextlib.suppress(ProcessLookupError):
+            try:  # noqa: SIM105 - contextlib is not imported on this path
                 os.kill(child, signum)
+            except ProcessLookupError:
+                pass
 
         signals = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT)
         saved = {signum: signal.signal(signum, forward) for signum in signals}
@@ -147,6 +166,9 @@ def run(argv: Sequence[str]) -> int | None:
 
 
 def _start_server() -> None:
+    import contextlib
+    import subprocess
+
     with contextlib.suppress(OSError):
         subprocess.Popen(
             [sys.executable, "-m", "labctl.warm", "serve"],
@@ -170,12 +192,19 @@ def serve() -> int:
         listener.bind(address(print_))
     except OSError:
         return 0
+    import gc
     import importlib
 
     for module in PRELOAD:
         importlib.import_module(module)
+    from labctl import cli
+
+    cli._parser()  # built once here; each command's child parses with it
     if fingerprint() != print_:
         return 0  # changed while importing: what was imported may be stale
+    # What is imported stays as it is: the children's garbage collector leaves it alone,
+    # so a child does not copy the pages of every imported object (copy-on-write).
+    gc.freeze()
     listener.listen(16)
     listener.settimeout(IDLE_SECONDS)
     # Children are reaped by the kernel; each child restores the default for its own.
@@ -226,10 +255,12 @@ def _child(conn: socket.socket) -> int:
         return 1
     conn.sendall(f"{os.getpid()}\n".encode())
     code = 1
+    import contextlib
+
     try:
         from labctl.cli import main
 
-        code = main(request["argv"])
+        code = main(request["argv"], warm=False)
     except SystemExit as exit_:
         code = exit_.code if isinstance(exit_.code, int) else (0 if exit_.code is None else 1)
         if not isinstance(exit_.code, int | None):
@@ -237,6 +268,8 @@ def _child(conn: socket.socket) -> int:
     except KeyboardInterrupt:
         code = 130
     except BaseException:  # noqa: BLE001 - shown as a cold labctl would show it
+        import traceback
+
         traceback.print_exc()
         code = 1
     finally:

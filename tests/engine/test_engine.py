@@ -70,6 +70,22 @@ def test_up_builds_everything_and_down_removes_it(host: FakeHost, tmp_path: Path
     assert undo.index("remove_switch:lc19b25-br") < undo.index("remove_node:client")
 
 
+def test_the_http_server_starts_beside_the_wiring_and_is_journalled_in_plan_order(
+    host: FakeHost, tmp_path: Path
+) -> None:
+    engine = make_engine(host, tmp_path)
+    state = engine.up(seed(), str(SEED))
+    # It needs only its node: started before the last port is attached ...
+    assert host.log.index("exec:server:busybox") < host.log.index("ensure_port:srv")
+    # ... and recorded where the plan has it (last), after every step before it.
+    from labctl.core.plan import make_plan
+
+    plan_keys = [step.key for step in make_plan(seed()).steps]
+    assert [c["key"] for c in state.completed] == plan_keys
+    engine.down("seed")
+    assert host.empty()
+
+
 @pytest.mark.parametrize(
     "failing",
     [

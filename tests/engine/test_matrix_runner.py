@@ -162,6 +162,45 @@ def test_parallel_cells_overlap_and_give_the_serial_result(
     assert any("DPDK build" in rule for rule in parallel["schedule"]["rules"])
 
 
+def test_a_cell_waiting_for_the_daemons_starts_early_but_its_switch_waits(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("LABCTL_STATE_DIR", str(tmp_path / "state"))
+    lab = load_lab(LAB)
+    ovs = [c for c in cells(lab) if c.switch.value in ("ovs-userspace", "ovs-dpdk")]
+
+    def run(workers: int) -> tuple[MatrixResult, FakeHost]:
+        host = FakeHost(failing_labs=set(FAILING), curl_seconds=0.2)
+        runner = MatrixRunner(
+            lab, tmp_path / f"runs{workers}", backends_factory=factory(host), host_checks=False
+        )
+        return runner.run(ovs, workers=workers), host
+
+    serial, _ = run(1)
+    # Four workers, the three DPDK cells first: nothing else may start beside them, so the
+    # fourth worker takes an OVS userspace cell, which starts its nodes at once while its
+    # switch waits for the DPDK cells to finish.
+    parallel, host = run(4)
+    assert host.empty()
+    assert [(c.switch, c.offload, c.status) for c in serial.cells] == [
+        (c.switch, c.offload, c.status) for c in parallel.cells
+    ]
+    by_key = {f"{c.switch}-{c.offload}": c for c in parallel.cells}
+    windows = {key: (c.window, c.switch_window) for key, c in by_key.items()}
+    assert all(w is not None and sw is not None for w, sw in windows.values())
+    gated = [key for key, (w, sw) in windows.items() if w and sw and sw[0] > w[0] + 0.1]
+    assert gated and all(key.startswith("ovs-userspace") for key in gated)
+    for user in ("ovs-userspace-on", "ovs-userspace-off", "ovs-userspace-server-only"):
+        for dpdk in ("ovs-dpdk-on", "ovs-dpdk-off", "ovs-dpdk-server-only"):
+            a, b = windows[user][1], windows[dpdk][1]
+            assert a is not None and b is not None
+            assert not overlaps(a, b), (user, dpdk)
+    curls = {lab: (start, end) for lab, start, end in host.intervals}
+    for user in ("veth-checksum-ou-on", "veth-checksum-ou-off"):
+        for dpdk in ("veth-checksum-od-on", "veth-checksum-od-off"):
+            assert not overlaps(curls[user], curls[dpdk]), (user, dpdk)
+
+
 def test_workers_must_be_positive(tmp_path: Path) -> None:
     from labctl.errors import UsageError
 

@@ -159,7 +159,7 @@ def test_bash_completes_commands_options_files_labs_and_nodes(
     assert bash_complete("labctl va", one_lab_up) == ["validate"]
     assert {"exec", "capture", "matrix", "doctor"} <= set(bash_complete("labctl ", one_lab_up))
     assert bash_complete("labctl doctor --sw", one_lab_up) == ["--switch"]
-    assert bash_complete("labctl up topologies/se", one_lab_up) == ["topologies/seed.yaml"]
+    assert bash_complete("labctl up topologies/seed.", one_lab_up) == ["topologies/seed.yaml"]
     assert words(bash_complete("labctl exec ", one_lab_up)) == ["cl-complete"]
     assert words(bash_complete("labctl exec cl-complete ", one_lab_up)) == ["client", "server"]
     assert bash_complete("labctl exec cl-complete s", one_lab_up) == ["server"]
@@ -221,7 +221,9 @@ def test_real_zsh_completes_commands_options_files_labs_and_nodes(
     commands = set(zsh_complete("labctl ", one_lab_up, tmp_path))
     assert {"exec", "capture", "matrix", "doctor"} <= commands
     assert zsh_complete("labctl doctor --sw", one_lab_up, tmp_path) == ["--switch"]
-    assert zsh_complete("labctl up topologies/se", one_lab_up, tmp_path) == ["topologies/seed.yaml"]
+    assert zsh_complete("labctl up topologies/seed.", one_lab_up, tmp_path) == [
+        "topologies/seed.yaml"
+    ]
     assert words(zsh_complete("labctl exec ", one_lab_up, tmp_path)) == ["cl-complete"]
     assert words(zsh_complete("labctl exec cl-complete ", one_lab_up, tmp_path)) == [
         "client",

@@ -4,13 +4,15 @@ The host's tcpdump is started through `nsenter --net=<node netns>` for taps
 inside a node, so the node image needs no capture tools and the pcaps are
 written straight into the run directory on the host. Each process is started
 and confirmed listening before traffic starts, and stopped and flushed after.
-tcpdump gets PR_SET_PDEATHSIG, so it dies with labctl even on SIGKILL: a
-crashed run never leaves a capture running.
+tcpdump gets PR_SET_PDEATHSIG (set by `setpriv --pdeathsig`, kept across the
+exec of nsenter and tcpdump), so it dies with labctl even on SIGKILL: a crashed
+run never leaves a capture running. setpriv rather than a Python pre-exec hook:
+a hook forces a full fork of labctl's process for every capture (about 10 ms
+each, far more under load), without it Python spawns with vfork.
 """
 
 from __future__ import annotations
 
-import ctypes
 import os
 import re
 import select
@@ -18,7 +20,7 @@ import shutil
 import signal
 import subprocess
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager, suppress
 from dataclasses import replace
 from pathlib import Path
@@ -27,7 +29,6 @@ from labctl.backends.base import CaptureResult, CaptureSpec
 from labctl.core.doctor import PROVISION
 from labctl.errors import BackendError, PrerequisiteError
 
-PR_SET_PDEATHSIG = 1
 # The largest IP packet: whole segments, so every L4 checksum can be verified.
 SNAPLEN = 65535
 # Immediate mode gives libpcap a ring of fixed-size frames (one snaplen each): with its
@@ -36,21 +37,6 @@ SNAPLEN = 65535
 BUFFER_KIB = 32768
 LISTEN_TIMEOUT = 10.0
 STOP_TIMEOUT = 10.0
-
-
-def die_with_parent_hook() -> Callable[[], None]:
-    """A preexec_fn that makes the child get SIGTERM when labctl dies.
-
-    libc and prctl are resolved here, in the parent: the hook runs between fork
-    and exec, where loading a library (dlopen takes locks other threads may hold
-    at the fork) can deadlock the child.
-    """
-    prctl = ctypes.CDLL(None, use_errno=True).prctl
-
-    def hook() -> None:
-        prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
-
-    return hook
 
 
 def tcpdump_argv(spec: CaptureSpec, tcpdump: str = "tcpdump") -> list[str]:
@@ -74,7 +60,8 @@ def tcpdump_argv(spec: CaptureSpec, tcpdump: str = "tcpdump") -> list[str]:
         argv.append(spec.filter)  # one argv element: never reaches a shell
     if spec.netns_path:
         argv = ["nsenter", f"--net={spec.netns_path}", "--", *argv]
-    return argv
+    # SIGTERM when the labctl thread that started it ends, also on SIGKILL.
+    return ["setpriv", "--pdeathsig", "TERM", "--", *argv]
 
 
 class TcpdumpCapture:
@@ -82,7 +69,8 @@ class TcpdumpCapture:
         self.tcpdump = tcpdump
 
     def check(self) -> None:
-        for tool, package in ((self.tcpdump, "tcpdump"), ("nsenter", "util-linux")):
+        tools = ((self.tcpdump, "tcpdump"), ("nsenter", "util-linux"), ("setpriv", "util-linux"))
+        for tool, package in tools:
             if shutil.which(tool) is None:
                 raise PrerequisiteError(
                     f"{tool} is not installed (taps need it)",
@@ -94,7 +82,6 @@ class TcpdumpCapture:
         """Start every capture, wait until each listens, yield; always stop and flush."""
         self.check()
         running: list[tuple[CaptureSpec, subprocess.Popen[bytes]]] = []
-        die_with_parent = die_with_parent_hook()
         results = [CaptureResult(s.tap, s.pcap) for s in specs]
         try:
             # Start them all, then wait for each: the waits overlap.
@@ -104,15 +91,17 @@ class TcpdumpCapture:
                     tcpdump_argv(spec, self.tcpdump),
                     stdout=subprocess.DEVNULL,
                     stderr=subprocess.PIPE,
-                    preexec_fn=die_with_parent,
                 )
                 running.append((spec, process))
             for spec, process in running:
                 self._wait_listening(spec, process)
             yield results
         finally:
+            # Interrupt them all, then collect each: they flush and exit side by side.
+            for _spec, process in running:
+                self._interrupt(process)
             for (spec, process), result in zip(running, results, strict=False):
-                self._stop(spec, process, result)
+                self._collect(spec, process, result)
 
     def stream(self, spec: CaptureSpec, seconds: float | None = None) -> CaptureResult:
         """One capture whose pcap goes to this process's stdout (`tcpdump -w -`), packet by
@@ -121,9 +110,7 @@ class TcpdumpCapture:
         argv = tcpdump_argv(replace(spec, pcap=Path("-")), self.tcpdump)
         result = CaptureResult(spec.tap, Path("-"))
         # tcpdump writes straight to our stdout: no copy through this process.
-        process = subprocess.Popen(
-            argv, stdout=None, stderr=subprocess.PIPE, preexec_fn=die_with_parent_hook()
-        )
+        process = subprocess.Popen(argv, stdout=None, stderr=subprocess.PIPE)
         try:
             self._wait_listening(spec, process)
             deadline = None if seconds is None else time.monotonic() + seconds
@@ -134,7 +121,8 @@ class TcpdumpCapture:
                         break
                     time.sleep(0.05)
         finally:
-            self._stop(spec, process, result)
+            self._interrupt(process)
+            self._collect(spec, process, result)
         return result
 
     def _wait_listening(self, spec: CaptureSpec, process: subprocess.Popen[bytes]) -> None:
@@ -159,11 +147,15 @@ class TcpdumpCapture:
             "check the tap's interface and its capture filter",
         )
 
-    def _stop(
-        self, spec: CaptureSpec, process: subprocess.Popen[bytes], result: CaptureResult
-    ) -> None:
+    @staticmethod
+    def _interrupt(process: subprocess.Popen[bytes]) -> None:
         if process.poll() is None:
             process.send_signal(signal.SIGINT)  # tcpdump flushes and prints its counters
+
+    def _collect(
+        self, spec: CaptureSpec, process: subprocess.Popen[bytes], result: CaptureResult
+    ) -> None:
+        """Wait for an interrupted tcpdump to exit; its counters go into `result`."""
         try:
             _, stderr = process.communicate(timeout=STOP_TIMEOUT)
         except subprocess.TimeoutExpired:

@@ -50,9 +50,9 @@ def connect(
     env = dict(os.environ if environment is None else environment)
     where = env.get("DOCKER_HOST") or "the default socket"
     try:
-        client = docker.from_env(version="auto", timeout=int(timeout), environment=env)
-        client.ping()
-        return client
+        # version="auto" asks the daemon for its API version: that request is the check
+        # that it is reachable, so no separate ping.
+        return docker.from_env(version="auto", timeout=int(timeout), environment=env)
     except (docker.errors.DockerException, OSError) as error:
         raise PrerequisiteError(
             f"the Docker daemon is not reachable at {where} ({_short(error)})",

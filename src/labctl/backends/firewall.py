@@ -17,6 +17,7 @@ import shlex
 import shutil
 import subprocess
 from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 
 from labctl.backends.base import Owned
 from labctl.core import names
@@ -59,7 +60,13 @@ def lab_of_comment(comment: str | None) -> str | None:
 
 
 class Iptables:
-    """iptables/ip6tables rules for lab bridges. `run` is injectable for tests."""
+    """iptables/ip6tables rules for lab bridges. `run` is injectable for tests.
+
+    Each operation reads the whole filter table once per family (`iptables -S`) and
+    decides from that listing; only changes are further commands. A family whose
+    binary is missing or cannot read the table (ip6tables on a kernel without IPv6
+    filtering) is skipped, as if it had no rules.
+    """
 
     def __init__(self, binaries: Sequence[str] = (IPV4, IPV6), run: Runner = run_command) -> None:
         self._binaries = tuple(binaries)
@@ -71,7 +78,7 @@ class Iptables:
             raise PrerequisiteError(
                 f"{self._binaries[0]} not found", "apt-get install iptables (run as root)"
             )
-        if not self._usable(self._binaries[0]):
+        if self._table(self._binaries[0]) is None:
             raise PrerequisiteError(
                 f"{self._binaries[0]} cannot read the filter table",
                 "run as root with CAP_NET_ADMIN; load the ip_tables/nf_tables modules",
@@ -84,20 +91,20 @@ class Iptables:
         """
         spec = bridge_rule(lab, bridge)
         chains: dict[str, str] = {}
-        for binary in self._usable_binaries():
-            placed = next((c for c in CHAINS if self._has_rule(binary, c, spec)), None)
+        for binary, table in self._tables():
+            placed = next((c for c in CHAINS if spec in table.get(c, [])), None)
             if placed is None:
-                placed = self._target_chain(binary)
+                placed = next(c for c in CHAINS if c in table)
                 self._must(binary, ["-I", placed, "1", *spec], f"adding {binary} rule for {bridge}")
             chains[binary] = placed
         return chains
 
     def remove_bridge_accept(self, lab: str, bridge: str) -> None:
-        """Delete the lab's rule for `bridge` wherever it is; absence is fine."""
+        """Delete the lab's rule for `bridge` wherever it is (every copy); absence is fine."""
         spec = bridge_rule(lab, bridge)
-        for binary in self._usable_binaries():
+        for binary, table in self._tables():
             for chain in CHAINS:
-                while self._has_rule(binary, chain, spec):
+                for _copy in range(table.get(chain, []).count(spec)):
                     self._must(binary, ["-D", chain, *spec], f"removing {binary} rule for {bridge}")
 
     def sweep(self, lab: str) -> list[Owned]:
@@ -112,9 +119,9 @@ class Iptables:
 
     def list_owned(self, lab: str | None = None) -> list[Owned]:
         owned = []
-        for binary in self._usable_binaries():
-            for chain in self._existing_chains(binary):
-                for spec in self._rules(binary, chain):
+        for binary, table in self._tables():
+            for chain in CHAINS:
+                for spec in table.get(chain, []):
                     owner = lab_of_comment(comment_of(spec))
                     if owner is None or (lab is not None and owner != lab):
                         continue
@@ -130,39 +137,26 @@ class Iptables:
 
     # -- internals ---------------------------------------------------------
 
-    def _succeeds(self, argv: Sequence[str]) -> bool:
-        """Run a probe; a probe that cannot run at all answers no."""
+    def _tables(self) -> list[tuple[str, dict[str, list[list[str]]]]]:
+        """(binary, filter table) for every usable family, read side by side."""
+        binaries = [b for b in self._binaries if shutil.which(b) is not None]
+        if len(binaries) < 2:
+            tables = [self._table(b) for b in binaries]
+        else:
+            with ThreadPoolExecutor(max_workers=len(binaries)) as pool:
+                tables = list(pool.map(self._table, binaries))
+        return [(b, t) for b, t in zip(binaries, tables, strict=True) if t is not None]
+
+    def _table(self, binary: str) -> dict[str, list[list[str]]] | None:
+        """The filter table as `iptables -S` prints it: every chain (built-in or not) with
+        its rule specs, without '-A CHAIN'. None if the binary cannot read it."""
         try:
-            return self._run(argv).returncode == 0
+            result = self._run([binary, "-w", "-S"])
         except (OSError, subprocess.TimeoutExpired):
-            return False
-
-    def _usable(self, binary: str) -> bool:
-        return self._succeeds([binary, "-w", "-S", "FORWARD"])
-
-    def _usable_binaries(self) -> list[str]:
-        # ip6tables may be installed while the kernel lacks IPv6 filtering: skip it then.
-        return [b for b in self._binaries if shutil.which(b) is not None and self._usable(b)]
-
-    def _existing_chains(self, binary: str) -> list[str]:
-        return [c for c in CHAINS if self._succeeds([binary, "-w", "-S", c])]
-
-    def _target_chain(self, binary: str) -> str:
-        return self._existing_chains(binary)[0]
-
-    def _has_rule(self, binary: str, chain: str, spec: Sequence[str]) -> bool:
-        # Non-zero also when the chain does not exist: then the rule is not there either.
-        return self._succeeds([binary, "-w", "-C", chain, *spec])
-
-    def _rules(self, binary: str, chain: str) -> list[list[str]]:
-        """Rule specs of `chain` as `iptables -S` prints them, without '-A CHAIN'."""
-        result = self._must(binary, ["-S", chain], f"listing {binary} chain {chain}")
-        specs = []
-        for line in result.stdout.splitlines():
-            tokens = shlex.split(line)
-            if len(tokens) > 2 and tokens[0] == "-A" and tokens[1] == chain:
-                specs.append(tokens[2:])
-        return specs
+            return None
+        if result.returncode != 0:
+            return None
+        return parse_rules(result.stdout)
 
     def _must(
         self, binary: str, args: Sequence[str], action: str
@@ -175,3 +169,15 @@ class Iptables:
             hint = "run as root" if "ermission" in result.stderr else None
             raise BackendError(action, result.stderr.strip() or f"exit {result.returncode}", hint)
         return result
+
+
+def parse_rules(listing: str) -> dict[str, list[list[str]]]:
+    """`iptables -S` output: {chain: [rule spec, ...]}; a chain without rules maps to []."""
+    table: dict[str, list[list[str]]] = {}
+    for line in listing.splitlines():
+        tokens = shlex.split(line)
+        if len(tokens) >= 2 and tokens[0] in ("-P", "-N"):
+            table.setdefault(tokens[1], [])
+        elif len(tokens) > 2 and tokens[0] == "-A":
+            table.setdefault(tokens[1], []).append(tokens[2:])
+    return table

@@ -8,6 +8,7 @@ import os
 import platform
 import shutil
 import subprocess
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from labctl.backends import kvm_probe
@@ -98,21 +99,30 @@ def _docker() -> tuple[str | None, str | None]:
 
 def probe(dpdk: DpdkOptions | None = None, kvm: bool = False) -> HostFacts:
     """The host's facts. kvm: also boot the KVM probe guest (up to 3 s where KVM
-    hangs), which `labctl doctor` does and `up` does not need."""
-    docker_error, image = _docker()
-    kvm_result = kvm_probe.probe("kvm") if kvm else None
-    policy, docker_user = _forward_policy()
-    abi = installed_dpdk_abi()
-    free_mib, total_mib = hugepages_mib(read_text_or_empty(Path("/proc/meminfo")))
-    nf_call = None
-    with contextlib.suppress(OSError, ValueError):
-        nf_call = Path("/proc/sys/net/bridge/bridge-nf-call-iptables").read_text().strip() == "1"
+    hangs), which `labctl doctor` does and `up` does not need. The probes that wait on
+    something else (dockerd, iptables, modprobe, the KVM guest) run side by side."""
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        docker_probe = pool.submit(_docker)
+        kvm_probe_result = pool.submit(kvm_probe.probe, "kvm") if kvm else None
+        forward = pool.submit(_forward_policy)
+        modules = {m: pool.submit(_module_available, m) for m in ("veth", "bridge", "openvswitch")}
+        abi = installed_dpdk_abi()
+        free_mib, total_mib = hugepages_mib(read_text_or_empty(Path("/proc/meminfo")))
+        nf_call = None
+        with contextlib.suppress(OSError, ValueError):
+            nf_call = (
+                Path("/proc/sys/net/bridge/bridge-nf-call-iptables").read_text().strip() == "1"
+            )
+        docker_error, image = docker_probe.result()
+        kvm_result = kvm_probe_result.result() if kvm_probe_result else None
+        policy, docker_user = forward.result()
+        kernel_modules = {m: future.result() for m, future in modules.items()}
     return HostFacts(
         is_root=os.geteuid() == 0,
         docker_error=docker_error,
         node_image=image,
         tools={tool: shutil.which(tool) is not None for tool in TOOLS},
-        kernel_modules={m: _module_available(m) for m in ("veth", "bridge", "openvswitch")},
+        kernel_modules=kernel_modules,
         forward_policy=policy,
         bridge_nf_call_iptables=nf_call,
         docker_user_chain=docker_user,

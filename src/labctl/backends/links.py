@@ -5,9 +5,10 @@ Every interface labctl creates in the host namespace carries the alias
 never by a name pattern, so an interface someone else created with a similar
 name is never touched.
 
-Node namespaces are reached by path (`/proc/<pid>/ns/net`). pyroute2's NetNS
-forks a helper process that enters the namespace, so this process never leaves
-the host namespace, even if a request fails half-way.
+Node namespaces are reached by path (`/proc/<pid>/ns/net`): a short-lived
+thread enters the namespace and opens the netlink socket there (netns_thread),
+so labctl's own threads never leave the host namespace, even if a request fails
+half-way.
 """
 
 from __future__ import annotations
@@ -15,16 +16,15 @@ from __future__ import annotations
 import errno
 import ipaddress
 import os
-import shutil
-import subprocess
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from pyroute2 import IPRoute, NetNS
+from pyroute2 import IPRoute
 from pyroute2.netlink.exceptions import NetlinkDumpInterrupted, NetlinkError
 from pyroute2.netlink.rtnl.ifaddrmsg import IFA_F_NODAD
 
+from labctl.backends import netns_thread
 from labctl.backends.base import AddressSpec, NodeHandle, Owned
 from labctl.core import names
 from labctl.errors import BackendError
@@ -44,13 +44,18 @@ _HINTS = {
 
 ADDR_GEN_NONE = 1  # IN6_ADDR_GEN_MODE_NONE
 
-# A netlink handle: IPRoute for the host, NetNS for a node. Same API.
+# A netlink handle: IPRoute, on a socket of the host's or of a node's namespace.
 Netlink = Any
 
 
-def _open_node_netns(path: str) -> NetNS:
-    # flags=0: never let pyroute2 create a namespace; a missing path means the node is gone.
-    return NetNS(path, flags=0)
+def _open_node_netns(path: str) -> IPRoute:
+    # A missing path means the node is gone (FileNotFoundError); nothing is ever created.
+    fd = netns_thread.netlink_fd(path, netns_thread.NETLINK_ROUTE)
+    try:
+        return IPRoute(fileno=fd)
+    except BaseException:
+        os.close(fd)
+        raise
 
 
 @contextmanager
@@ -161,24 +166,14 @@ def enable_ipv6(node: NodeHandle, ifname: str) -> None:
     Docker starts containers without an IPv6 network with disable_ipv6=1 for
     all and default, so new interfaces inherit it and adding an IPv6 address
     fails with EACCES. No netlink message sets this, only /proc/sys, which
-    shows the namespace of whoever opens it: hence nsenter, in a child process,
-    so this process never changes namespace.
+    shows the namespace of whoever opens it: a thread in the node's namespace.
     """
-    action = f"enabling IPv6 on {node.name}:{ifname}"
-    nsenter, sysctl = shutil.which("nsenter"), shutil.which("sysctl")
-    if nsenter is None or sysctl is None:
-        raise BackendError(
-            action, "nsenter or sysctl not found", "apt-get install util-linux procps"
-        )
     # Slash form: interface names may contain dots, which sysctl reads as separators.
     key = f"net/ipv6/conf/{ifname}/disable_ipv6"
-    argv = [nsenter, f"--net={node.netns_path}", "--", sysctl, "-q", "-w", f"{key}=0"]
     try:
-        done = subprocess.run(argv, capture_output=True, text=True, check=False, timeout=30)
-    except (OSError, subprocess.TimeoutExpired) as error:
-        raise BackendError(action, error) from error
-    if done.returncode != 0:
-        raise BackendError(action, done.stderr.strip() or f"exit {done.returncode}")
+        netns_thread.write_sysctl(node.netns_path, key, "0")
+    except OSError as error:
+        raise BackendError(f"enabling IPv6 on {node.name}:{ifname}", error) from error
 
 
 def _peers(a: Any, b: Any) -> bool:
@@ -213,7 +208,7 @@ class NetlinkLinks:
     def __init__(
         self,
         host_factory: Callable[[], IPRoute] = IPRoute,
-        netns_factory: Callable[[str], NetNS] = _open_node_netns,
+        netns_factory: Callable[[str], IPRoute] = _open_node_netns,
     ) -> None:
         self._host_factory = host_factory
         self._netns_factory = netns_factory
@@ -447,8 +442,9 @@ class NetlinkLinks:
             # else: left in the node by a run killed before it moved this end out (the
             # name carries this lab's id, and the node is this lab's): finish the job.
             link = label_new_link(ns, host_ifname, alias, where=f"node {node.name}")
-            # pyroute2's NetNS runs in a forked child: this process's pid names the
-            # namespace labctl runs in (the host's).
+            # The handle's socket was opened inside the node (by a thread that entered
+            # it); IFLA_NET_NS_PID names a process, and the kernel takes the namespace of
+            # this process's main thread, which never leaves the host's.
             ns.link("set", index=link["index"], net_ns_pid=os.getpid())
 
     def _configure_node_end(

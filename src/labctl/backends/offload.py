@@ -6,12 +6,11 @@ ethtool binary. pyroute2 0.7 reads features with the SIOCETHTOOL ioctl, in the
 caller's namespace only, so the two messages are defined here on top of its
 generic netlink socket and its ethtool header and bitset attributes.
 
-A node's namespace is reached by path (`/proc/<pid>/ns/net`): a forked child
-enters it, opens the netlink socket there and hands the descriptor back over a
-socketpair, then exits. A netlink socket keeps the namespace it was created
-in, so this process talks to the node's kernel without ever leaving its own
-namespace, even if a request fails half-way (the same reason pyroute2's NetNS
-forks).
+A node's namespace is reached by path (`/proc/<pid>/ns/net`): a short-lived
+thread enters it and opens the netlink socket there (netns_thread). A netlink
+socket keeps the namespace it was created in, so labctl's own threads talk to
+the node's kernel without ever leaving their namespace, even if a request fails
+half-way.
 
 Our five keys are ethtool's legacy flags (`ethtool -K eth0 tx off`), each a
 group of kernel features. As in ethtool, a group reads "on" if any of its
@@ -23,17 +22,13 @@ TX checksum, but (kernel 6.18) keeps tx-tcp-accecn-segmentation.
 
 from __future__ import annotations
 
-import ctypes
 import errno
 import os
-import signal
-import socket
-import time
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from types import MappingProxyType
-from typing import Any, NoReturn
+from typing import Any
 
 from pyroute2.netlink import NLM_F_ACK, NLM_F_REQUEST, genlmsg
 from pyroute2.netlink.exceptions import NetlinkError
@@ -47,16 +42,16 @@ from pyroute2.netlink.generic.ethtool import (
     ethtoolheader,
 )
 
+from labctl.backends import netns_thread
 from labctl.backends.links import netlink_action
 from labctl.core.model import Offload
 from labctl.errors import BackendError, PrerequisiteError
 
-CLONE_NEWNET = 0x40000000
-NETLINK_GENERIC = 16
+NETLINK_GENERIC = netns_thread.NETLINK_GENERIC
 ETHTOOL_FLAG_OMIT_REPLY = 1 << 1
 
 DEFAULT_TIMEOUT = 5.0
-"""Seconds for entering a namespace and for each netlink reply."""
+"""Seconds for each netlink reply."""
 
 
 @dataclass(frozen=True)
@@ -190,7 +185,7 @@ class EthtoolSocket(GenericNetlinkSocket):
 
 def open_ethtool_socket(netns_path: str | None, timeout: float) -> EthtoolSocket:
     """A bound ethtool netlink socket in the namespace at `netns_path` (None: ours)."""
-    fd = None if netns_path is None else netlink_fd_in_netns(netns_path, timeout)
+    fd = None if netns_path is None else netns_thread.netlink_fd(netns_path, NETLINK_GENERIC)
     try:
         sock = EthtoolSocket(fileno=fd, ext_ack=True)
     except BaseException:
@@ -212,87 +207,6 @@ def open_ethtool_socket(netns_path: str | None, timeout: float) -> EthtoolSocket
         sock.close()
         raise
     return sock
-
-
-def netlink_fd_in_netns(netns_path: str, timeout: float) -> int:
-    """A generic netlink socket created inside the namespace at `netns_path`, as an fd.
-
-    A forked child does the setns, so only that child ever changes namespace;
-    it is reaped (killed if need be) before this returns.
-    """
-    setns = _libc_setns()  # resolved before the fork: no dynamic loading in the child
-    # O_CLOEXEC; the open fd also pins the namespace until the child has entered it.
-    ns_fd = os.open(netns_path, os.O_RDONLY | os.O_CLOEXEC)
-    try:
-        parent_end, child_end = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
-        with parent_end, child_end:
-            pid = os.fork()
-            if pid == 0:
-                _open_in_child(setns, ns_fd, child_end)
-            child_end.close()
-            try:
-                return _receive_fd(parent_end, netns_path, timeout)
-            finally:
-                _reap(pid, timeout)
-    finally:
-        os.close(ns_fd)
-
-
-def _libc_setns() -> Callable[[int, int], int]:
-    libc = ctypes.CDLL(None, use_errno=True)
-    setns: Callable[[int, int], int] = libc.setns
-    return setns
-
-
-def _open_in_child(
-    setns: Callable[[int, int], int], ns_fd: int, channel: socket.socket
-) -> NoReturn:
-    """Child side: enter the namespace, send back a netlink socket, exit. Never returns.
-
-    Nothing may propagate out of here: the child would go on running the
-    parent's code (pytest, the engine) in the node's namespace.
-    """
-    status = 1
-    try:
-        if setns(ns_fd, CLONE_NEWNET) != 0:
-            channel.send(str(ctypes.get_errno()).encode())
-        else:
-            with socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, NETLINK_GENERIC) as nl:
-                socket.send_fds(channel, [b"0"], [nl.fileno()])
-            status = 0
-    except OSError as error:
-        with suppress(OSError):
-            channel.send(str(error.errno or errno.EIO).encode())
-    finally:
-        os._exit(status)
-
-
-def _receive_fd(channel: socket.socket, netns_path: str, timeout: float) -> int:
-    channel.settimeout(timeout)
-    try:
-        message, fds, _flags, _address = socket.recv_fds(channel, 32, 1)
-    except TimeoutError as error:
-        raise TimeoutError(
-            errno.ETIMEDOUT, f"entering network namespace {netns_path} took over {timeout} s"
-        ) from error
-    if fds:
-        os.set_inheritable(fds[0], False)  # like every socket Python opens itself
-        return fds[0]
-    code = int(message) if message.strip().isdigit() else errno.EIO
-    reason = os.strerror(code) if message else "the helper process died"
-    if code == errno.EINVAL:
-        reason = "not a network namespace"
-    raise OSError(code, f"cannot enter network namespace {netns_path}: {reason}")
-
-
-def _reap(pid: int, timeout: float) -> None:
-    deadline = time.monotonic() + timeout
-    while os.waitpid(pid, os.WNOHANG) == (0, 0):
-        if time.monotonic() >= deadline:
-            os.kill(pid, signal.SIGKILL)
-            os.waitpid(pid, 0)
-            return
-        time.sleep(0.001)
 
 
 # -- kernel state --------------------------------------------------------------

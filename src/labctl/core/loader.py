@@ -15,7 +15,7 @@ import yaml
 from pydantic import ValidationError
 
 from labctl.core.document import Document, PathKey, format_path
-from labctl.core.model import Topology
+from labctl.core.model import PROBE_KINDS, Topology
 from labctl.core.validate import semantic_problems
 from labctl.errors import ConfigError, Problem
 from labctl.examples import shipped
@@ -168,11 +168,28 @@ def _pydantic_problem(
     doc: Document, error: Any, root: type[Any] = Topology, model_at: int = 0
 ) -> Problem:
     """`root` is the model of the document below the first `model_at` path parts."""
-    loc: PathKey = tuple(part for part in error["loc"] if not _is_union_tag(part))
+    loc: PathKey = _probe_loc(
+        tuple(part for part in error["loc"] if not _is_union_tag(part)), root, model_at
+    )
     kind = error["type"]
     value = error.get("input")
+    if kind == "union_tag_invalid":
+        tag = error.get("ctx", {}).get("tag")
+        return doc.problem(
+            (*loc, "kind"), f"unknown probe kind {tag!r} (one of: {', '.join(PROBE_KINDS)})"
+        )
+    if kind == "union_tag_not_found":
+        return doc.problem(loc, f"missing required key 'kind' (one of: {', '.join(PROBE_KINDS)})")
+    if kind == "string_pattern_mismatch" and loc[-1:] == ("bitrate",):
+        return doc.problem(
+            loc,
+            f"{value!r} is not a bit rate: a number with an optional K, M or G "
+            "(bits per second), e.g. 10M; 0 means unlimited",
+        )
     if kind == "extra_forbidden":
-        parent = _model_fields_at(loc[model_at:-1], root)
+        parent = _probe_fields(doc, loc) if root is Topology else None
+        if parent is None:
+            parent = _model_fields_at(loc[model_at:-1], root)
         allowed = f" (allowed: {', '.join(parent)})" if parent else ""
         return doc.problem(loc, f"unknown key {loc[-1]!r}{allowed}")
     if kind == "missing":
@@ -219,6 +236,34 @@ def _pydantic_problem(
         limit = error.get("ctx", {}).get(key)
         return doc.problem(loc, f"{value!r} is out of range: must be {words} {limit}")
     return doc.problem(loc, error["msg"][0].lower() + error["msg"][1:])
+
+
+def _probe_loc(loc: PathKey, root: type[Any], model_at: int) -> PathKey:
+    """A topology's probes are a union told apart by `kind`: pydantic puts the kind into
+    the location (probes.0.tcp.port), the file has none (probes[0].port)."""
+    if (
+        root is Topology
+        and model_at == 0
+        and len(loc) > 2
+        and loc[0] == "probes"
+        and loc[2] in PROBE_KINDS
+    ):
+        return (*loc[:2], *loc[3:])
+    return loc
+
+
+def _probe_fields(doc: Document, loc: PathKey) -> list[str] | None:
+    """The keys a probe of the file's `kind` allows, for a key directly in a probe."""
+    if len(loc) != 3 or loc[0] != "probes" or not isinstance(doc.data, dict):
+        return None
+    probes = doc.data.get("probes")
+    index = loc[1]
+    if not isinstance(probes, list) or not isinstance(index, int) or index >= len(probes):
+        return None
+    item = probes[index]
+    kind = item.get("kind") if isinstance(item, dict) else None
+    model = PROBE_KINDS.get(kind) if isinstance(kind, str) else None
+    return list(model.model_fields) if model is not None else None
 
 
 def _is_union_tag(part: object) -> bool:

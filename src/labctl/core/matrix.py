@@ -26,7 +26,16 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    StrictFloat,
+    StrictInt,
+    StrictStr,
+    field_validator,
+    model_validator,
+)
 
 from labctl.core.loader import (
     Document,
@@ -36,6 +45,7 @@ from labctl.core.loader import (
     value_problems,
 )
 from labctl.core.model import Offload, SwitchKind, Topology
+from labctl.core.probes import Latency, ProbeObservation
 from labctl.errors import ConfigError, Problem, UsageError
 
 OFFLOAD_NAME_RE = re.compile(r"^[a-z0-9][a-z0-9-]{0,11}$")
@@ -122,9 +132,68 @@ class When(_Spec):
         )
 
 
+Outcome = Literal["pass", "fail"]
+
+
+class ProbeExpectation(_Spec):
+    """What one probe shows in a cell: its result, and optionally bounds on its figures.
+    Written as `pass` or `fail` alone, or as a mapping with `result:` and the bounds."""
+
+    @model_validator(mode="before")
+    @classmethod
+    def _outcome_alone(cls, value: Any) -> Any:
+        return {"result": value} if isinstance(value, str) else value
+
+    result: Outcome
+    min_mbps: Annotated[StrictFloat | StrictInt, Field(ge=0)] | None = None
+    max_mbps: Annotated[StrictFloat | StrictInt, Field(ge=0)] | None = None
+    min_loss_percent: Annotated[StrictFloat | StrictInt, Field(ge=0, le=100)] | None = None
+    max_loss_percent: Annotated[StrictFloat | StrictInt, Field(ge=0, le=100)] | None = None
+    max_rtt_ms: Annotated[StrictFloat | StrictInt, Field(gt=0)] | None = None
+    max_retransmits: Annotated[StrictInt, Field(ge=0)] | None = None
+
+    def differences(self, name: str, observed: ProbeObservation) -> list[str]:
+        found = []
+        result = "pass" if observed.ok else "fail"
+        if result != self.result:
+            why = "; ".join(observed.problems)
+            found.append(
+                f"expected probe {name} to {self.result}, it did {result}"
+                + (f" ({why})" if why else "")
+            )
+        mbps = observed.throughput_mbps
+        loss = observed.loss_percent
+        rtt = observed.rtt_ms.avg if observed.rtt_ms is not None else None
+        retransmits = observed.retransmits
+        bounds: tuple[tuple[float | None, float | None, bool, str, str], ...] = (
+            (self.min_mbps, mbps, True, "throughput", " Mbit/s"),
+            (self.max_mbps, mbps, False, "throughput", " Mbit/s"),
+            (self.min_loss_percent, loss, True, "loss", "%"),
+            (self.max_loss_percent, loss, False, "loss", "%"),
+            (self.max_rtt_ms, rtt, False, "average RTT", " ms"),
+            (self.max_retransmits, retransmits, False, "retransmits", ""),
+        )
+        for bound, value, at_least, what, unit in bounds:
+            if bound is None:
+                continue
+            words = "at least" if at_least else "at most"
+            wanted = f"expected probe {name} {what} {words} {bound:g}{unit}"
+            if value is None:
+                found.append(f"{wanted}, not measured")
+            elif (value < bound) if at_least else (value > bound):
+                found.append(f"{wanted}, measured {value:g}{unit}")
+        return found
+
+
 class Expectation(_Spec):
     when: When = Field(default_factory=When)
-    http: Literal["pass", "fail"]
+    http: Outcome | None = Field(
+        None, description="the result of the http probe(s): every request succeeds, or not"
+    )
+    probes: dict[StrictStr, ProbeExpectation] = Field(
+        default_factory=dict,
+        description="per probe name: pass, fail, or {result, bounds on its figures}",
+    )
     findings: list[StrictStr] | None = Field(
         None,
         description="finding kinds that must be reported; [] means: no fault at all",
@@ -211,6 +280,7 @@ def load_lab(path: str | Path) -> Experiment:
     # Checked against the topology, so that every problem of the file shows at once.
     offloads, found = offload_settings(spec, doc, topology)
     problems += found
+    problems += _probe_expectation_problems(spec, doc, topology)
     if problems:
         raise ConfigError(problems)
     if spec.requests is not None and topology.traffic is not None:
@@ -271,6 +341,31 @@ def _offload_target(key: str, topology: Topology) -> tuple[str, str | None] | st
             f"(it has: {', '.join(topology.nodes[node].interfaces)})"
         )
     return (node, ifname)
+
+
+def _probe_expectation_problems(spec: LabSpec, doc: Document, topology: Topology) -> list[Problem]:
+    names = [name for name, _probe in topology.named_probes()]
+    has_http = any(probe.kind == "http" for _name, probe in topology.named_probes())
+    problems = []
+    for index, expectation in enumerate(spec.expectations):
+        if expectation.http is not None and not has_http:
+            problems.append(
+                doc.problem(
+                    ("expectations", index, "http"),
+                    "the topology has no http probe (no `traffic:`, no probe of kind http); "
+                    "expect its probes by name under `probes:`",
+                )
+            )
+        for name in expectation.probes:
+            if name not in names:
+                problems.append(
+                    doc.problem(
+                        ("expectations", index, "probes", name),
+                        f"the topology has no probe {name!r} "
+                        f"(it has: {', '.join(names) or 'none'})",
+                    )
+                )
+    return problems
 
 
 def _lab_problems(spec: LabSpec, doc: Document, file: Path) -> list[Problem]:
@@ -368,27 +463,40 @@ def expectation_for(
     return next((e for e in spec.expectations if e.when.matches(switch, offload, platform)), None)
 
 
-class Latency(BaseModel):
-    """Of the requests that succeeded, in milliseconds."""
-
-    model_config = ConfigDict(frozen=True)
-
-    min: float
-    median: float
-    max: float
-
-
 class Observation(BaseModel):
     """What a cell showed: the traffic's outcome and the kinds of fault found."""
 
     model_config = ConfigDict(frozen=True, extra="ignore")
 
-    http: Literal["pass", "fail"]
+    http: Literal["pass", "fail"] | None = None
+    """None: the lab has no http probe."""
     succeeded: StrictInt
     failed: StrictInt
     latency_ms: Latency | None = None
     findings: tuple[str, ...] = ()  # kinds of fault findings, in report order
     verdict: str = ""
+    probes: tuple[ProbeObservation, ...] = ()
+    """Every probe's result, in the order they ran; empty in results of labctl before
+    probes (their traffic was the http requests alone)."""
+
+    @property
+    def http_only(self) -> bool:
+        """The traffic was the HTTP requests alone (then the reports word it as before)."""
+        return all(p.kind == "http" for p in self.probes) and len(self.probes) <= 1
+
+    def probes_line(self) -> str:
+        """Every probe in a few words: "bulk 940.2 Mbit/s, 3 retransmits; ping6 FAIL ..."."""
+        return "; ".join(
+            " ".join(part for part in (p.name, "" if p.ok else "FAIL", p.summary()) if part)
+            for p in self.probes
+        )
+
+    @property
+    def traffic_ok(self) -> bool:
+        """Every probe passed (results without probes: every HTTP request succeeded)."""
+        if self.probes:
+            return all(p.ok for p in self.probes)
+        return self.http_ok
 
     @field_validator("latency_ms", mode="before")
     @classmethod
@@ -422,7 +530,7 @@ def compare(expectation: Expectation | None, observed: Observation) -> str | Non
     if expectation is None:
         return None
     differences = []
-    if observed.http != expectation.http:
+    if expectation.http is not None and observed.http != expectation.http:
         differences.append(
             f"expected HTTP to {expectation.http}, it did "
             f"{'pass' if observed.http_ok else 'fail'} "
@@ -434,4 +542,11 @@ def compare(expectation: Expectation | None, observed: Observation) -> str | Non
         missing = [k for k in expectation.findings if k not in observed.findings]
         if missing:
             differences.append(f"expected finding {', '.join(missing)}, not reported")
+    by_name = {p.name: p for p in observed.probes}
+    for name, expected in expectation.probes.items():
+        probe = by_name.get(name)
+        if probe is None:
+            differences.append(f"expected probe {name} to {expected.result}, it did not run")
+            continue
+        differences += expected.differences(name, probe)
     return "; ".join(differences) or None

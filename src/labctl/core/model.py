@@ -149,6 +149,109 @@ class Traffic(_Spec):
     )
 
 
+Family = Literal["ipv4", "ipv6"]
+Seconds = Annotated[StrictFloat | StrictInt, Field(gt=0, le=600)]
+Percent = Annotated[StrictFloat | StrictInt, Field(ge=0, le=100)]
+Bitrate = Annotated[StrictStr, Field(pattern=r"^[0-9]+(\.[0-9]+)?[KMG]?$")]
+
+PROBE_NAME_PATTERN = r"^[a-z0-9][a-z0-9_-]{0,30}$"
+
+
+class HttpProbe(Traffic):
+    """Today's `traffic:` as one probe of a list: curl requests, each its own connection."""
+
+    kind: Literal["http"]
+    name: StrictStr | None = Field(None, description="default: the kind, numbered if repeated")
+
+
+class _BetweenNodes(_Spec):
+    """What every probe from a client node to a server node has."""
+
+    name: StrictStr | None = Field(None, description="default: the kind, numbered if repeated")
+    client: StrictStr
+    server: StrictStr
+    family: Family = Field("ipv4", description="to the server's first address of this family")
+
+
+class _Iperf(_BetweenNodes):
+    port: Annotated[StrictInt, Field(ge=1, le=65535)] = Field(
+        5201, description="the iperf3 server's port (its control connection and the data)"
+    )
+    seconds: Annotated[StrictFloat | StrictInt, Field(gt=0, le=60)] = Field(
+        2, description="iperf3 -t"
+    )
+
+
+class TcpProbe(_Iperf):
+    """A bulk TCP transfer: iperf3 from client to server, throughput and retransmits."""
+
+    kind: Literal["tcp"]
+    bitrate: Bitrate = Field("0", description="iperf3 -b: bits/s with K/M/G; 0: unlimited")
+    streams: Annotated[StrictInt, Field(ge=1, le=16)] = Field(1, description="iperf3 -P")
+    min_mbps: Annotated[StrictFloat | StrictInt, Field(ge=0)] | None = Field(
+        None, description="passes only at this throughput (Mbit/s, received) or more"
+    )
+    max_retransmits: Annotated[StrictInt, Field(ge=0)] | None = Field(
+        None, description="passes only with at most this many retransmitted segments"
+    )
+
+
+class UdpProbe(_Iperf):
+    """UDP datagrams at a fixed rate: iperf3 -u from client to server, loss."""
+
+    kind: Literal["udp"]
+    bitrate: Bitrate = Field("10M", description="iperf3 -b: bits/s with K/M/G")
+    length: Annotated[StrictInt, Field(ge=16, le=65507)] | None = Field(
+        None, description="iperf3 -l: datagram payload bytes; default: iperf3's (path MTU)"
+    )
+    max_loss_percent: Percent = Field(
+        0, description="passes only if at most this share of the datagrams sent is lost"
+    )
+
+
+class IcmpProbe(_BetweenNodes):
+    """ping from client to server: loss and round-trip time."""
+
+    kind: Literal["icmp"]
+    count: Annotated[StrictInt, Field(ge=1, le=1000)] = 5
+    interval: Annotated[StrictFloat | StrictInt, Field(ge=0.01, le=10)] = 0.2
+    size: Annotated[StrictInt, Field(ge=0, le=65000)] = Field(56, description="ping -s")
+    timeout: Seconds = Field(5, description="ping -W: seconds to wait for the last reply")
+    max_loss_percent: Percent = Field(0, description="passes only at this loss or less")
+    max_rtt_ms: Annotated[StrictFloat | StrictInt, Field(gt=0)] | None = Field(
+        None, description="passes only if the average round trip takes at most this"
+    )
+
+
+class CommandProbe(_Spec):
+    """Any command in a node: it passes on the expected exit code (and output)."""
+
+    kind: Literal["command"]
+    name: StrictStr | None = Field(None, description="default: the kind, numbered if repeated")
+    node: StrictStr
+    argv: list[StrictStr] = Field(description="the command, run without a shell")
+    exit_code: Annotated[StrictInt, Field(ge=0, le=255)] = 0
+    output: StrictStr | None = Field(
+        None, description="a regular expression that its standard output must contain"
+    )
+    timeout: Seconds = 10
+
+
+Probe = Annotated[
+    HttpProbe | TcpProbe | UdpProbe | IcmpProbe | CommandProbe, Field(discriminator="kind")
+]
+ProbeSpec = HttpProbe | TcpProbe | UdpProbe | IcmpProbe | CommandProbe
+PROBE_KINDS: dict[str, type[_Spec]] = {
+    "http": HttpProbe,
+    "tcp": TcpProbe,
+    "udp": UdpProbe,
+    "icmp": IcmpProbe,
+    "command": CommandProbe,
+}
+TRAFFIC_PROBE = "http"
+"""The name of the http probe that a topology's `traffic:` block stands for."""
+
+
 class Topology(_Spec):
     name: StrictStr
     runtime: RuntimeKind = Field(
@@ -159,7 +262,31 @@ class Topology(_Spec):
     switch: Switch | None = None
     links: list[Link] = Field(default_factory=list)
     taps: list[Tap] = Field(default_factory=list)
-    traffic: Traffic | None = None
+    traffic: Traffic | None = Field(
+        None, description="one HTTP probe (named http), run before `probes:`"
+    )
+    probes: list[Probe] = Field(
+        default_factory=list, description="traffic probes, run one after another"
+    )
+
+    def named_probes(self) -> list[tuple[str, ProbeSpec]]:
+        """Every probe to run with its name: `traffic:` first (as the probe "http"),
+        then `probes:`, each named by `name:` or its kind (numbered when repeated)."""
+        found: list[tuple[str, ProbeSpec]] = []
+        if self.traffic is not None:
+            found.append((TRAFFIC_PROBE, HttpProbe(kind="http", **self.traffic.model_dump())))
+        counts: dict[str, int] = {}
+        for probe in self.probes:
+            counts[probe.kind] = counts.get(probe.kind, 0) + 1
+        seen: dict[str, int] = {}
+        for probe in self.probes:
+            if probe.name is not None:
+                found.append((probe.name, probe))
+                continue
+            seen[probe.kind] = seen.get(probe.kind, 0) + 1
+            repeated = counts[probe.kind] > 1 or (probe.kind == "http" and self.traffic is not None)
+            found.append((f"{probe.kind}-{seen[probe.kind]}" if repeated else probe.kind, probe))
+        return found
 
     def with_switch_kind(self, kind: SwitchKind) -> Topology:
         switch = self.switch or Switch()

@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from labctl.core import names
-from labctl.core.model import Offload, Switch, Topology
+from labctl.core.model import HttpProbe, Offload, Switch, Topology
 from labctl.core.validate import parse_endpoint
 
 
@@ -190,15 +190,26 @@ def make_plan(topology: Topology) -> Plan:
             )
             steps.extend(_offload_step(topology, a.node, a.name, None))
             steps.extend(_offload_step(topology, b.node, b.name, None))
-    traffic = topology.traffic
-    if traffic is not None and traffic.start_server:
+    servers: set[tuple[str, int]] = set()
+    for index, (_name, probe) in enumerate(topology.named_probes()):
+        if not isinstance(probe, HttpProbe) or not probe.start_server:
+            continue
+        if (probe.server, probe.port) in servers:
+            continue
+        servers.add((probe.server, probe.port))
+        # The traffic block's server keeps the key it always had (state files name it).
+        key = (
+            f"http:{probe.server}"
+            if index == 0 and topology.traffic
+            else (f"http:{probe.server}:{probe.port}")
+        )
         steps.append(
             StartHttpServer(
-                f"http:{traffic.server}",
-                f"start HTTP server on {traffic.server}:{traffic.port}",
-                node=traffic.server,
-                port=traffic.port,
-                path=traffic.path,
+                key,
+                f"start HTTP server on {probe.server}:{probe.port}",
+                node=probe.server,
+                port=probe.port,
+                path=probe.path,
             )
         )
     taps = tuple(

@@ -111,6 +111,9 @@ class CellResult(_Record):
     seconds: float | None = None
     # When the cell ran, in seconds since the matrix started: shows which cells overlapped.
     window: tuple[float, float] | None = None
+    # From when it could use its switch: a cell that waited for the OVS daemons started its
+    # nodes earlier (window) than its switch.
+    switch_window: tuple[float, float] | None = None
     # Where it ran (labctl.core.platforms) and that platform's kernel, OS, OVS, DPDK, Docker.
     platform: str = "host"
     platform_versions: dict[str, str | None] = Field(default_factory=dict)
@@ -170,8 +173,8 @@ class CellResult(_Record):
 
     @property
     def failing(self) -> bool:
-        """Worth quoting evidence for: HTTP failed, or the cell differs."""
-        http_failed = self.observed is not None and not self.observed.http_ok
+        """Worth quoting evidence for: HTTP or a probe failed, or the cell differs."""
+        http_failed = self.observed is not None and not self.observed.traffic_ok
         return http_failed or self.status == "failed"
 
 

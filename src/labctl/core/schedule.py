@@ -12,7 +12,6 @@ DPDK cell takes no second core.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -71,13 +70,29 @@ class Job:
         return vswitchd_config(self.topology.switch) if self.topology.switch else None
 
 
-def job(key: str, topology: Topology, expect_http_fail: bool) -> Job:
-    """A Job with its cost guessed: a cell expected to fail HTTP waits out a timeout."""
+def job(
+    key: str,
+    topology: Topology,
+    expect_http_fail: bool,
+    failing_probes: frozenset[str] = frozenset(),
+) -> Job:
+    """A Job with its cost guessed: a cell expected to fail HTTP waits out a timeout, a
+    probe takes its own duration (iperf3 -t, ping's count), all of its timeout when it is
+    expected to fail."""
+    from labctl.core import probes
+
     kind = topology.switch.kind if topology.switch else SwitchKind.LINUX_BRIDGE
     seconds = BASE_SECONDS[kind]
-    if expect_http_fail and topology.traffic is not None:
-        rounds = math.ceil(topology.traffic.requests / 50)
-        seconds += rounds * float(topology.traffic.timeout)
+    for name, probe in topology.named_probes():
+        if probe.kind == "http":
+            if expect_http_fail or name in failing_probes:
+                seconds += probes.probe_seconds(probe)
+        elif name in failing_probes:
+            seconds += probes.probe_seconds(probe)
+        elif probe.kind in ("tcp", "udp"):
+            seconds += float(probe.seconds) + 0.5
+        elif probe.kind == "icmp":
+            seconds += probe.count * float(probe.interval)
     return Job(key, topology, seconds)
 
 

@@ -54,7 +54,7 @@ def offload_senders(topology: Topology, tap: TapPoint) -> frozenset[str]:
 
 
 def default_filter(topology: Topology) -> str:
-    """The traffic under test, plus what explains its failures (ARP, ICMP, ND)."""
-    if topology.traffic is None:
-        return "tcp or udp or arp or icmp or icmp6"
-    return f"tcp port {topology.traffic.port} or arp or icmp or icmp6"
+    """Every probe's traffic, plus what explains its failures (ARP, ICMP, ND)."""
+    from labctl.core.probes import capture_filter
+
+    return capture_filter(topology) or "tcp or udp or arp or icmp or icmp6"

@@ -13,7 +13,16 @@ from dataclasses import dataclass
 
 from labctl.core import names
 from labctl.core.document import Document, PathKey, format_path
-from labctl.core.model import SWITCH_ENDPOINT, Topology
+from labctl.core.model import (
+    PROBE_NAME_PATTERN,
+    SWITCH_ENDPOINT,
+    TRAFFIC_PROBE,
+    CommandProbe,
+    HttpProbe,
+    TcpProbe,
+    Topology,
+    UdpProbe,
+)
 from labctl.errors import Problem
 
 MAC_RE = re.compile(r"^[0-9a-fA-F]{2}(:[0-9a-fA-F]{2}){5}$")
@@ -56,6 +65,7 @@ class _Checker:
         self.check_unlinked(linked)
         self.check_taps(linked)
         self.check_traffic()
+        self.check_probes()
         return self.problems
 
     def check_name(self) -> None:
@@ -315,6 +325,77 @@ class _Checker:
                 ("traffic", "path"),
                 f"{traffic.path!r} must start with '/' and contain no white space",
             )
+
+    def check_probes(self) -> None:
+        probe_name = re.compile(PROBE_NAME_PATTERN)
+        names_seen: dict[str, PathKey] = {}
+        if self.topo.traffic is not None:
+            names_seen[TRAFFIC_PROBE] = ("traffic",)
+        listed = self.topo.named_probes()[1 if self.topo.traffic is not None else 0 :]
+        http_ports: dict[tuple[str, int], str] = {}
+        if self.topo.traffic is not None and self.topo.traffic.start_server:
+            http_ports[(self.topo.traffic.server, self.topo.traffic.port)] = "traffic"
+        for index, (name, probe) in enumerate(listed):
+            base: PathKey = ("probes", index)
+            if probe.name is not None and not probe_name.match(probe.name):
+                self.add(
+                    (*base, "name"),
+                    f"probe name {probe.name!r} must be 1-31 characters of a-z, 0-9, "
+                    "'_' and '-', starting with a letter or digit",
+                )
+            elif name in names_seen:
+                self.add(
+                    (*base, "name") if probe.name is not None else base,
+                    f"probe name {name!r} is already used at {format_path(names_seen[name])}"
+                    + ("" if probe.name is not None else "; give this probe a `name:`"),
+                )
+            else:
+                names_seen[name] = (*base, "name") if probe.name is not None else base
+            if isinstance(probe, CommandProbe):
+                self.check_probe_node((*base, "node"), probe.node, None)
+                if not probe.argv or not probe.argv[0]:
+                    self.add((*base, "argv"), "argv needs at least the program to run")
+                if probe.output is not None:
+                    try:
+                        re.compile(probe.output)
+                    except re.error as error:
+                        self.add((*base, "output"), f"not a regular expression: {error}")
+                continue
+            client = self.check_probe_node((*base, "client"), probe.client, probe.family)
+            server = self.check_probe_node((*base, "server"), probe.server, probe.family)
+            if client and server and probe.client == probe.server:
+                self.add((*base, "server"), "client and server must be different nodes")
+            if isinstance(probe, HttpProbe):
+                if not probe.path.startswith("/") or any(c in probe.path for c in " \t\r\n"):
+                    self.add(
+                        (*base, "path"),
+                        f"{probe.path!r} must start with '/' and contain no white space",
+                    )
+                if probe.start_server:
+                    http_ports.setdefault((probe.server, probe.port), format_path(base))
+        for index, probe in enumerate(self.topo.probes):
+            if isinstance(probe, TcpProbe | UdpProbe):
+                taken = http_ports.get((probe.server, probe.port))
+                if taken is not None:
+                    self.add(
+                        ("probes", index, "port"),
+                        f"port {probe.port} on {probe.server} is the HTTP server's "
+                        f"(started for {taken}); iperf3 needs a free port, e.g. 5201",
+                    )
+
+    def check_probe_node(self, path: PathKey, name: str, family: str | None) -> bool:
+        node = self.topo.nodes.get(name)
+        if node is None:
+            self.add(path, f"unknown node {name!r}{_suggest(name, self.topo.nodes)}")
+            return False
+        if family is not None and not any(getattr(i, family) for i in node.interfaces.values()):
+            self.add(
+                path,
+                f"node {name!r} has no {family} address; add one to an interface "
+                "or set the probe's family",
+            )
+            return False
+        return True
 
 
 def _suggest(word: str, choices: Iterable[str]) -> str:

@@ -129,8 +129,33 @@ def offload_settings(settings: Mapping[str, object]) -> str:
 def describe_expectation(expected: Expectation | None) -> str:
     if expected is None:
         return "no expectation"
-    http = {"pass": "HTTP ok", "fail": "HTTP fails"}[expected.http]
-    return f"{http}; {describe_expected_findings(expected)}"
+    parts = []
+    if expected.http is not None:
+        parts.append({"pass": "HTTP ok", "fail": "HTTP fails"}[expected.http])
+    if expected.probes:
+        parts.append(describe_expected_probes(expected))
+    parts.append(describe_expected_findings(expected))
+    return "; ".join(parts)
+
+
+def describe_expected_probes(expected: Expectation) -> str:
+    """ "bulk passes; ping6 passes, loss at most 0%" """
+    words = []
+    for name, wanted in expected.probes.items():
+        text = f"{name} {'passes' if wanted.result == 'pass' else 'fails'}"
+        bounds = [
+            (wanted.min_mbps, "throughput at least", " Mbit/s"),
+            (wanted.max_mbps, "throughput at most", " Mbit/s"),
+            (wanted.min_loss_percent, "loss at least", "%"),
+            (wanted.max_loss_percent, "loss at most", "%"),
+            (wanted.max_rtt_ms, "average RTT at most", " ms"),
+            (wanted.max_retransmits, "retransmits at most", ""),
+        ]
+        text += "".join(
+            f", {what} {bound:g}{unit}" for bound, what, unit in bounds if bound is not None
+        )
+        words.append(text)
+    return "; ".join(words)
 
 
 def describe_expected_findings(expected: Expectation) -> str:
@@ -187,25 +212,29 @@ def _summarize(cell: CellResult) -> CellSummary:
         text = f"error: {reason or 'no reason given'}" if cell.status == "error" else "not run"
         return CellSummary(ICON_ERROR, text, cell.differs, False, reason if cell.differs else None)
     observed = cell.observed
-    text = f"HTTP {observed.succeeded}/{observed.requests}"
-    if observed.latency_ms is not None:
-        text += f", {format_ms(observed.latency_ms.median)}"
+    if observed.http_only:
+        text = f"HTTP {observed.succeeded}/{observed.requests}"
+        if observed.latency_ms is not None:
+            text += f", {format_ms(observed.latency_ms.median)}"
+    else:
+        text = observed.probes_line()
     finding = cell.first_fault()
     if finding is not None:
         text += f": {finding.kind}" + (f" at {finding.tap}" if finding.tap else "")
-    elif observed.findings and not observed.http_ok:
+    elif observed.findings and not observed.traffic_ok:
         text += f": {observed.findings[0]}"
-    elif not observed.http_ok:
+    elif not observed.traffic_ok:
         text += ": no diagnosis" if cell.diagnosis is None else ": no fault in the captures"
-    icon = ICON_HTTP_OK if observed.http_ok else ICON_HTTP_FAILED
+    icon = ICON_HTTP_OK if observed.traffic_ok else ICON_HTTP_FAILED
     return CellSummary(icon, text, cell.differs, cell.expected is None, reason)
 
 
 LEGEND = (
-    (ICON_HTTP_OK, "every HTTP request succeeded (median latency)"),
+    (ICON_HTTP_OK, "every HTTP request succeeded (median latency), every probe passed"),
     (
         ICON_HTTP_FAILED,
-        "some or all requests failed (first fault finding, and the tap where it shows)",
+        "some or all requests failed, or a probe failed (first fault finding, and the tap "
+        "where it shows)",
     ),
     (ICON_DIFFERS, "differs: the observation is not what the lab expects, the cell fails"),
     (ICON_NO_EXPECTATION, "the lab states no expectation for this cell"),

@@ -15,6 +15,7 @@ from labctl.reports.common import (
     ICON_DIFFERS,
     LEGEND,
     LEGEND_MATCHED,
+    format_ms,
     host_versions,
     offload_settings,
     one_line,
@@ -37,6 +38,9 @@ def render(matrix: MatrixResult) -> str:
     lines += _table(matrix)
     lines += ["", "Legend: " + " · ".join(f"{icon} {text}" for icon, text in LEGEND) + ".  "]
     lines += [LEGEND_MATCHED, ""]
+    probes = _probes(matrix)
+    if probes:
+        lines += ["## Probes", "", *probes, ""]
     evidence = _evidence(matrix)
     if evidence:
         lines += ["## Fault evidence", "", *evidence]
@@ -91,6 +95,50 @@ def _table(matrix: MatrixResult) -> list[str]:
             cell = matrix.cell(switch, offload)
             row.append("" if cell is None else escape(summarize_cell(cell, matrix.merged).line()))
         lines.append("| " + " | ".join(row) + " |")
+    return lines
+
+
+def _probes(matrix: MatrixResult) -> list[str]:
+    """Every probe of every cell that ran, with what it measured; none when the traffic was
+    the HTTP requests alone (the matrix table says it all then)."""
+    ran = [
+        cell
+        for cell in matrix.ordered_cells()
+        if cell.observed is not None and not cell.observed.http_only
+    ]
+    if not ran:
+        return []
+    lines = [
+        "| switch | offload | probe | result | throughput | retransmits | loss | RTT / latency |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for cell in ran:
+        assert cell.observed is not None
+        for probe in cell.observed.probes:
+            result = "pass" if probe.ok else "FAIL: " + "; ".join(probe.problems)
+            if probe.kind == "command" and probe.exit_code is not None:
+                result += f" (exit {probe.exit_code})"
+            timing = ""
+            if probe.rtt_ms is not None:
+                timing = f"{probe.rtt_ms.avg:.3f} ms (max {probe.rtt_ms.max:.3f})"
+            elif probe.latency_ms is not None:
+                timing = f"median {format_ms(probe.latency_ms.median)}"
+            loss = ""
+            if probe.loss_percent is not None:
+                loss = f"{probe.loss_percent:.1f}% ({probe.received}/{probe.sent})"
+            elif probe.kind == "http" and probe.sent is not None:
+                loss = f"{probe.received}/{probe.sent} requests"
+            row = [
+                cell.switch,
+                cell.offload,
+                probe.name,
+                result,
+                "" if probe.throughput_mbps is None else f"{probe.throughput_mbps:.1f} Mbit/s",
+                "" if probe.retransmits is None else str(probe.retransmits),
+                loss,
+                timing,
+            ]
+            lines.append("| " + " | ".join(escape(v) for v in row) + " |")
     return lines
 
 

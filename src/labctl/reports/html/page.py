@@ -17,6 +17,7 @@ from urllib.parse import quote
 
 from markupsafe import Markup
 
+from labctl.core.matrix import Expectation
 from labctl.core.result import CellResult, FindingRecord, MatrixResult, TapRecord
 from labctl.reports.common import (
     ICON_DIFFERS,
@@ -27,6 +28,7 @@ from labctl.reports.common import (
     cell_anchors,
     describe_expectation,
     describe_expected_findings,
+    describe_expected_probes,
     format_ms,
     format_seconds,
     host_versions,
@@ -37,6 +39,7 @@ from labctl.reports.common import (
 )
 from labctl.reports.html.chart import chart_svg
 from labctl.reports.html.markdownish import markdownish
+from labctl.reports.html.probe_chart import probe_charts
 from labctl.reports.html.templating import environment
 from labctl.reports.html.topology import topology_drawing
 
@@ -94,6 +97,7 @@ def render(matrix: MatrixResult, report_dir: Path | None = None) -> str:
             icon_differs=ICON_DIFFERS,
             icon_no_expectation=ICON_NO_EXPECTATION,
             chart=chart_svg(matrix),
+            probe_charts=probe_charts(matrix),
             topology_svg=topology_svg,
             tap_marks=tap_marks,
             cells=[_view(matrix, cell, anchors) for cell in matrix.ordered_cells()],
@@ -133,7 +137,10 @@ def _run_line(matrix: MatrixResult) -> list[tuple[str, str]]:
 
 
 def _contents(matrix: MatrixResult) -> list[tuple[str, str]]:
-    contents = [("matrix", "Matrix"), ("chart", "HTTP chart"), ("topology", "Topology")]
+    contents = [("matrix", "Matrix"), ("chart", "HTTP chart")]
+    if probe_charts(matrix):
+        contents.append(("probes", "Probe charts"))
+    contents.append(("topology", "Topology"))
     contents.append(("cells", "Cells"))
     if matrix.notes.strip():
         contents.append(("notes", "Notes"))
@@ -164,6 +171,7 @@ class CellView:
     reason_label: str
     reason_block: bool  # an error of several lines, shown as written
     comparison: list[tuple[str, str, str]]  # (row, expected, observed)
+    outputs: list[tuple[str, str, str]]  # command probes: (name, command, output)
     taps: TapTable | None
     other_pcaps: dict[str, str]  # captures the tap table does not list
 
@@ -188,6 +196,11 @@ def _view(
         reason_label=REASON_LABELS.get(cell.status, "Reason"),
         reason_block=cell.status == "error" and "\n" in (cell.reason or "").strip(),
         comparison=_comparison(cell),
+        outputs=[
+            (p.name, p.target, p.output or "")
+            for p in (cell.observed.probes if cell.observed is not None else ())
+            if p.kind == "command"
+        ],
         taps=taps,
         other_pcaps=pcaps,
     )
@@ -199,7 +212,7 @@ def _cell_classes(cell: CellResult, summary: CellSummary) -> str:
     elif cell.status == "error" or cell.observed is None:
         classes = ["error"]
     else:
-        classes = ["http-ok" if cell.observed.http_ok else "http-failed"]
+        classes = ["http-ok" if cell.observed.traffic_ok else "http-failed"]
     if summary.differs:
         classes.append("differs")
     return " ".join(classes)
@@ -210,7 +223,7 @@ def _comparison(cell: CellResult) -> list[tuple[str, str, str]]:
     if expected is None:
         expected_http = expected_findings = "no expectation"
     else:
-        expected_http = {"pass": "works", "fail": "fails"}[expected.http]
+        expected_http = {"pass": "works", "fail": "fails", None: "not judged"}[expected.http]
         expected_findings = describe_expected_findings(expected)
     if observed is None:
         observed_http = observed_findings = "not run"
@@ -226,12 +239,42 @@ def _comparison(cell: CellResult) -> list[tuple[str, str, str]]:
             else f"min {format_ms(latency.min)} · median {format_ms(latency.median)} · "
             f"max {format_ms(latency.max)}"
         )
-    rows = [("HTTP", expected_http, observed_http)]
+    rows = []
+    if observed is None or observed.http is not None or expected_http != "not judged":
+        rows.append(("HTTP", expected_http, observed_http))
+    rows += _probe_rows(cell)
     rows.append(("findings", expected_findings, observed_findings))
     if expected is not None and expected.note:
         rows.append(("note", expected.note, ""))
     if observed_latency:
         rows.append(("latency", "", observed_latency))
+    return rows
+
+
+def _probe_rows(cell: CellResult) -> list[tuple[str, str, str]]:
+    """One row per probe other than the HTTP requests: what the lab expects, what it measured."""
+    expected = cell.expected.probes if cell.expected is not None else {}
+    observed = {p.name: p for p in cell.observed.probes} if cell.observed is not None else {}
+    rows = []
+    for name in [*observed, *(n for n in expected if n not in observed)]:
+        probe = observed.get(name)
+        if probe is not None and probe.kind == "http" and cell.observed and cell.observed.http_only:
+            continue
+        wanted = expected.get(name)
+        if wanted is None:
+            want = "no expectation" if cell.expected is None else "not judged"
+        else:
+            want = describe_expected_probes(Expectation(probes={name: wanted}))
+            want = want.removeprefix(f"{name} ")
+        if probe is None:
+            got = "did not run"
+        else:
+            got = ("passes" if probe.ok else "fails") + (
+                f": {probe.summary()}" if probe.summary() else ""
+            )
+            if probe.problems and not probe.ok:
+                got += f" ({'; '.join(probe.problems)})"
+        rows.append((f"probe {name}", want, got))
     return rows
 
 
