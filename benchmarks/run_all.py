@@ -19,7 +19,7 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
-from benchmarks import cli, common, cycle, dataplane, matrix_time, scale, vm_path
+from benchmarks import cli, common, cycle, dataplane, matrix_time, platforms, scale, vm_path
 
 # User-visible times first (separate labctl processes, wall clock), then the in-process
 # breakdowns.
@@ -30,9 +30,11 @@ BENCHMARKS: dict[str, ModuleType] = {
     "scale": scale,
     "dataplane": dataplane,
     "vm_path": vm_path,
+    "platforms": platforms,
 }
-# Run only when named in --only: 15 to 25 minutes of a VM under TCG (.ci/run runs it).
-OPT_IN = {"vm_path"}
+# Run only when named in --only: VMs under TCG, 15 to 25 minutes for vm_path (.ci/run runs
+# it), several minutes per platform for platforms.
+OPT_IN = {"vm_path", "platforms"}
 DEFAULT_ARGS: dict[str, list[str]] = {
     "cli": ["--repeat", "5"],
     "cycle": ["--repeat", "3"],
@@ -40,6 +42,7 @@ DEFAULT_ARGS: dict[str, list[str]] = {
     "scale": ["--sizes", "2,8,32,64", "--ovs-sizes", "2,8,32"],
     "dataplane": ["--seconds", "3", "--requests", "200"],
     "vm_path": [],
+    "platforms": [],
 }
 QUICK_ARGS: dict[str, list[str]] = {
     "cli": ["--repeat", "3"],
@@ -48,6 +51,7 @@ QUICK_ARGS: dict[str, list[str]] = {
     "scale": ["--sizes", "2,8,32,64", "--ovs-sizes", "2,8"],
     "dataplane": ["--seconds", "2", "--requests", "100"],
     "vm_path": [],
+    "platforms": ["--platform", "debian-13"],
 }
 TITLES = {
     "cli": "Seed cycle as a user runs it: three labctl processes vs a shell script",
@@ -56,6 +60,7 @@ TITLES = {
     "scale": "Scaling: N nodes on one switch",
     "dataplane": "Data plane: two nodes through each switch, vs a direct veth pair",
     "vm_path": "The fresh-VM path: local box, vagrant up with the matrix inside, destroy",
+    "platforms": "`labctl matrix labs/veth-checksum --platform P`: a throwaway VM per platform",
 }
 NOTES = {
     "cycle": (
@@ -93,6 +98,13 @@ NOTES = {
         "TCG (KVM does not run guests here). `vagrant up` includes the upload of the box "
         "into libvirt's pool, the boot, provisioning from the box's own packages and "
         "wheelhouse, and the whole veth-checksum matrix inside the VM."
+    ),
+    "platforms": (
+        "Per platform, one throwaway qemu VM (direct kernel boot of the cached image, a "
+        "qcow2 overlay, 9p shares) runs every cell of the lab. Boot = guest uptime when its "
+        "job starts; dockerd = when dockerd answers; first cell = host wall clock from qemu's "
+        "start to the guest labctl's first cell; per cell = the guest matrix's cell times. "
+        "Under TCG on this 2-core host; other helpers' labs may run at the same time."
     ),
 }
 

@@ -6,13 +6,14 @@
 #   scripts/build-box.sh --print-name  # the box name of the current recipe, nothing else
 #   scripts/build-box.sh --force       # rebuild even when the recipe did not change
 #
-# What is in the box: Debian bookworm (debootstrap minbase) with linux-image-amd64,
-# systemd, openssh-server, sudo, rsync, the vagrant user with Vagrant's insecure key,
-# every Debian package that scripts/provision.sh installs and a wheelhouse of labctl's
-# Python dependencies (the guest needs no network for packages), and labctl's node
-# image as a packed root file system (the guest imports it instead of running
-# debootstrap). The system Open vSwitch service is
-# disabled: labctl starts its own daemons, as on the host.
+# What is in the box: the root file system of scripts/guest-rootfs.sh, the one guest
+# builder (shared with the platform images of `labctl matrix --platform`): Debian
+# bookworm (debootstrap minbase) with linux-image-amd64, systemd, every Debian package
+# that scripts/provision.sh installs, a wheelhouse of labctl's Python dependencies (the
+# guest needs no network for packages), labctl's node image as a packed root file
+# system (the guest imports it instead of running debootstrap), the system Open vSwitch
+# service masked (labctl starts its own daemons, as on the host); and for Vagrant:
+# openssh-server, sudo, rsync, DHCP, the vagrant user with Vagrant's insecure key.
 #
 # The disk is made without loop devices or a helper VM: sfdisk writes the partition
 # table into a sparse file, mkfs.fat/mtools/syslinux make the boot partition at its
@@ -48,9 +49,9 @@ for arg in "$@"; do
   esac
 done
 
-# What the box is made from: this script, provision.sh and the DPDK lookup it runs, and
-# the Python dependencies of the wheelhouse.
-RECIPE_FILES="scripts/build-box.sh scripts/provision.sh src/labctl/core/dpdk.py pyproject.toml"
+# What the box is made from: this script and what scripts/guest-rootfs.sh (the root file
+# system, shared with the platform images) is made from.
+RECIPE_FILES="scripts/build-box.sh $(bash "$REPO_DIR/scripts/guest-rootfs.sh" --print-recipe-files)"
 recipe_hash() {
   (cd "$REPO_DIR" && cat $RECIPE_FILES) | sha256sum | cut -c1-12
 }
@@ -93,31 +94,9 @@ if [ "$FORCE" = "1" ] || [ ! -f "$BOX_FILE" ]; then
   }
   trap cleanup EXIT
 
-  say "debootstrap $SUITE into $ROOT (the host's apt cache is reused)"
-  debootstrap --variant=minbase --cache-dir=/var/cache/apt/archives \
-    --include=systemd-sysv,udev,dbus,kmod,linux-image-amd64,initramfs-tools,openssh-server,sudo,rsync,ifupdown,isc-dhcp-client,iproute2,ca-certificates,python3 \
-    "$SUITE" "$ROOT" "$MIRROR" >"$WORK/debootstrap.log" 2>&1 \
-    || { tail -n 20 "$WORK/debootstrap.log" >&2; die "debootstrap failed (log above); is $MIRROR reachable?"; }
-
-  mount -t proc proc "$ROOT/proc"
-  mount -t sysfs sys "$ROOT/sys"
-  mount --bind /dev "$ROOT/dev"
-  mount --bind /dev/pts "$ROOT/dev/pts"
-  mount --bind /var/cache/apt/archives "$ROOT/var/cache/apt/archives"
-  # Packages must not start their services inside the build chroot.
-  printf '#!/bin/sh\nexit 101\n' >"$ROOT/usr/sbin/policy-rc.d"
-  chmod +x "$ROOT/usr/sbin/policy-rc.d"
-  printf 'deb %s %s main\ndeb %s %s-updates main\ndeb %s %s-security main\n' \
-    "$MIRROR" "$SUITE" "$MIRROR" "$SUITE" "$SECURITY_MIRROR" "$SUITE" >"$ROOT/etc/apt/sources.list"
-
-  say "installing what scripts/provision.sh installs (provision.sh --packages-only in the chroot)"
-  # provision.sh and what it reads (the DPDK driver lookup), at their repository paths.
-  for file in $RECIPE_FILES; do
-    install -D -m 0644 "$REPO_DIR/$file" "$ROOT/tmp/labctl-repo/$file"
-  done
-  chroot "$ROOT" env INSTALL_VAGRANT=0 DEBIAN_FRONTEND=noninteractive \
-    bash /tmp/labctl-repo/scripts/provision.sh --packages-only
-  rm -rf "$ROOT/tmp/labctl-repo"
+  # The root file system: the one guest builder, shared with the platform images.
+  bash "$REPO_DIR/scripts/guest-rootfs.sh" --suite "$SUITE" \
+    --include openssh-server,sudo,rsync,ifupdown,isc-dhcp-client "$ROOT"
 
   say "configuring the guest: vagrant user, ssh, network, boot"
   chroot "$ROOT" useradd --create-home --shell /bin/bash --groups sudo,docker vagrant
@@ -138,27 +117,6 @@ if [ "$FORCE" = "1" ] || [ ! -f "$BOX_FILE" ]; then
   printf '127.0.0.1 localhost\n127.0.1.1 labctl\n::1 localhost ip6-localhost ip6-loopback\n' >"$ROOT/etc/hosts"
   printf 'LABEL=labctl-root / ext4 defaults,noatime 0 1\n' >"$ROOT/etc/fstab"
   printf 'auto lo\niface lo inet loopback\n\nallow-hotplug eth0\niface eth0 inet dhcp\n' >"$ROOT/etc/network/interfaces"
-  # labctl runs its own ovsdb-server/ovs-vswitchd, as on the host: no system OVS.
-  chroot "$ROOT" systemctl disable openvswitch-switch.service ovsdb-server.service ovs-vswitchd.service >/dev/null 2>&1 || true
-  chroot "$ROOT" systemctl mask openvswitch-switch.service ovsdb-server.service ovs-vswitchd.service >/dev/null
-  # A throwaway VM must not start package downloads in the middle of a measurement.
-  chroot "$ROOT" systemctl mask apt-daily.timer apt-daily-upgrade.timer e2scrub_all.timer >/dev/null
-  : >"$ROOT/etc/machine-id"
-
-  say "adding labctl's node image (packed root file system) to the guest's cache"
-  rootfs_line="$("$LABCTL" image build --keep-rootfs | grep '^root file system: ')"
-  node_rootfs="${rootfs_line#root file system: }"
-  install -d "$ROOT/var/cache/labctl/images"
-  cp "$node_rootfs" "$ROOT/var/cache/labctl/images/"
-
-  say "adding a wheelhouse of labctl's Python dependencies (the guest's pip needs no index)"
-  "$REPO_DIR/.venv/bin/pip" wheel -q --wheel-dir "$ROOT/var/cache/labctl/wheels" \
-    "$REPO_DIR[dev]" pip setuptools wheel
-  rm -f "$ROOT"/var/cache/labctl/wheels/labctl-*.whl
-
-  rm -f "$ROOT/usr/sbin/policy-rc.d"
-  unmount_chroot
-  rm -rf "$ROOT"/var/lib/apt/lists/* "$ROOT"/tmp/* "$ROOT"/var/log/*.log
 
   say "making the disk image (partition table, syslinux boot partition, ext4 root)"
   kernel="$(ls "$ROOT"/boot/vmlinuz-* | sort -V | tail -n 1)"

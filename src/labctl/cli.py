@@ -24,6 +24,8 @@ if TYPE_CHECKING:
 # them equal).
 SWITCH_KINDS = ["linux-bridge", "ovs-kernel", "ovs-userspace", "ovs-dpdk"]
 RUNTIME_KINDS = ["docker", "netns"]
+# labctl.core.platforms.PLATFORMS, spelled out for the same reason.
+PLATFORM_NAMES = ["host", "debian-12", "debian-12-kernel-6.12", "debian-13"]
 
 
 @functools.cache
@@ -158,6 +160,21 @@ def _parser() -> argparse.ArgumentParser:
         help="run only share K of N (1 <= K <= N) of the cells: the same share on every "
         "machine given the same LAB, --switch and --offload; combine the shards' reports "
         "with `labctl report merge`",
+    )
+    p.add_argument(
+        "--platform",
+        action="append",
+        choices=PLATFORM_NAMES,
+        help="where the cells run: host, or a Debian release booted in a throwaway qemu VM "
+        "(its image is built once from Debian packages and cached); repeatable, overrides "
+        "lab.yaml's matrix.platforms",
+    )
+    p.add_argument(
+        "--ovs-kernel-vm",
+        metavar="PLATFORM",
+        choices=[n for n in PLATFORM_NAMES if n != "host"],
+        help="on a host without the openvswitch kernel module, run the host's ovs-kernel "
+        "cells in this platform's VM instead of skipping them (the report says so)",
     )
     p.add_argument("--runs-dir", default=None, help="default: $LABCTL_RUNS_DIR or ./runs")
     p.add_argument("--json", action="store_true", help="print the full result as JSON")
@@ -651,10 +668,30 @@ def cmd_matrix(args: argparse.Namespace) -> int:
         raise UsageError(f"--workers must be at least 1, not {workers}")
     shard = schedule.parse_shard(args.shard) if args.shard else None
     lab = load_lab(args.lab)
-    chosen = cells(lab, args.switch, args.offload)
     runner = MatrixRunner(
         lab, runs_root(args.runs_dir), on_event=_progress(args), runtime=args.runtime
     )
+    if args.platform or lab.spec.matrix.platforms or args.ovs_kernel_vm:
+        from labctl import platform_matrix
+
+        if shard:
+            raise UsageError("--shard and platforms: give one of them")
+        chosen_platforms = platform_matrix.check_choice(args.platform, lab)
+        result = platform_matrix.run(
+            lab,
+            runner,
+            lambda platform: cells(lab, args.switch, args.offload, platform),
+            chosen_platforms,
+            args.ovs_kernel_vm,
+            workers,
+            args.offload,
+            say=lambda line: print(line, file=sys.stderr, flush=True),
+        )
+        reports = platform_matrix.write_reports(result)
+        return _print_matrix(result, reports, args.json)
+    from labctl.platform_matrix import current_platform
+
+    chosen = cells(lab, args.switch, args.offload, current_platform())
     result = runner.run(chosen, workers=workers, shard=shard)
     reports = write_reports(result)
     return _print_matrix(result, reports, args.json)
@@ -676,10 +713,12 @@ def _print_matrix(result: MatrixResult, reports: dict[str, Path], as_json: bool)
         print(json.dumps(result.to_json(), indent=2))
         return exit_code(result)
     rows = []
+    on_platforms = bool(result.platforms)
     for cell in result.cells:
         observed = cell.observed
         rows.append(
             [
+                *([cell.platform] if on_platforms else []),
                 cell.switch,
                 cell.offload,
                 (
@@ -694,7 +733,10 @@ def _print_matrix(result: MatrixResult, reports: dict[str, Path], as_json: bool)
                 _clip(cell.reason or "", 60),
             ]
         )
-    print(format_table(["switch", "offload", "traffic", "faults", "status", "note"], rows))
+    headers = ["switch", "offload", "traffic", "faults", "status", "note"]
+    print(format_table(["platform", *headers] if on_platforms else headers, rows))
+    for note in result.platform_notes:
+        print(f"note: {note}")
     summary = result.summary
     print(
         f"\n{len(result.cells)} cells: {summary['passed']} as expected, "
@@ -727,7 +769,8 @@ def cmd_down(args: argparse.Namespace) -> int:
                 if (args.lab or engine.known_labs())
                 else []
             )
-        if not labs and not args.json:
+        vms = _platform_vms() if args.all else []
+        if not labs and not vms and not args.json:
             print("nothing to tear down")
         done = []
         for lab in labs:
@@ -736,11 +779,25 @@ def cmd_down(args: argparse.Namespace) -> int:
             if not args.json:
                 extra = f" ({len(swept)} leftovers swept by label)" if swept else ""
                 print(f"lab {lab} is down{extra}")
+        from labctl.backends import platform_vm
+
+        for vm in vms:
+            platform_vm.remove(vm)
+            if not args.json:
+                state = "stopped and removed" if vm.alive else "removed (its qemu was gone)"
+                print(f"platform VM {vm.run_dir.name} ({vm.platform}, lab {vm.lab}): {state}")
     finally:
         close()
     if args.json:
-        print(json.dumps({"down": done}, indent=2))
+        removed = [{"vm": v.run_dir.name, "platform": v.platform, "lab": v.lab} for v in vms]
+        print(json.dumps({"down": done, "platform_vms": removed}, indent=2))
     return 0
+
+
+def _platform_vms() -> list[Any]:
+    from labctl.backends import platform_vm
+
+    return platform_vm.listing()
 
 
 def cmd_status(args: argparse.Namespace) -> int:
@@ -768,9 +825,28 @@ def cmd_status(args: argparse.Namespace) -> int:
             )
     finally:
         close()
+    vms = [
+        {
+            "vm": vm.run_dir.name,
+            "platform": vm.platform,
+            "lab": vm.lab,
+            "pid": vm.pid,
+            "running": vm.alive,
+            "started_at": vm.details.get("started_at"),
+            "run_dir": str(vm.run_dir),
+        }
+        for vm in _platform_vms()
+        if not args.lab or vm.lab == args.lab
+    ]
     if args.json:
-        print(json.dumps({"labs": report}, indent=2))
+        print(json.dumps({"labs": report, "platform_vms": vms}, indent=2))
         return 0
+    for vm in vms:
+        state = f"running, qemu pid {vm['pid']}" if vm["running"] else "left behind (no qemu)"
+        print(
+            f"platform VM {vm['vm']}: {vm['platform']} for lab {vm['lab']}, {state}, "
+            f"since {vm['started_at']} ({vm['run_dir']})"
+        )
     if not report:
         print("no labs")
         return 0

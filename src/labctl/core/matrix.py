@@ -103,6 +103,11 @@ class _Spec(BaseModel):
 
 class MatrixSpec(_Spec):
     switches: list[SwitchKind] = Field(default_factory=lambda: list(SwitchKind))
+    platforms: list[StrictStr] | None = Field(
+        None,
+        description="where the cells run: host, or platform VMs (labctl.core.platforms); "
+        "--platform overrides",
+    )
     # Checked against the topology's nodes after loading, see `offload_settings`.
     offload: dict[StrictStr, dict[StrictStr, Any]] = Field(
         default_factory=lambda: dict(DEFAULT_OFFLOADS),
@@ -114,12 +119,16 @@ class MatrixSpec(_Spec):
 class When(_Spec):
     switch: SwitchKind | list[SwitchKind] | None = None
     offload: StrictStr | list[StrictStr] | None = None
+    platform: StrictStr | list[StrictStr] | None = None
 
-    def matches(self, switch: SwitchKind, offload: str) -> bool:
+    def matches(self, switch: SwitchKind, offload: str, platform: str = "host") -> bool:
         switches = [self.switch] if isinstance(self.switch, SwitchKind) else self.switch
         offloads = [self.offload] if isinstance(self.offload, str) else self.offload
-        return (switches is None or switch in switches) and (
-            offloads is None or offload in offloads
+        platforms = [self.platform] if isinstance(self.platform, str) else self.platform
+        return (
+            (switches is None or switch in switches)
+            and (offloads is None or offload in offloads)
+            and (platforms is None or platform in platforms)
         )
 
 
@@ -383,7 +392,26 @@ def _lab_problems(spec: LabSpec, doc: Document, file: Path) -> list[Problem]:
                     f"offload setting name {name!r} must be 1-12 characters of a-z, 0-9 and '-'",
                 )
             )
+    from labctl.core.platforms import PLATFORMS
+
+    known = ", ".join(PLATFORMS)
+    for index, name in enumerate(spec.matrix.platforms or []):
+        if name not in PLATFORMS:
+            problems.append(
+                doc.problem(
+                    ("matrix", "platforms", index), f"unknown platform {name!r} (known: {known})"
+                )
+            )
     for index, expectation in enumerate(spec.expectations):
+        when_platforms = expectation.when.platform
+        for name in [when_platforms] if isinstance(when_platforms, str) else when_platforms or []:
+            if name not in PLATFORMS:
+                problems.append(
+                    doc.problem(
+                        ("expectations", index, "when", "platform"),
+                        f"unknown platform {name!r} (known: {known})",
+                    )
+                )
         offloads = expectation.when.offload
         for name in [offloads] if isinstance(offloads, str) else offloads or []:
             if name not in spec.matrix.offload:
@@ -398,9 +426,13 @@ def _lab_problems(spec: LabSpec, doc: Document, file: Path) -> list[Problem]:
 
 
 def cells(
-    lab: Experiment, switches: list[str] | None = None, offloads: list[str] | None = None
+    lab: Experiment,
+    switches: list[str] | None = None,
+    offloads: list[str] | None = None,
+    platform: str = "host",
 ) -> list[Cell]:
-    """The cells to run, in matrix order, narrowed by --switch / --offload."""
+    """The cells to run, in matrix order, narrowed by --switch / --offload, with the
+    expectations of `platform` (where the cells run)."""
     matrix = lab.spec.matrix
     chosen_switches = list(matrix.switches)
     if switches:
@@ -418,15 +450,17 @@ def cells(
             )
         chosen_offloads = offloads
     return [
-        Cell(switch, name, lab.offloads[name], expectation_for(lab.spec, switch, name))
+        Cell(switch, name, lab.offloads[name], expectation_for(lab.spec, switch, name, platform))
         for switch in chosen_switches
         for name in chosen_offloads
     ]
 
 
-def expectation_for(spec: LabSpec, switch: SwitchKind, offload: str) -> Expectation | None:
+def expectation_for(
+    spec: LabSpec, switch: SwitchKind, offload: str, platform: str = "host"
+) -> Expectation | None:
     """The first expectation whose `when` matches the cell."""
-    return next((e for e in spec.expectations if e.when.matches(switch, offload)), None)
+    return next((e for e in spec.expectations if e.when.matches(switch, offload, platform)), None)
 
 
 class Observation(BaseModel):

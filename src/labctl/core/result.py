@@ -114,6 +114,9 @@ class CellResult(_Record):
     # From when it could use its switch: a cell that waited for the OVS daemons started its
     # nodes earlier (window) than its switch.
     switch_window: tuple[float, float] | None = None
+    # Where it ran (labctl.core.platforms) and that platform's kernel, OS, OVS, DPDK, Docker.
+    platform: str = "host"
+    platform_versions: dict[str, str | None] = Field(default_factory=dict)
 
     @model_validator(mode="before")
     @classmethod
@@ -236,6 +239,9 @@ class MatrixResult(_Record):
     ended_at: str | None = None
     seconds: float | None = None
     shards: list[ShardRecord] | None = None  # a result merged from shards
+    # A matrix over platforms (labctl.platform_matrix): each platform's versions and costs.
+    platforms: dict[str, dict[str, Any]] = Field(default_factory=dict)
+    platform_notes: list[str] = Field(default_factory=list)
 
     @model_validator(mode="before")
     @classmethod
