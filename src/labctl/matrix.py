@@ -392,6 +392,16 @@ def _cell_line(entry: CellResult) -> str:
     return head
 
 
+def report_paths(out: Path) -> dict[str, Path]:
+    """Where a matrix's reports go in its directory, by format."""
+    return {
+        "json": out / "report.json",
+        "markdown": out / "report.md",
+        "junit": out / "junit.xml",
+        "html": out / "report.html",
+    }
+
+
 def write_reports(result: MatrixResult) -> dict[str, Path]:
     """report.json, report.md, junit.xml and report.html in the matrix directory."""
     from labctl.reports import html, junit, markdown
@@ -399,12 +409,7 @@ def write_reports(result: MatrixResult) -> dict[str, Path]:
     if result.report_dir is None:
         raise UsageError("the matrix result names no report directory to write to")
     out = Path(result.report_dir)
-    paths = {
-        "json": out / "report.json",
-        "markdown": out / "report.md",
-        "junit": out / "junit.xml",
-        "html": out / "report.html",
-    }
+    paths = report_paths(out)
     paths["json"].write_text(json.dumps(result.to_json(), indent=2) + "\n")
     paths["markdown"].write_text(markdown.render(result))
     paths["junit"].write_text(junit.render(result))

@@ -23,7 +23,7 @@ from labctl.core.matrix import Experiment as Lab
 from labctl.core.model import SwitchKind
 from labctl.core.result import MatrixResult
 from labctl.errors import BackendError, LabctlError, UsageError
-from labctl.matrix import MatrixRunner
+from labctl.matrix import MatrixRunner, report_paths
 
 # The platform a labctl runs on, set by the platform VM's job (cells' expectations).
 PLATFORM_ENV = "LABCTL_PLATFORM_NAME"
@@ -388,12 +388,7 @@ def write_reports(result: MatrixResult) -> dict[str, Path]:
             ).strip()
         }
     )
-    paths = {
-        "json": out / "report.json",
-        "markdown": out / "report.md",
-        "junit": out / "junit.xml",
-        "html": out / "report.html",
-    }
+    paths = report_paths(out)
     paths["json"].write_text(json.dumps(result.to_json(), indent=2) + "\n")
     paths["markdown"].write_text(markdown.render(grid) + "\n" + view.markdown(result))
     paths["junit"].write_text(junit.render(result))
