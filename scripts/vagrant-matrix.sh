@@ -35,7 +35,13 @@ host_state() {  # what a VM may leave behind, one sorted line each
     "${VIRSH[@]}" net-list --all --name | sed '/^$/d; s/^/network /'
     # (a dnsmasq that exited but is not reaped yet is gone, not left behind)
     ps -eo stat=,args= | awk '$1 !~ /^Z/ && $2 ~ /dnsmasq/ {$1 = "dnsmasq"; print}' 
-    iptables-save 2>/dev/null | grep -v '^[#:]' | grep -v '^COMMIT' | sed 's/\[[0-9:]*\]//; s/^/iptables /' || true
+    # libvirtd's own scaffolding is not the VM's: at its first network start it creates
+    # its LIBVIRT_* chains and a jump into each from the built-in chains (in tables it may
+    # use for the first time), and keeps them while it runs. What a network puts inside
+    # those chains still counts.
+    iptables-save 2>/dev/null | grep -v '^[#:*]' | grep -v '^COMMIT' \
+      | grep -Ev '^-A (INPUT|FORWARD|OUTPUT|PREROUTING|POSTROUTING) -j LIBVIRT_[A-Z]+$' \
+      | sed 's/\[[0-9:]*\]//; s/^/iptables /' || true
     ip -o link show | awk -F': ' '{print "link " $2}' | sed 's/@.*//'
   } | sort
 }
