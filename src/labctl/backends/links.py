@@ -326,7 +326,6 @@ class NetlinkLinks:
                     net_ns_fd=fd_a,
                     peer={"ifname": b[1], "net_ns_fd": fd_b},
                 )
-            found = [None, None]
         elif found[0] is None or found[1] is None:
             # One end of a veth cannot exist without the other: a half-built pair
             # means someone deleted ours meanwhile; a rebuild must start clean.
