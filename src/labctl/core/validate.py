@@ -379,7 +379,11 @@ class _Checker:
         return end
 
     def check_switch_use(self) -> None:
-        if self.topo.switches is None or not self._all_link_ends_resolved():
+        if (
+            self.topo.switches is None
+            or self.topo.switch is not None
+            or not self._all_link_ends_resolved()
+        ):
             return
         used = set(self.port_switch.values())
         for name in self.topo.switches:
@@ -407,7 +411,7 @@ class _Checker:
                             else _suggest(port, used)
                         ),
                     )
-                if port in self.patch_ports and options.mtu is not None:
+                if port in self.patch_ports and port in used and options.mtu is not None:
                     self.add(
                         (*base, "mtu"),
                         f"port {port!r} is an OVS patch port (its link joins two OVS switches "
