@@ -493,9 +493,10 @@ def cells(
         for choice in chosen_switches:
             unknown = unknown_switches(choice, lab.topology)
             if unknown:
+                known = ", ".join(sorted(lab.topology.switch_names()))
                 raise UsageError(
                     f"--switch {choice.value}: {lab.topology_file.name} has no switch "
-                    f"{', '.join(unknown)} (it has: {', '.join(sorted(lab.topology.switch_names()))})"
+                    f"{', '.join(unknown)} (it has: {known})"
                 )
     chosen_offloads = list(matrix.offload)
     if offloads:
