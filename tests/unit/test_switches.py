@@ -232,3 +232,28 @@ def test_switch_override_names_switches(tmp_path: Path) -> None:
         load(TWO, "nope=ovs-dpdk")
     seed = ROOT / "topologies" / "seed.yaml"
     assert load(seed, "switch=ovs-dpdk")[0].switch.kind is SwitchKind.OVS_DPDK  # type: ignore[union-attr]
+
+
+def test_drawing_shows_every_switch_and_the_links_between_them() -> None:
+    from labctl.reports.graph import render
+    from labctl.reports.html.topology import kinds_per_switch, topology_drawing
+
+    topology, _ = load_topology(TWO)
+    mermaid = render(topology, "mermaid")
+    assert 's_sw1{{"sw1<br/>linux-bridge"}}' in mermaid
+    assert 's_sw2{{"sw2<br/>ovs-userspace"}}' in mermaid
+    assert 's_sw1 ---|"up - down"| s_sw2' in mermaid
+    assert 'n_client ---|"eth0 - cli"| s_sw1' in mermaid
+    assert 'tap3 -.-|"between: on switch port up"| s_sw1' in mermaid
+    dot = render(topology, "dot")
+    assert '"s_sw1" -- "s_sw2" [taillabel="up", headlabel="down"];' in dot
+    svg, marks = topology_drawing(topology)
+    assert str(svg).count('class="switch"') == 2 and ">veth<" in str(svg)
+    assert all(mark.point is not None for mark in marks)
+    patched = topology.with_switch_kind(SwitchKind.OVS_DPDK)
+    assert ">patch<" in str(topology_drawing(patched)[0])
+    listed = ["sw2=ovs-dpdk", "sw1=ovs-userspace+sw2=linux-bridge", "ovs-kernel"]
+    assert kinds_per_switch(topology, listed) == {
+        "sw1": ["linux-bridge", "ovs-userspace", "ovs-kernel"],
+        "sw2": ["ovs-dpdk", "linux-bridge", "ovs-kernel"],
+    }
