@@ -390,6 +390,7 @@ def cmd_plan(args: argparse.Namespace) -> int:
                     "lab": plan.lab,
                     "switch": plan.switch_kind,
                     "bridge": plan.bridge,
+                    "bridges": dict(plan.bridges),
                     "steps": [
                         {"key": s.key, "action": s.action, "description": s.description}
                         for s in plan.steps

@@ -257,3 +257,26 @@ def test_drawing_shows_every_switch_and_the_links_between_them() -> None:
         "sw1": ["linux-bridge", "ovs-userspace", "ovs-kernel"],
         "sw2": ["ovs-dpdk", "linux-bridge", "ovs-kernel"],
     }
+
+
+def test_cli_plan_and_validate_name_every_switch() -> None:
+    import json
+    import subprocess
+    import sys
+
+    def labctl(*argv: str) -> str:
+        done = subprocess.run(
+            [sys.executable, "-m", "labctl.cli", *argv], capture_output=True, text=True
+        )
+        assert done.returncode == 0, done.stderr
+        return done.stdout
+
+    plan = json.loads(labctl("plan", str(TWO), "--switch", "sw2=ovs-dpdk", "--json"))
+    assert plan["switch"] == "sw1=linux-bridge+sw2=ovs-dpdk" and plan["bridge"] is None
+    assert plan["bridges"] == {
+        "sw1": names.bridge_name("two-switch", "sw1"),
+        "sw2": names.bridge_name("two-switch", "sw2"),
+    }
+    assert "CreateSwitchPair" in [s["action"] for s in plan["steps"]]
+    checked = json.loads(labctl("validate", str(TWO), "--json"))
+    assert checked["switch"] == "sw1=linux-bridge+sw2=ovs-userspace"
