@@ -41,12 +41,6 @@ def two(sw1: SwitchKind, sw2: SwitchKind, *, between_tap: bool = True) -> Topolo
     return topology.model_copy(update={"taps": [t for t in topology.taps if t.name != "between"]})
 
 
-def write(tmp_path: Path, text: str) -> Path:
-    path = tmp_path / "t.yaml"
-    path.write_text(text)
-    return path
-
-
 def test_two_switch_topology_loads_with_its_switches() -> None:
     topology, _ = load_topology(TWO)
     assert topology.switch is None
