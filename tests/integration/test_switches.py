@@ -79,12 +79,13 @@ def test_linux_bridge_and_ovs_joined_by_a_veth(
     assert between.verdicts["unfinished"] == 0
 
 
+@pytest.mark.parametrize("kinds", ["ovs-userspace", "sw1=ovs-userspace,sw2=ovs-dpdk"])
 def test_two_ovs_bridges_joined_by_patch_ports_then_swept_without_state(
-    lab_name: str, state_dir: Path, tmp_path: Path
+    kinds: str, lab_name: str, state_dir: Path, tmp_path: Path
 ) -> None:
     before = HostSnapshot.take()
     topology = offload_off(tmp_path, drop_between_tap=True)
-    labctl("up", str(topology), "--switch", "ovs-userspace", "--name", lab_name)
+    labctl("up", str(topology), "--switch", kinds, "--name", lab_name)
     patch = {names.host_veth_name(lab_name, "up"), names.host_veth_name(lab_name, "down")}
     assert patch <= set(ovs_rows("Interface", "name"))
     assert "patch" in ovs_rows("Interface", "type")
