@@ -274,3 +274,20 @@ def test_cli_plan_and_validate_name_every_switch() -> None:
     assert "CreateSwitchPair" in [s["action"] for s in plan["steps"]]
     checked = json.loads(labctl("validate", str(TWO), "--json"))
     assert checked["switch"] == "sw1=linux-bridge+sw2=ovs-userspace"
+
+
+def test_platform_matrix_runs_plain_kinds_only() -> None:
+    from labctl import platform_matrix
+
+    lab = load_lab(ROOT / "labs" / "two-switch")
+    with pytest.raises(UsageError, match=r"NAME=KIND"):
+        platform_matrix.run(
+            lab,
+            runner=None,  # type: ignore[arg-type]
+            cells_for=lambda platform: cells(lab, platform=platform),
+            chosen=[],
+            ovs_kernel_vm=None,
+            workers=1,
+            offloads=None,
+            say=lambda _line: None,
+        )
