@@ -291,3 +291,15 @@ def test_platform_matrix_runs_plain_kinds_only() -> None:
             offloads=None,
             say=lambda _line: None,
         )
+
+
+def test_capture_names_ports_of_every_switch() -> None:
+    from labctl.cli import capture_point, capture_targets
+
+    topology, _ = load_topology(TWO)
+    _taps, _interfaces, ports = capture_targets(topology)
+    assert ports == ["sw1:cli", "sw1:up", "sw2:down", "sw2:srv"]
+    point = capture_point("two-switch", topology, "sw2:down")
+    assert (point.namespace, point.ifname) == ("host", names.host_veth_name("two-switch", "down"))
+    with pytest.raises(UsageError, match="patch port"):
+        capture_point("two-switch", topology.with_switch_kind(SwitchKind.OVS_DPDK), "sw2:down")
