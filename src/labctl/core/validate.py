@@ -310,7 +310,9 @@ class _Checker:
             base: PathKey = ("links", index)
             a = self.resolve_endpoint((*base, "a"), link.a)
             b = self.resolve_endpoint((*base, "b"), link.b)
-            if a is not None and a.is_switch and not (b is not None and b.is_switch):
+            # A switch port in `a` is fine when `b` is one too (a link between switches);
+            # when `b` did not resolve, its own problem says enough.
+            if a is not None and a.is_switch and b is not None and not b.is_switch:
                 self.add((*base, "a"), "a must be a node interface; put the switch port in b")
                 a = None
             if a is not None and b is not None and a.is_switch and a.node == b.node:
