@@ -40,14 +40,23 @@ def load(
     """Load a topology and apply command-line overrides (switch kind, lab name)."""
     topology, doc = load_topology(path)
     if switch is not None:
+        from labctl.core.switch_choice import apply_choice, parse_switch_choice, unknown_switches
+
         try:
-            kind = SwitchKind(switch)
-        except ValueError:
-            allowed = ", ".join(k.value for k in SwitchKind)
-            raise UsageError(f"--switch {switch!r} is not one of {allowed}") from None
-        if topology.switch is None:
-            raise UsageError(f"--switch given, but {path} has no `switch:` section")
-        topology = topology.with_switch_kind(kind)
+            choice = parse_switch_choice(
+                str(switch.value if isinstance(switch, SwitchKind) else switch)
+            )
+        except ValueError as error:
+            raise UsageError(f"--switch: {error}") from None
+        if not topology.all_switches():
+            raise UsageError(f"--switch given, but {path} has no `switch:` nor `switches:`")
+        unknown = unknown_switches(choice, topology)
+        if unknown:
+            raise UsageError(
+                f"--switch {switch}: {path} has no switch {', '.join(unknown)} (it has: "
+                f"{', '.join(sorted(topology.switch_names()))})"
+            )
+        topology = apply_choice(topology, choice)
     if name is not None:
         from labctl.core import names
 
@@ -117,11 +126,11 @@ class Lab:
             from labctl.backends.host_probe import probe
 
             self.host_facts = probe
-        switch = self.topology.switch
-        checks = evaluate(self.host_facts(switch.dpdk if switch else None))
-        failing = blocking(
-            checks, switch.kind if switch else SwitchKind.LINUX_BRIDGE, self.topology.runtime
-        )
+        switches = list(self.topology.all_switches().values())
+        dpdk = next((s.dpdk for s in switches if s.kind is SwitchKind.OVS_DPDK), None)
+        checks = evaluate(self.host_facts(dpdk))
+        kinds = list(dict.fromkeys(s.kind for s in switches)) or [SwitchKind.LINUX_BRIDGE]
+        failing = [f for kind in kinds for f in blocking(checks, kind, self.topology.runtime)]
         if failing:
             check = failing[0]
             raise PrerequisiteError(

@@ -42,7 +42,12 @@ def _parser() -> argparse.ArgumentParser:
 
     def topology_args(p: argparse.ArgumentParser) -> None:
         p.add_argument("file", help="topology YAML file, e.g. topologies/seed.yaml")
-        p.add_argument("--switch", choices=SWITCH_KINDS, help="override the switch kind")
+        p.add_argument(
+            "--switch",
+            metavar="KIND|NAME=KIND[,NAME=KIND]",
+            help="override the switch kind: of every switch (" + ", ".join(SWITCH_KINDS) + "), "
+            "or of switches named in `switches:`",
+        )
         p.add_argument("--name", help="override the lab name (run two copies side by side)")
         p.add_argument(
             "--runtime",
@@ -139,7 +144,12 @@ def _parser() -> argparse.ArgumentParser:
     )
     p.add_argument("lab", help="lab directory or lab.yaml, e.g. labs/veth-checksum")
     p.add_argument(
-        "--switch", action="append", choices=SWITCH_KINDS, help="only this switch kind (repeatable)"
+        "--switch",
+        action="append",
+        metavar="KIND|NAME=KIND[,NAME=KIND]",
+        help="only cells of this switch kind (" + ", ".join(SWITCH_KINDS) + "), for every "
+        "switch, or of these kinds for switches named in `switches:` (repeatable: one cell "
+        "each)",
     )
     p.add_argument("--offload", action="append", help="only this offload setting (repeatable)")
     p.add_argument(
@@ -333,7 +343,9 @@ def cmd_validate(args: argparse.Namespace) -> int:
         problems = [p.__dict__ for p in error.problems]
         print(json.dumps({"file": args.file, "ok": False, "problems": problems}, indent=2))
         return error.exit_code
-    kind = topology.switch.kind.value if topology.switch else "none"
+    from labctl.core.plan import switch_kinds_text
+
+    kind = switch_kinds_text(topology) or "none"
     if args.json:
         print(
             json.dumps(
@@ -341,7 +353,7 @@ def cmd_validate(args: argparse.Namespace) -> int:
                     "file": args.file,
                     "ok": True,
                     "lab": topology.name,
-                    "switch": topology.switch.kind.value if topology.switch else None,
+                    "switch": switch_kinds_text(topology),
                     "runtime": topology.runtime,
                     "nodes": sorted(topology.nodes),
                     "links": len(topology.links),
@@ -378,6 +390,7 @@ def cmd_plan(args: argparse.Namespace) -> int:
                     "lab": plan.lab,
                     "switch": plan.switch_kind,
                     "bridge": plan.bridge,
+                    "bridges": dict(plan.bridges),
                     "steps": [
                         {"key": s.key, "action": s.action, "description": s.description}
                         for s in plan.steps
@@ -530,13 +543,16 @@ def cmd_capture(args: argparse.Namespace) -> int:
 
 def capture_targets(topology: Any) -> tuple[list[str], list[str], list[str]]:
     """What `capture` can name in a lab: its taps, node interfaces (NODE:IFACE, lo
-    included) and switch ports (switch:PORT)."""
+    included) and switch ports (switch:PORT, or SWITCH:PORT with `switches:`)."""
     from labctl.core.validate import parse_endpoint
 
     ends = [
         e
         for link in topology.links
-        for e in (parse_endpoint(link.a), parse_endpoint(link.b))
+        for e in (
+            parse_endpoint(link.a, topology.switch_names()),
+            parse_endpoint(link.b, topology.switch_names()),
+        )
         if e is not None
     ]
     interfaces = {
@@ -557,7 +573,7 @@ def capture_point(lab: str, topology: Any, target: str) -> Any:
     if target in taps:
         return next(t for t in make_plan(topology).taps if t.name == target)
     name = target.replace(":", "-")
-    end = parse_endpoint(target)
+    end = parse_endpoint(target, topology.switch_names())
     if end is not None and target in ports:
         tap = Tap(name=name, switch_port=end.name)
     elif target in interfaces:

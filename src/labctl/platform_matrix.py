@@ -278,7 +278,13 @@ def run(
     """The whole matrix over `chosen` platforms; `cells_for(platform)` enumerates the
     cells with that platform's expectations."""
     started = time.monotonic()
-    all_switches = list(dict.fromkeys(c.switch for c in cells_for(plat.HOST)))
+    chosen_switches = list(dict.fromkeys(c.switch for c in cells_for(plat.HOST)))
+    all_switches = [s for s in chosen_switches if isinstance(s, SwitchKind)]
+    if len(all_switches) != len(chosen_switches):
+        raise UsageError(
+            "the platform matrix runs a kind for every switch; cells of named switches "
+            "(NAME=KIND) run with `labctl matrix` on this host"
+        )
     has_module = host_has_ovs_module()
     plan = plat.plan_cells(chosen, all_switches, has_module, ovs_kernel_vm)
     notes: list[str] = []

@@ -300,13 +300,14 @@ class RunRecorder:
             record.http = next((p.http for p in record.probes if p.http is not None), None)
 
     def _switch_health(self, topology: Topology) -> list[str]:
-        if topology.switch is None:
-            return []
-        backend = self.engine.backends.switch_for(topology.switch.kind)
-        try:
-            return list(backend.health())
-        except LabctlError as error:
-            return [str(error)]
+        problems: list[str] = []
+        for kind in dict.fromkeys(s.kind for s in topology.all_switches().values()):
+            backend = self.engine.backends.switch_for(kind)
+            try:
+                problems += [p for p in backend.health() if p not in problems]
+            except LabctlError as error:
+                problems.append(str(error))
+        return problems
 
     def _new_run_dir(self, lab: str) -> Path:
         stamp = time.strftime("%Y%m%d-%H%M%S")

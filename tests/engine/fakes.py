@@ -24,6 +24,7 @@ from labctl.backends.base import (
 )
 from labctl.core.events import EventSink
 from labctl.core.model import Node, PortOptions, Switch, SwitchKind, Topology
+from labctl.core.plan import PatchEnd
 from labctl.errors import BackendError, PrerequisiteError
 
 
@@ -35,6 +36,8 @@ class FakeHost:
     ports: dict[str, str] = field(default_factory=dict)  # host ifname -> bridge
     port_options: dict[str, PortOptions] = field(default_factory=dict)  # host ifname -> options
     mtus: dict[str, tuple[int | None, int | None]] = field(default_factory=dict)  # node, host
+    peers: dict[str, str] = field(default_factory=dict)  # veth end between switches -> other
+    patches: dict[str, str] = field(default_factory=dict)  # OVS patch port -> bridge
     log: list[str] = field(default_factory=list)
     fail_on: set[str] = field(default_factory=set)  # operation names, e.g. "ensure_port:srv"
     fail_once: set[str] = field(default_factory=set)  # fail the next call only
@@ -63,7 +66,7 @@ class FakeHost:
             raise BackendError(name, "injected passing failure")
 
     def empty(self) -> bool:
-        return not (self.containers or self.links or self.bridges or self.ports)
+        return not (self.containers or self.links or self.bridges or self.ports or self.patches)
 
 
 class FakeRuntime(NodeRuntime):
@@ -158,10 +161,26 @@ class FakeLinks(LinkBackend):
         self.host.op(f"ensure_pair:{a[0].name}:{a[1]}")
         return {}
 
+    def ensure_veth_between_switches(
+        self,
+        lab: str,
+        a: tuple[str, int | None],
+        b: tuple[str, int | None],
+        via: NodeHandle,
+        role: str,
+    ) -> dict[str, Any]:
+        self.host.op(f"ensure_switch_pair:{a[0]}")
+        # One pair: removing either end removes both (as deleting a veth end does).
+        self.host.links[a[0]] = lab
+        self.host.peers[a[0]] = b[0]
+        self.host.mtus[a[0]], self.host.mtus[b[0]] = (a[1], b[1]), (b[1], a[1])
+        return {"a_ifname": a[0], "b_ifname": b[0], "via": via.name}
+
     def remove_link(self, lab: str, host_ifname: str) -> None:
         self.host.op(f"remove_link:{host_ifname}")
         if self.host.links.get(host_ifname) == lab:
             del self.host.links[host_ifname]
+            self.host.peers.pop(host_ifname, None)
 
     def sweep(self, lab: str) -> list[Owned]:
         gone = [k for k, v in self.host.links.items() if v == lab]
@@ -207,6 +226,16 @@ class FakeSwitch(SwitchBackend):
         self.host.op(f"remove_port:{port}")
         self.host.ports.pop(host_ifname, None)
 
+    def ensure_patch(self, lab: str, a: PatchEnd, b: PatchEnd) -> dict[str, Any]:
+        self.host.op(f"ensure_patch:{a.port}")
+        self.host.patches.update({a.ovs_port: a.bridge, b.ovs_port: b.bridge})
+        return {a.port: {"bridge": a.bridge}, b.port: {"bridge": b.bridge}}
+
+    def remove_patch(self, lab: str, a: PatchEnd, b: PatchEnd) -> None:
+        self.host.op(f"remove_patch:{a.port}")
+        for end in (a, b):
+            self.host.patches.pop(end.ovs_port, None)
+
     def remove_switch(self, lab: str, bridge: str) -> None:
         self.host.op(f"remove_switch:{bridge}")
         if self.host.bridges.get(bridge) == lab:
@@ -218,6 +247,8 @@ class FakeSwitch(SwitchBackend):
             del self.host.bridges[key]
             for port in [p for p, b in self.host.ports.items() if b == key]:
                 del self.host.ports[port]
+            for port in [p for p, b in self.host.patches.items() if b == key]:
+                del self.host.patches[port]
         return [Owned("bridge", k, lab) for k in gone]
 
     def list_owned(self, lab: str | None = None) -> list[Owned]:

@@ -307,3 +307,69 @@ def test_port_options_and_mtus_reach_the_backends(host: FakeHost, tmp_path: Path
     assert by_port == {"cli": PortOptions(mtu=9000, vlan=10), "srv": PortOptions(mtu=1500)}
     mtus = {name.rsplit("-", 1)[1]: mtu for name, mtu in host.mtus.items()}
     assert mtus == {"cli": (9000, 9000), "srv": (9000, 1500)}
+
+
+TWO = Path(__file__).resolve().parents[2] / "topologies" / "two-switch.yaml"
+
+
+def two_switches(sw1: SwitchKind, sw2: SwitchKind) -> Topology:
+    topology, _ = load_topology(TWO)
+    topology = topology.with_switch_kinds({"sw1": sw1, "sw2": sw2})
+    # A patch port has no device to tap.
+    return topology.model_copy(update={"taps": [t for t in topology.taps if t.name != "between"]})
+
+
+@pytest.mark.parametrize(
+    ("sw2", "failing"),
+    [
+        (SwitchKind.OVS_USERSPACE, None),
+        (SwitchKind.OVS_USERSPACE, "ensure_switch_pair:lc5f46f-up"),
+        (SwitchKind.OVS_USERSPACE, "ensure_port:down"),
+        (SwitchKind.OVS_USERSPACE, "ensure_port:srv"),
+        (SwitchKind.LINUX_BRIDGE, "ensure_switch:lc5f46f.sw2"),
+    ],
+)
+def test_two_switches_joined_by_a_veth_build_and_undo(
+    host: FakeHost, tmp_path: Path, sw2: SwitchKind, failing: str | None
+) -> None:
+    engine = make_engine(host, tmp_path)
+    topology = two_switches(SwitchKind.LINUX_BRIDGE, sw2)
+    if failing is not None:
+        host.fail_on.add(failing)
+        with pytest.raises(BackendError):
+            engine.up(topology, str(TWO))
+        assert host.empty(), host
+        return
+    engine.up(topology, str(TWO))
+    assert set(host.bridges) == {"lc5f46f.sw1", "lc5f46f.sw2"}
+    assert host.peers == {"lc5f46f-up": "lc5f46f-down"}
+    assert host.ports["lc5f46f-up"] == "lc5f46f.sw1"
+    assert host.ports["lc5f46f-down"] == "lc5f46f.sw2"
+    engine.down("two-switch")
+    assert host.empty(), host
+    undo = [op for op in host.log if op.startswith("remove")]
+    assert undo.index("remove_port:down") < undo.index("remove_link:lc5f46f-up")
+    assert undo.index("remove_link:lc5f46f-up") < undo.index("remove_switch:lc5f46f.sw1")
+
+
+@pytest.mark.parametrize("failing", [None, "ensure_patch:up", "ensure_port:srv"])
+def test_two_ovs_switches_joined_by_patch_ports_build_and_undo(
+    host: FakeHost, tmp_path: Path, failing: str | None
+) -> None:
+    engine = make_engine(host, tmp_path)
+    topology = two_switches(SwitchKind.OVS_USERSPACE, SwitchKind.OVS_DPDK)
+    if failing is not None:
+        host.fail_on.add(failing)
+        with pytest.raises(BackendError):
+            engine.up(topology, str(TWO))
+        assert host.empty(), host
+        return
+    engine.up(topology, str(TWO))
+    assert host.patches == {"lc5f46f-up": "lc5f46f.sw1", "lc5f46f-down": "lc5f46f.sw2"}
+    assert not host.peers
+    # The DPDK switch first, then the other OVS switch (one ovs-vswitchd for both).
+    made = [op for op in host.log if op.startswith("ensure_switch:")]
+    assert made == ["ensure_switch:lc5f46f.sw2", "ensure_switch:lc5f46f.sw1"]
+    engine.down("two-switch")
+    assert host.empty(), host
+    assert "remove_patch:up" in host.log

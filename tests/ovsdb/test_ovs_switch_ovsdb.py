@@ -363,3 +363,36 @@ def test_dpdk_af_packet_port_above_mtu_1500_is_refused_before_ovsdb(
             LAB, "nobridge", "p1", names.host_veth_name(LAB, "p1"), DPDK, PortOptions(mtu=9000)
         )
     assert rows(private_ovs, "Port") == {}
+
+
+def test_patch_ports_join_two_bridges_idempotently_and_go_with_sweep(
+    private_ovs: PrivateOvs,
+) -> None:
+    from labctl.core.plan import PatchEnd
+
+    switch = switch_for(private_ovs)
+    sw1, sw2 = names.bridge_name(LAB, "sw1"), names.bridge_name(LAB, "sw2")
+    for bridge in (sw1, sw2):
+        switch.ensure_switch(LAB, bridge, USERSPACE)
+    a = PatchEnd(sw1, "up", names.host_veth_name(LAB, "up"), USERSPACE, PortOptions(vlan=7))
+    b = PatchEnd(sw2, "down", names.host_veth_name(LAB, "down"), USERSPACE)
+    made = switch.ensure_patch(LAB, a, b)
+    assert made == switch.ensure_patch(LAB, a, b)
+    assert made["up"]["ofport"] > 0 and made["down"]["ofport"] > 0
+    interfaces = rows(private_ovs, "Interface")
+    assert interfaces[a.ovs_port]["type"] == "patch"
+    assert interfaces[a.ovs_port]["options"] == {"peer": b.ovs_port}
+    assert interfaces[b.ovs_port]["options"] == {"peer": a.ovs_port}
+    ports = rows(private_ovs, "Port")
+    assert ports[a.ovs_port]["external_ids"] == {
+        names.EXTERNAL_ID_LAB: LAB,
+        EXTERNAL_ID_PORT: "up",
+    }
+    assert ports[a.ovs_port]["tag"] == 7
+    switch.remove_patch(LAB, a, b)
+    switch.remove_patch(LAB, a, b)  # tolerates absence
+    assert not {a.ovs_port, b.ovs_port} & set(rows(private_ovs, "Port"))
+    switch.ensure_patch(LAB, a, b)
+    swept = {o.name for o in switch.sweep(LAB)}
+    assert {sw1, sw2} <= swept
+    assert not {a.ovs_port, b.ovs_port, sw1, sw2} & set(rows(private_ovs, "Port"))

@@ -26,6 +26,8 @@ from labctl.core.model import (
     SwitchKind,
     Topology,
 )
+from labctl.core.plan import PatchEnd
+from labctl.errors import BackendError
 
 
 @dataclass(frozen=True)
@@ -151,6 +153,19 @@ class LinkBackend(Protocol):
         role: str,
     ) -> dict[str, Any]: ...
 
+    def ensure_veth_between_switches(
+        self,
+        lab: str,
+        a: tuple[str, int | None],
+        b: tuple[str, int | None],
+        via: NodeHandle,
+        role: str,
+    ) -> dict[str, Any]:
+        """veth with both ends (name, MTU) in the host namespace, up, IPv6 off, each to
+        become a port of one switch. Born inside `via` (a node of the lab) and moved out
+        labelled, so a labctl killed half-way leaves nothing unlabelled on the host."""
+        ...
+
     def remove_link(self, lab: str, host_ifname: str) -> None: ...
     def sweep(self, lab: str) -> list[Owned]: ...
     def list_owned(self, lab: str | None = None) -> list[Owned]: ...
@@ -176,6 +191,15 @@ class SwitchBackend(Protocol):
         ...
 
     def remove_port(self, lab: str, bridge: str, port: str, host_ifname: str) -> None: ...
+
+    def ensure_patch(self, lab: str, a: PatchEnd, b: PatchEnd) -> dict[str, Any]:
+        """Join two bridges of this backend with a pair of patch ports, each the other's
+        peer. Only OVS has them (validation never asks another kind)."""
+        raise BackendError(f"joining {a.bridge} and {b.bridge}", "this switch has no patch ports")
+
+    def remove_patch(self, lab: str, a: PatchEnd, b: PatchEnd) -> None:
+        raise BackendError(f"removing the patch {a.port}-{b.port}", "this switch has none")
+
     def remove_switch(self, lab: str, bridge: str) -> None: ...
     def sweep(self, lab: str) -> list[Owned]: ...
     def list_owned(self, lab: str | None = None) -> list[Owned]: ...

@@ -350,6 +350,80 @@ class NetlinkLinks:
             result[key] = {"node": node.name, "ifname": ifname, "ifindex": index}
         return result
 
+    def ensure_veth_between_switches(
+        self,
+        lab: str,
+        a: tuple[str, int | None],
+        b: tuple[str, int | None],
+        via: NodeHandle,
+        role: str,
+    ) -> dict[str, Any]:
+        """veth `a` <-> `b`, both ends on the host (up, aliased, IPv6 off), for two switches.
+
+        Born inside the node `via` and labelled there, then moved out, as a node's own veth
+        (_create_pair_in_node): a labctl killed before the move leaves the pair in a node of
+        the lab, which goes with the node."""
+        alias = names.interface_alias(lab, role)
+        (a_name, a_mtu), (b_name, b_mtu) = a, b
+        action = f"creating veth {a_name} <-> {b_name} between switches"
+        with netlink_action(action), self.host() as ipr:
+            found = [find_link(ipr, name) for name in (a_name, b_name)]
+            for link, name in zip(found, (a_name, b_name), strict=True):
+                if link is not None and (link_alias(link) != alias or link_kind(link) != VETH):
+                    raise clash_error(action, name, link_alias(link), alias)
+            pair = found[0] is not None and found[1] is not None and _peers(found[0], found[1])
+            if not pair:
+                # Half a pair, or ends of two pairs: ours (the alias says so), rebuilt clean.
+                for link in found:
+                    if link is not None:
+                        self._delete_tolerant(ipr, link["index"])
+                self._create_pair_for_host(ipr, (a_name, b_name), via, alias, action)
+            indexes = []
+            for name, mtu in ((a_name, a_mtu), (b_name, b_mtu)):
+                link = existing_link(ipr, name)
+                keep_host_out_of_lab(ipr, link["index"])
+                attrs: dict[str, Any] = {"state": "up"}
+                if mtu is not None:
+                    attrs["mtu"] = mtu
+                ipr.link("set", index=link["index"], **attrs)
+                indexes.append(link["index"])
+        return {
+            "a_ifname": a_name,
+            "a_ifindex": indexes[0],
+            "b_ifname": b_name,
+            "b_ifindex": indexes[1],
+            "alias": alias,
+        }
+
+    def _create_pair_for_host(
+        self, ipr: Netlink, ends: tuple[str, str], via: NodeHandle, alias: str, action: str
+    ) -> None:
+        with self.node_netns(via, action) as ns, netlink_action(action):
+            for name in ends:
+                # Left in the node by a run killed before the move (the name carries this
+                # lab's id, the node is this lab's): start again.
+                link = find_link(ns, name)
+                if link is not None:
+                    if link_alias(link) not in (None, alias) or link_kind(link) != VETH:
+                        raise clash_error(
+                            f"{action} (in node {via.name})", name, link_alias(link), alias
+                        )
+                    self._delete_tolerant(ns, link["index"])
+            with _netns_fd(via.netns_path) as ns_fd:
+                ipr.link(
+                    "add",
+                    ifname=ends[0],
+                    kind=VETH,
+                    net_ns_fd=ns_fd,
+                    peer={"ifname": ends[1], "net_ns_fd": ns_fd},
+                )
+            for name in ends:
+                label_new_link(ns, name, alias, where=f"node {via.name}")
+            for name in ends:
+                link = existing_link(ns, name, where=f"node {via.name}")
+                # As in _create_pair_in_node: the pid of this process names the host.
+                ns.link("set", index=link["index"], net_ns_pid=os.getpid())
+
     def remove_link(self, lab: str, host_ifname: str) -> None:
         # Deleting one end of a veth deletes its peer inside the node too.
         self.remove_owned(lab, host_ifname, VETH)

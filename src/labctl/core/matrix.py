@@ -46,16 +46,21 @@ from labctl.core.loader import (
 )
 from labctl.core.model import Offload, SwitchKind, Topology
 from labctl.core.probes import Latency, ProbeObservation
+from labctl.core.switch_choice import (
+    SWITCH_ABBREVIATIONS,
+    SwitchChoice,
+    apply_choice,
+    combo_of,
+    effective_kinds,
+    parse_switch_choice,
+    selector_matches,
+    selector_problem,
+    unknown_switches,
+)
 from labctl.errors import ConfigError, Problem, UsageError
 
 OFFLOAD_NAME_RE = re.compile(r"^[a-z0-9][a-z0-9-]{0,11}$")
 OFFLOAD_FEATURES = tuple(Offload.model_fields)
-SWITCH_ABBREVIATIONS = {
-    SwitchKind.LINUX_BRIDGE: "lb",
-    SwitchKind.OVS_KERNEL: "ok",
-    SwitchKind.OVS_USERSPACE: "ou",
-    SwitchKind.OVS_DPDK: "od",
-}
 DEFAULT_OFFLOADS: dict[str, dict[str, Any]] = {
     "on": {"tx": True, "rx": True},
     "off": {"tx": False, "rx": False},
@@ -101,8 +106,16 @@ class _Spec(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+def _every_kind() -> list[SwitchKind | dict[str, SwitchKind]]:
+    return list(SwitchKind)
+
+
 class MatrixSpec(_Spec):
-    switches: list[SwitchKind] = Field(default_factory=lambda: list(SwitchKind))
+    switches: list[SwitchKind | dict[StrictStr, SwitchKind]] = Field(
+        default_factory=lambda: _every_kind(),
+        description="a kind (every switch of the topology), or {switch: kind, ...} for "
+        "named switches (the others keep the topology's kinds)",
+    )
     platforms: list[StrictStr] | None = Field(
         None,
         description="where the cells run: host, or platform VMs (labctl.core.platforms); "
@@ -117,16 +130,33 @@ class MatrixSpec(_Spec):
 
 
 class When(_Spec):
-    switch: SwitchKind | list[SwitchKind] | None = None
+    switch: StrictStr | list[StrictStr] | None = Field(
+        None,
+        description="KIND: cells where every switch has this kind; SWITCH=KIND: cells where "
+        "that switch has it; a list: any of them",
+    )
     offload: StrictStr | list[StrictStr] | None = None
     platform: StrictStr | list[StrictStr] | None = None
 
-    def matches(self, switch: SwitchKind, offload: str, platform: str = "host") -> bool:
-        switches = [self.switch] if isinstance(self.switch, SwitchKind) else self.switch
+    @field_validator("switch")
+    @classmethod
+    def _switch_selectors(cls, value: str | list[str] | None) -> str | list[str] | None:
+        for selector in [value] if isinstance(value, str) else value or []:
+            problem = selector_problem(selector)
+            if problem is not None:
+                raise ValueError(problem)
+        return value
+
+    def matches(
+        self, switch: SwitchKind | dict[str, SwitchKind], offload: str, platform: str = "host"
+    ) -> bool:
+        """`switch`: the cell's kind, or every switch's kind by name."""
+        kinds = {"switch": switch} if isinstance(switch, SwitchKind) else switch
+        switches = [self.switch] if isinstance(self.switch, str) else self.switch
         offloads = [self.offload] if isinstance(self.offload, str) else self.offload
         platforms = [self.platform] if isinstance(self.platform, str) else self.platform
         return (
-            (switches is None or switch in switches)
+            (switches is None or any(selector_matches(s, kinds) for s in switches))
             and (offloads is None or offload in offloads)
             and (platforms is None or platform in platforms)
         )
@@ -233,7 +263,8 @@ class Experiment:
 
 @dataclass(frozen=True)
 class Cell:
-    switch: SwitchKind
+    switch: SwitchChoice
+    """A kind for every switch, or kinds for named switches (labctl.core.switch_choice)."""
     offload_name: str
     offload: OffloadSetting
     expectation: Expectation | None
@@ -244,12 +275,17 @@ class Cell:
 
     def lab_name(self, lab: str) -> str:
         """Each cell is its own lab, so cells may run side by side."""
-        suffix = f"-{SWITCH_ABBREVIATIONS[self.switch]}-{self.offload_name}"
-        keep = min(18, LAB_NAME_MAX - len(suffix))
-        return f"{lab[:keep].rstrip('-')}{suffix}"
+        switch = (
+            SWITCH_ABBREVIATIONS[self.switch]
+            if isinstance(self.switch, SwitchKind)
+            else self.switch.abbreviation
+        )
+        suffix = f"-{switch}-{self.offload_name}"
+        keep = max(1, min(18, LAB_NAME_MAX - len(suffix)))
+        return f"{lab[:keep].rstrip('-')}{suffix}"[:LAB_NAME_MAX].rstrip("-")
 
     def topology(self, base: Topology, lab: str) -> Topology:
-        cell = self.offload.apply(base).with_switch_kind(self.switch)
+        cell = apply_choice(self.offload.apply(base), self.switch)
         return cell.with_name(self.lab_name(lab))
 
 
@@ -271,12 +307,24 @@ def load_lab(path: str | Path) -> Experiment:
     from labctl.core.loader import load_topology
 
     topology, topology_doc = load_topology(topology_file)
-    if topology.switch is None:
+    if not topology.all_switches():
         problems.append(
             doc.problem(
-                ("topology",), f"{spec.topology} has no `switch:`; a matrix varies the switch kind"
+                ("topology",),
+                f"{spec.topology} has no `switch:` nor `switches:`; a matrix varies the "
+                "switch kind",
             )
         )
+    for index, item in enumerate(spec.matrix.switches):
+        if isinstance(item, dict):
+            for name in unknown_switches(combo_of(item), topology):
+                problems.append(
+                    doc.problem(
+                        ("matrix", "switches", index, name),
+                        f"{spec.topology} has no switch {name!r} (it has: "
+                        f"{', '.join(sorted(topology.switch_names())) or 'none'})",
+                    )
+                )
     # Checked against the topology, so that every problem of the file shows at once.
     offloads, found = offload_settings(spec, doc, topology)
     problems += found
@@ -434,13 +482,22 @@ def cells(
     """The cells to run, in matrix order, narrowed by --switch / --offload, with the
     expectations of `platform` (where the cells run)."""
     matrix = lab.spec.matrix
-    chosen_switches = list(matrix.switches)
+    chosen_switches: list[SwitchChoice] = [
+        item if isinstance(item, SwitchKind) else combo_of(item) for item in matrix.switches
+    ]
     if switches:
         try:
-            wanted = [SwitchKind(s) for s in switches]
+            chosen_switches = [parse_switch_choice(s) for s in switches]
         except ValueError as error:
             raise UsageError(f"--switch: {error}") from None
-        chosen_switches = [s for s in wanted]
+        for choice in chosen_switches:
+            unknown = unknown_switches(choice, lab.topology)
+            if unknown:
+                known = ", ".join(sorted(lab.topology.switch_names()))
+                raise UsageError(
+                    f"--switch {choice.value}: {lab.topology_file.name} has no switch "
+                    f"{', '.join(unknown)} (it has: {known})"
+                )
     chosen_offloads = list(matrix.offload)
     if offloads:
         unknown = [o for o in offloads if o not in matrix.offload]
@@ -450,16 +507,25 @@ def cells(
             )
         chosen_offloads = offloads
     return [
-        Cell(switch, name, lab.offloads[name], expectation_for(lab.spec, switch, name, platform))
+        Cell(
+            switch,
+            name,
+            lab.offloads[name],
+            expectation_for(lab.spec, effective_kinds(lab.topology, switch), name, platform),
+        )
         for switch in chosen_switches
         for name in chosen_offloads
     ]
 
 
 def expectation_for(
-    spec: LabSpec, switch: SwitchKind, offload: str, platform: str = "host"
+    spec: LabSpec,
+    switch: SwitchKind | dict[str, SwitchKind],
+    offload: str,
+    platform: str = "host",
 ) -> Expectation | None:
-    """The first expectation whose `when` matches the cell."""
+    """The first expectation whose `when` matches the cell (`switch`: the cell's kind, or
+    every switch's kind by name)."""
     return next((e for e in spec.expectations if e.when.matches(switch, offload, platform)), None)
 
 

@@ -7,6 +7,7 @@ labctl.core.validate, which knows the file positions.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from enum import StrEnum
 from typing import Annotated, Literal
 
@@ -29,6 +30,16 @@ class SwitchKind(StrEnum):
     @property
     def is_ovs(self) -> bool:
         return self is not SwitchKind.LINUX_BRIDGE
+
+    @property
+    def ovs_datapath(self) -> str | None:
+        """OVS's datapath_type of the kind's bridges (None: not OVS). Bridges of one type
+        share one datapath in ovs-vswitchd, so patch ports can join them."""
+        return {
+            SwitchKind.OVS_KERNEL: "system",
+            SwitchKind.OVS_USERSPACE: "netdev",
+            SwitchKind.OVS_DPDK: "netdev",
+        }.get(self)
 
 
 class RuntimeKind(StrEnum):
@@ -294,7 +305,12 @@ class Topology(_Spec):
         description="node runtime: Docker containers, or plain network namespaces",
     )
     nodes: dict[StrictStr, Node]
-    switch: Switch | None = None
+    switch: Switch | None = Field(None, description='the lab\'s one switch, named "switch"')
+    switches: dict[StrictStr, Switch] | None = Field(
+        None,
+        description="several switches by name, each of its own kind (instead of `switch:`); "
+        'links name their ports "<switch>:<port>"',
+    )
     links: list[Link] = Field(default_factory=list)
     taps: list[Tap] = Field(default_factory=list)
     traffic: Traffic | None = Field(
@@ -323,9 +339,34 @@ class Topology(_Spec):
             found.append((f"{probe.kind}-{seen[probe.kind]}" if repeated else probe.kind, probe))
         return found
 
+    def all_switches(self) -> dict[str, Switch]:
+        """Every switch by name: `switch:` is the one named "switch"."""
+        if self.switch is not None:
+            return {SWITCH_ENDPOINT: self.switch}
+        return dict(self.switches or {})
+
+    def switch_names(self) -> frozenset[str]:
+        """What the first part of a link endpoint names when it names a switch."""
+        return frozenset(self.all_switches())
+
     def with_switch_kind(self, kind: SwitchKind) -> Topology:
+        """Every switch of this kind (a topology without any gets a `switch:`)."""
+        if self.switches:
+            return self.with_switch_kinds({name: kind for name in self.switches})
         switch = self.switch or Switch()
         return self.model_copy(update={"switch": switch.model_copy(update={"kind": kind})})
+
+    def with_switch_kinds(self, kinds: Mapping[str, SwitchKind]) -> Topology:
+        """The named switches of these kinds, the others as they are. The caller checks the
+        names (`switch` is the name of the single `switch:`)."""
+        if self.switch is not None:
+            kind = kinds.get(SWITCH_ENDPOINT)
+            return self if kind is None else self.with_switch_kind(kind)
+        switches = {
+            name: spec.model_copy(update={"kind": kinds[name]}) if name in kinds else spec
+            for name, spec in (self.switches or {}).items()
+        }
+        return self.model_copy(update={"switches": switches})
 
     def with_runtime(self, runtime: RuntimeKind | str) -> Topology:
         return self.model_copy(update={"runtime": RuntimeKind(runtime)})
@@ -335,4 +376,5 @@ class Topology(_Spec):
 
 
 SWITCH_ENDPOINT = "switch"
-"""The node-name part of a link endpoint that means the lab's switch: "switch:port"."""
+"""The node-name part of a link endpoint that means the lab's single `switch:`: "switch:port"
+(with `switches:`, the switch's own name)."""

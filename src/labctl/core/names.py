@@ -17,6 +17,8 @@ LAB_NAME_RE = re.compile(r"^[a-z0-9][a-z0-9-]{0,30}$")
 NODE_NAME_RE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,30}$")
 IFNAME_RE = re.compile(r"^[A-Za-z0-9_.-]{1,15}$")
 PORT_NAME_RE = re.compile(r"^[A-Za-z0-9_]{1,7}$")
+SWITCH_NAME_RE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,6}$")
+"""A switch of `switches:`: short, as it becomes part of its bridge's 15-byte name."""
 TAP_NAME_RE = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
 
 LABEL_LAB = "labctl.lab"
@@ -31,8 +33,13 @@ def lab_id(lab: str) -> str:
     return hashlib.sha256(lab.encode()).hexdigest()[:5]
 
 
-def bridge_name(lab: str) -> str:
-    return f"lc{lab_id(lab)}-br"
+def bridge_name(lab: str, switch: str | None = None) -> str:
+    """The bridge of the single `switch:` (switch None), or of the switch `switch` of
+    `switches:`. The dot keeps the second apart from every host veth name (port names
+    have no dot)."""
+    if switch is None:
+        return f"lc{lab_id(lab)}-br"
+    return f"lc{lab_id(lab)}.{switch}"
 
 
 def host_veth_name(lab: str, port: str) -> str:

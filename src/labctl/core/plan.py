@@ -10,8 +10,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from labctl.core import names
-from labctl.core.model import HttpProbe, Offload, PortOptions, Switch, Topology
-from labctl.core.validate import parse_endpoint
+from labctl.core.model import SWITCH_ENDPOINT, HttpProbe, Offload, PortOptions, Switch, Topology
+from labctl.core.validate import Endpoint, parse_endpoint, patch_datapath
+from labctl.errors import UsageError
 
 
 @dataclass(frozen=True)
@@ -42,6 +43,39 @@ class CreateNode(Step):
 class CreateSwitch(Step):
     bridge: str
     switch: Switch
+    name: str = SWITCH_ENDPOINT
+    """The switch's name: "switch" for the single `switch:`, else its key in `switches:`."""
+
+
+@dataclass(frozen=True)
+class CreateSwitchPair(Step):
+    """A veth between two switches: both ends on the host, `a_ifname` to become a port of
+    one switch, `b_ifname` of the other (AttachPort steps follow)."""
+
+    a_ifname: str
+    b_ifname: str
+    a_mtu: int | None = None
+    b_mtu: int | None = None
+
+
+@dataclass(frozen=True)
+class PatchEnd:
+    """One end of an OVS patch link: port `port` (OVS port `ovs_port`) on `bridge`."""
+
+    bridge: str
+    port: str
+    ovs_port: str
+    switch: Switch
+    options: PortOptions = PortOptions()
+
+
+@dataclass(frozen=True)
+class ConnectPatch(Step):
+    """Two OVS patch ports, each the other's peer, between two bridges of one datapath type
+    in one ovs-vswitchd: made (and removed) in one OVSDB transaction."""
+
+    a: PatchEnd
+    b: PatchEnd
 
 
 @dataclass(frozen=True)
@@ -102,16 +136,21 @@ class TapPoint:
     ifname: str
     description: str
     filter: str | None = None
-    node: str = ""  # the node whose interface this tap sits on (or next to)
+    node: str = ""  # the node whose interface this tap sits on (or next to); "" for a port
+    # between two switches (see labctl.core.taps for whose packets it sees)
 
 
 @dataclass(frozen=True)
 class Plan:
     lab: str
     switch_kind: str | None
+    """The kind of the single switch; with `switches:`, "name=kind" of each joined by "+"."""
     bridge: str | None
+    """The bridge of the single `switch:`; None with `switches:` (see `bridges`)."""
     steps: tuple[Step, ...]
     taps: tuple[TapPoint, ...] = field(default_factory=tuple)
+    bridges: tuple[tuple[str, str], ...] = ()
+    """(switch name, bridge) of every switch, in the topology's order."""
 
     def describe(self) -> list[str]:
         return [f"{i + 1:2d}. {s.description}" for i, s in enumerate(self.steps)]
@@ -125,14 +164,13 @@ def interface_settings(topology: Topology, node: str, ifname: str) -> InterfaceS
 
 
 def switch_link_mtus(
-    topology: Topology, node: str, ifname: str, port: str
+    topology: Topology, node: str, ifname: str, port: str, switch: str = SWITCH_ENDPOINT
 ) -> tuple[int | None, int | None]:
     """(node end, host end) MTU of a switch link. Each end has its own setting (the interface's
     mtu, the port's mtu) and takes the other's when it has none, as both ends of a node-to-node
     link do; a veth whose ends differ drops what is larger than the receiving end's MTU."""
     own = topology.nodes[node].interfaces[ifname].mtu
-    assert topology.switch is not None
-    options = topology.switch.ports.get(port)
+    options = topology.all_switches()[switch].ports.get(port)
     port_mtu = options.mtu if options is not None else None
     return (own if own is not None else port_mtu, port_mtu if port_mtu is not None else own)
 
@@ -161,29 +199,42 @@ def make_plan(topology: Topology) -> Plan:
                 image=node.image,
             )
         )
-    bridge = None
-    if topology.switch is not None:
-        bridge = names.check_generated(names.bridge_name(lab))
+    switches = topology.all_switches()
+    bridges = {
+        name: names.check_generated(
+            names.bridge_name(lab, None if topology.switch is not None else name)
+        )
+        for name in switches
+    }
+    # The DPDK switches first: the first OVS switch starts the lab's ovs-vswitchd, which
+    # must then be the DPDK build if any switch needs it (see engine._batches).
+    for name in sorted(switches, key=lambda n: switches[n].kind.value != "ovs-dpdk"):
         steps.append(
             CreateSwitch(
-                "switch",
-                f"create {topology.switch.kind.value} switch {bridge}",
-                bridge=bridge,
-                switch=topology.switch,
+                "switch" if topology.switch is not None else f"switch:{name}",
+                f"create {switches[name].kind.value} switch "
+                + (f"{name} ({bridges[name]})" if topology.switches else bridges[name]),
+                bridge=bridges[name],
+                switch=switches[name],
+                name=name,
             )
         )
     host_ends: dict[tuple[str, str], str] = {}
     port_of_host_end: dict[str, str] = {}
+    switch_names = topology.switch_names()
     for index, link in enumerate(topology.links):
-        a = parse_endpoint(link.a)
-        b = parse_endpoint(link.b)
+        a = parse_endpoint(link.a, switch_names)
+        b = parse_endpoint(link.b, switch_names)
         assert a is not None and b is not None, "make_plan needs a validated topology"
-        if b.is_switch:
-            assert topology.switch is not None and bridge is not None
+        if a.is_switch and b.is_switch:
+            steps.extend(_inter_switch_steps(topology, index, a, b, bridges, port_of_host_end))
+        elif b.is_switch:
+            switch = switches[b.node]
+            bridge = bridges[b.node]
             host_ifname = names.check_generated(names.host_veth_name(lab, b.name))
             host_ends[(a.node, a.name)] = host_ifname
             port_of_host_end[b.name] = host_ifname
-            node_mtu, host_mtu = switch_link_mtus(topology, a.node, a.name, b.name)
+            node_mtu, host_mtu = switch_link_mtus(topology, a.node, a.name, b.name, b.node)
             settings = interface_settings(topology, a.node, a.name)
             mtus = ""
             if node_mtu is not None:
@@ -205,9 +256,7 @@ def make_plan(topology: Topology) -> Plan:
                     host_mtu=host_mtu,
                 )
             )
-            options = topology.switch.ports.get(b.name, PortOptions()).model_copy(
-                update={"mtu": host_mtu}
-            )
+            options = switch.ports.get(b.name, PortOptions()).model_copy(update={"mtu": host_mtu})
             steps.extend(_offload_step(topology, a.node, a.name, host_ifname))
             steps.append(
                 AttachPort(
@@ -217,7 +266,7 @@ def make_plan(topology: Topology) -> Plan:
                     bridge=bridge,
                     port=b.name,
                     host_ifname=host_ifname,
-                    switch=topology.switch,
+                    switch=switch,
                     options=options,
                 )
             )
@@ -261,8 +310,84 @@ def make_plan(topology: Topology) -> Plan:
         _tap_point(topology, tap_index, host_ends, port_of_host_end)
         for tap_index in range(len(topology.taps))
     )
-    kind = topology.switch.kind.value if topology.switch else None
-    return Plan(lab=lab, switch_kind=kind, bridge=bridge, steps=tuple(steps), taps=taps)
+    return Plan(
+        lab=lab,
+        switch_kind=switch_kinds_text(topology),
+        bridge=bridges.get(SWITCH_ENDPOINT) if topology.switch is not None else None,
+        steps=tuple(steps),
+        taps=taps,
+        bridges=tuple(bridges.items()),
+    )
+
+
+def switch_kinds_text(topology: Topology) -> str | None:
+    """The single switch's kind, or "name=kind" of every switch joined by "+"; None: none."""
+    if topology.switch is not None:
+        return topology.switch.kind.value
+    if not topology.switches:
+        return None
+    return "+".join(f"{name}={spec.kind.value}" for name, spec in topology.switches.items())
+
+
+def _inter_switch_steps(
+    topology: Topology,
+    index: int,
+    a: Endpoint,
+    b: Endpoint,
+    bridges: dict[str, str],
+    port_of_host_end: dict[str, str],
+) -> list[Step]:
+    """A link between two switch ports: OVS patch ports when both switches share a datapath
+    type, else a host veth whose ends are attached one to each switch."""
+    lab = topology.name
+    switches = topology.all_switches()
+    a_options = switches[a.node].ports.get(a.name, PortOptions())
+    b_options = switches[b.node].ports.get(b.name, PortOptions())
+    where = f"{a} <-> {b}"
+    a_ifname = names.check_generated(names.host_veth_name(lab, a.name))
+    b_ifname = names.check_generated(names.host_veth_name(lab, b.name))
+    if patch_datapath(switches[a.node].kind, switches[b.node].kind):
+        return [
+            ConnectPatch(
+                f"link:{index}",
+                f"patch ports {where} ({bridges[a.node]} <-> {bridges[b.node]})",
+                a=PatchEnd(bridges[a.node], a.name, a_ifname, switches[a.node], a_options),
+                b=PatchEnd(bridges[b.node], b.name, b_ifname, switches[b.node], b_options),
+            )
+        ]
+    # Each end has its port's MTU, or the other port's, as a node link's two ends do.
+    a_mtu = a_options.mtu if a_options.mtu is not None else b_options.mtu
+    b_mtu = b_options.mtu if b_options.mtu is not None else a_options.mtu
+    port_of_host_end[a.name] = a_ifname
+    port_of_host_end[b.name] = b_ifname
+    steps: list[Step] = [
+        CreateSwitchPair(
+            f"link:{index}",
+            f"veth {a_ifname} <-> {b_ifname} between switches {a.node} and {b.node}",
+            a_ifname=a_ifname,
+            b_ifname=b_ifname,
+            a_mtu=a_mtu,
+            b_mtu=b_mtu,
+        )
+    ]
+    for end, ifname, options, mtu in (
+        (a, a_ifname, a_options, a_mtu),
+        (b, b_ifname, b_options, b_mtu),
+    ):
+        options = options.model_copy(update={"mtu": mtu})
+        steps.append(
+            AttachPort(
+                f"port:{end.name}",
+                f"attach {ifname} to {bridges[end.node]} as port {end.name}"
+                + _port_description(options),
+                bridge=bridges[end.node],
+                port=end.name,
+                host_ifname=ifname,
+                switch=switches[end.node],
+                options=options,
+            )
+        )
+    return steps
 
 
 def _offload_step(
@@ -299,13 +424,26 @@ def _tap_point(
 ) -> TapPoint:
     tap = topology.taps[index]
     if tap.switch_port is not None:
-        host_ifname = port_of_host_end[tap.switch_port]
-        node = next(n for (n, _i), h in host_ends.items() if h == host_ifname)
+        host_ifname = port_of_host_end.get(tap.switch_port)
+        if host_ifname is None:
+            # Valid as written, but this cell's switch kinds made the link a patch.
+            raise UsageError(
+                f"tap {tap.name}: switch port {tap.switch_port} is an OVS patch port with "
+                "these switch kinds (both OVS of one datapath type), with no device to "
+                "capture on; tap the nodes' host ends instead, or choose kinds that make "
+                "the link a veth"
+            )
+        node = next((n for (n, _i), h in host_ends.items() if h == host_ifname), "")
         return TapPoint(
-            tap.name, "host", host_ifname, f"switch port {tap.switch_port}", tap.filter, node
+            tap.name,
+            "host",
+            host_ifname,
+            f"switch port {tap.switch_port}" + ("" if node else " (between switches)"),
+            tap.filter,
+            node,
         )
     where = tap.node or tap.host
-    end = parse_endpoint(where or "")
+    end = parse_endpoint(where or "", topology.switch_names())
     assert end is not None
     if tap.node is not None:
         return TapPoint(

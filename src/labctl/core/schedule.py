@@ -16,6 +16,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from labctl.core.model import DpdkOptions, Switch, SwitchKind, Topology
+from labctl.core.plan import switch_kinds_text
 from labctl.errors import UsageError
 
 MAX_DEFAULT_WORKERS = 4
@@ -56,6 +57,16 @@ def vswitchd_config(switch: Switch) -> VswitchdConfig | None:
     )
 
 
+def topology_vswitchd_config(topology: Topology) -> VswitchdConfig | None:
+    """What all the OVS switches of a lab need from the one ovs-vswitchd they share: the
+    DPDK build if one is ovs-dpdk (it serves the other kinds too); None without OVS."""
+    configs = [c for s in topology.all_switches().values() if (c := vswitchd_config(s))]
+    if not configs:
+        return None
+    dpdk = next((c.dpdk for c in configs if c.dpdk is not None), None)
+    return VswitchdConfig(dpdk=dpdk, userspace_tso=any(c.userspace_tso for c in configs))
+
+
 @dataclass(frozen=True)
 class Job:
     """One cell to schedule: its key (e.g. "ovs-dpdk-on"), the lab it builds, a guess of
@@ -67,7 +78,7 @@ class Job:
 
     @property
     def needs(self) -> VswitchdConfig | None:
-        return vswitchd_config(self.topology.switch) if self.topology.switch else None
+        return topology_vswitchd_config(self.topology)
 
 
 def job(
@@ -81,8 +92,8 @@ def job(
     expected to fail."""
     from labctl.core import probes
 
-    kind = topology.switch.kind if topology.switch else SwitchKind.LINUX_BRIDGE
-    seconds = BASE_SECONDS[kind]
+    kinds = [s.kind for s in topology.all_switches().values()] or [SwitchKind.LINUX_BRIDGE]
+    seconds = sum(BASE_SECONDS[kind] for kind in kinds)
     for name, probe in topology.named_probes():
         if probe.kind == "http":
             if expect_http_fail or name in failing_probes:
@@ -145,10 +156,11 @@ def rules(jobs: Sequence[Job]) -> list[str]:
     """Which cells take turns and why, one line for all of them (none when all may overlap)."""
     groups: dict[VswitchdConfig, list[str]] = {}
     for one in jobs:
-        if one.needs is not None and one.topology.switch is not None:
+        if one.needs is not None:
             kinds = groups.setdefault(one.needs, [])
-            if one.topology.switch.kind.value not in kinds:
-                kinds.append(one.topology.switch.kind.value)
+            described = switch_kinds_text(one.topology) or ""
+            if described not in kinds:
+                kinds.append(described)
     if len(groups) < 2:
         return []
     described = "; ".join(

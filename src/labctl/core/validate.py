@@ -8,7 +8,7 @@ from __future__ import annotations
 import difflib
 import ipaddress
 import re
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable
 from dataclasses import dataclass
 
 from labctl.core import names
@@ -19,6 +19,7 @@ from labctl.core.model import (
     TRAFFIC_PROBE,
     CommandProbe,
     HttpProbe,
+    SwitchKind,
     TcpProbe,
     Topology,
     UdpProbe,
@@ -32,22 +33,29 @@ RESERVED_IFNAMES = {"lo", ".", ".."}
 
 @dataclass(frozen=True)
 class Endpoint:
-    node: str
-    name: str  # interface name, or the port name when node == "switch"
-
-    @property
-    def is_switch(self) -> bool:
-        return self.node == SWITCH_ENDPOINT
+    node: str  # a node's name, or a switch's
+    name: str  # interface name, or the port name when the endpoint is a switch port
+    is_switch: bool = False
 
     def __str__(self) -> str:
         return f"{self.node}:{self.name}"
 
 
-def parse_endpoint(text: str) -> Endpoint | None:
+def parse_endpoint(text: str, switches: Collection[str] = (SWITCH_ENDPOINT,)) -> Endpoint | None:
+    """'node:interface', or 'switch:port' where `switch` is one of `switches` (the names of
+    the topology's switches: Topology.switch_names())."""
     node, sep, name = text.partition(":")
     if not sep or not node or not name or ":" in name:
         return None
-    return Endpoint(node, name)
+    return Endpoint(node, name, node in switches)
+
+
+def patch_datapath(a: SwitchKind, b: SwitchKind) -> str | None:
+    """The OVS datapath type two switches share, when a link between them is a pair of OVS
+    patch ports (both OVS, same datapath type: one vswitchd, one datapath); None: a veth."""
+    if a.ovs_datapath is not None and a.ovs_datapath == b.ovs_datapath:
+        return a.ovs_datapath
+    return None
 
 
 class _Checker:
@@ -55,6 +63,8 @@ class _Checker:
         self.topo = topology
         self.doc = doc
         self.problems: list[Problem] = []
+        self.port_switch: dict[str, str] = {}
+        self.patch_ports: set[str] = set()
 
     def add(self, path: PathKey, message: str) -> None:
         self.problems.append(self.doc.problem(path, message))
@@ -62,9 +72,11 @@ class _Checker:
     def run(self) -> list[Problem]:
         self.check_name()
         self.check_nodes()
+        self.check_switches()
         linked = self.check_links()
         self.check_unlinked(linked)
-        self.check_port_options(linked)
+        self.check_switch_use()
+        self.check_port_options()
         self.check_taps(linked)
         self.check_traffic()
         self.check_probes()
@@ -85,7 +97,7 @@ class _Checker:
         seen_macs: dict[str, PathKey] = {}
         for node_name, node in self.topo.nodes.items():
             base: PathKey = ("nodes", node_name)
-            if node_name == SWITCH_ENDPOINT:
+            if node_name == SWITCH_ENDPOINT and self.topo.switches is None:
                 self.add(
                     base,
                     "'switch' is reserved: links use 'switch:port' for the lab's "
@@ -179,8 +191,68 @@ class _Checker:
         else:
             seen[key] = path
 
-    def resolve_node_endpoint(self, path: PathKey, text: str) -> Endpoint | None:
-        endpoint = parse_endpoint(text)
+    def switch_path(self, name: str) -> PathKey:
+        return ("switch",) if self.topo.switch is not None else ("switches", name)
+
+    def check_switches(self) -> None:
+        if self.topo.switch is not None and self.topo.switches is not None:
+            self.add(
+                ("switches",),
+                "a topology has `switch:` (one switch) or `switches:` (several, by name), "
+                "not both; move the `switch:` under `switches:` with a name",
+            )
+        if self.topo.switches is not None:
+            if not self.topo.switches:
+                self.add(
+                    ("switches",), "switches is empty; name at least one switch or leave it out"
+                )
+            for name in self.topo.switches:
+                if not names.SWITCH_NAME_RE.match(name):
+                    self.add(
+                        ("switches", name),
+                        f"switch name {name!r} must be 1-7 characters of a-z, 0-9, '_' and "
+                        "'-', starting with a letter or digit (it becomes part of a 15-byte "
+                        "bridge name)",
+                    )
+                elif name in self.topo.nodes:
+                    self.add(
+                        ("switches", name),
+                        f"{name!r} names a node and a switch; link endpoints '{name}:...' "
+                        "would be ambiguous: rename one",
+                    )
+        self.check_shared_daemon()
+
+    def check_shared_daemon(self) -> None:
+        """Every OVS switch of a lab runs in one ovs-vswitchd, whose global settings are one
+        value each: the switches must agree on them."""
+        switches = self.topo.all_switches()
+        userspace = [n for n, s in switches.items() if s.kind.ovs_datapath == "netdev"]
+        first = userspace[0] if userspace else None
+        for name in userspace[1:]:
+            assert first is not None
+            if switches[name].ovs.userspace_tso != switches[first].ovs.userspace_tso:
+                self.add(
+                    (*self.switch_path(name), "ovs", "userspace_tso"),
+                    f"switches {first!r} and {name!r} differ in ovs.userspace_tso, but the "
+                    "OVS userspace and DPDK switches of a lab share one ovs-vswitchd and its "
+                    "one other_config:userspace-tso-enable; set the same value on both",
+                )
+        dpdk = [n for n, s in switches.items() if s.kind is SwitchKind.OVS_DPDK]
+        for name in dpdk[1:]:
+            own = switches[name].dpdk.model_copy(update={"port_driver": "af_packet"})
+            other = switches[dpdk[0]].dpdk.model_copy(update={"port_driver": "af_packet"})
+            if own != other:
+                self.add(
+                    (*self.switch_path(name), "dpdk"),
+                    f"switches {dpdk[0]!r} and {name!r} differ in their dpdk settings "
+                    "(other than port_driver), but both run in the one DPDK ovs-vswitchd of "
+                    "the lab; give them the same socket_mem, masks and extra_eal_args",
+                )
+
+    def resolve_endpoint(self, path: PathKey, text: str) -> Endpoint | None:
+        """A node interface or a switch port (checked in check_port) named by `text`."""
+        switch_names = self.topo.switch_names()
+        endpoint = parse_endpoint(text, switch_names)
         if endpoint is None:
             self.add(path, f"{text!r} must be 'node:interface' (or 'switch:port' for b)")
             return None
@@ -188,9 +260,27 @@ class _Checker:
             return endpoint
         node = self.topo.nodes.get(endpoint.node)
         if node is None:
-            self.add(
-                path, f"unknown node {endpoint.node!r}{_suggest(endpoint.node, self.topo.nodes)}"
-            )
+            if endpoint.node == SWITCH_ENDPOINT and self.topo.switches:
+                self.add(
+                    path,
+                    f"{endpoint} refers to the switch, but the topology has no `switch:`; "
+                    f"name one of its switches ({', '.join(sorted(switch_names))})",
+                )
+            elif endpoint.node == SWITCH_ENDPOINT:
+                self.add(
+                    path, f"{endpoint} refers to the switch, but the topology has no `switch:`"
+                )
+            elif self.topo.switches:
+                known = [*self.topo.nodes, *switch_names]
+                self.add(
+                    path,
+                    f"unknown node or switch {endpoint.node!r}{_suggest(endpoint.node, known)}",
+                )
+            else:
+                self.add(
+                    path,
+                    f"unknown node {endpoint.node!r}{_suggest(endpoint.node, self.topo.nodes)}",
+                )
             return None
         if endpoint.name not in node.interfaces:
             self.add(
@@ -202,17 +292,38 @@ class _Checker:
         return endpoint
 
     def check_links(self) -> dict[tuple[str, str], Endpoint | None]:
-        """Returns node interface -> switch port endpoint (None for node-to-node links)."""
+        """Returns node interface -> switch port endpoint (None for node-to-node links).
+        Fills self.port_switch (every switch port used: its switch) and self.patch_ports."""
         used: dict[tuple[str, str], PathKey] = {}
         ports: dict[str, PathKey] = {}
         linked: dict[tuple[str, str], Endpoint | None] = {}
+        # Switches joined so far by inter-switch links: a link within one group closes a loop.
+        group = {name: name for name in self.topo.switch_names()}
+
+        def root(name: str) -> str:
+            while group[name] != name:
+                name = group[name]
+            return name
+
+        switches = self.topo.all_switches()
         for index, link in enumerate(self.topo.links):
             base: PathKey = ("links", index)
-            a = self.resolve_node_endpoint((*base, "a"), link.a)
-            b = self.resolve_node_endpoint((*base, "b"), link.b)
-            if a is not None and a.is_switch:
+            a = self.resolve_endpoint((*base, "a"), link.a)
+            b = self.resolve_endpoint((*base, "b"), link.b)
+            # A switch port in `a` is fine when `b` is one too (a link between switches);
+            # when `b` did not resolve, its own problem says enough.
+            if a is not None and a.is_switch and b is not None and not b.is_switch:
                 self.add((*base, "a"), "a must be a node interface; put the switch port in b")
                 a = None
+            if a is not None and b is not None and a.is_switch and a.node == b.node:
+                self.add(
+                    base,
+                    f"link connects switch {a.node!r} to itself; a link between switches "
+                    "joins two different switches",
+                )
+                continue
+            if a is not None and a.is_switch:
+                a = self.check_port((*base, "a"), a, ports)
             if b is not None and b.is_switch:
                 b = self.check_port((*base, "b"), b, ports)
             for end, path in ((a, (*base, "a")), (b, (*base, "b"))):
@@ -223,20 +334,30 @@ class _Checker:
                     self.add(path, f"interface {end} is already linked at {format_path(used[key])}")
                 else:
                     used[key] = path
-            if a is not None and b is not None:
-                if not b.is_switch and a.node == b.node:
-                    self.add(base, f"link connects node {a.node!r} to itself")
-                linked[(a.node, a.name)] = b if b.is_switch else None
-                if not b.is_switch:
-                    linked[(b.node, b.name)] = None
+            if a is None or b is None:
+                continue
+            if a.is_switch:
+                if root(a.node) == root(b.node):
+                    self.add(
+                        base,
+                        f"this link closes a loop of switches ({a.node} ... {b.node} are "
+                        "already joined): frames would circle it forever, as labctl's "
+                        "switches run no spanning tree between them; drop one of the links",
+                    )
+                group[root(a.node)] = root(b.node)
+                if patch_datapath(switches[a.node].kind, switches[b.node].kind):
+                    self.patch_ports.update((a.name, b.name))
+                continue
+            if not b.is_switch and a.node == b.node:
+                self.add(base, f"link connects node {a.node!r} to itself")
+            linked[(a.node, a.name)] = b if b.is_switch else None
+            if not b.is_switch:
+                linked[(b.node, b.name)] = None
         return linked
 
     def check_port(
         self, path: PathKey, end: Endpoint, ports: dict[str, PathKey]
     ) -> Endpoint | None:
-        if self.topo.switch is None:
-            self.add(path, f"{end} refers to the switch, but the topology has no `switch:`")
-            return None
         if not names.PORT_NAME_RE.match(end.name):
             self.add(
                 path,
@@ -246,45 +367,78 @@ class _Checker:
             return None
         if end.name in ports:
             self.add(
-                path, f"switch port {end.name!r} is already used at {format_path(ports[end.name])}"
+                path,
+                f"switch port {end.name!r} is already used at {format_path(ports[end.name])}"
+                + (
+                    "; port names are unique across all switches of a topology"
+                    if self.port_switch.get(end.name) not in (None, end.node)
+                    else ""
+                ),
             )
             return None
         ports[end.name] = path
+        self.port_switch[end.name] = end.node
         return end
 
-    def check_port_options(self, linked: dict[tuple[str, str], Endpoint | None]) -> None:
-        switch = self.topo.switch
-        if switch is None:
+    def check_switch_use(self) -> None:
+        if (
+            self.topo.switches is None
+            or self.topo.switch is not None
+            or not self._all_link_ends_resolved()
+        ):
             return
-        used = {end.name for end in linked.values() if end is not None}
-        for port, options in switch.ports.items():
-            base: PathKey = ("switch", "ports", port)
-            if port not in used and self._all_link_ends_resolved():
+        used = set(self.port_switch.values())
+        for name in self.topo.switches:
+            if name not in used:
                 self.add(
-                    base,
-                    f"no link uses switch port {port!r}, so its options would be ignored"
-                    f"{_suggest(port, used)}",
+                    ("switches", name),
+                    f"switch {name!r} has no links; link a node or another switch to it "
+                    f"('{name}:PORT'), or remove it",
                 )
-            if options.trunks is None:
-                continue
-            if not options.trunks:
-                self.add(
-                    (*base, "trunks"),
-                    "trunks is an empty list; leave it out for an access port (vlan) or "
-                    "name the VLANs the port carries tagged",
-                )
-            seen: dict[int, int] = {}
-            for index, vid in enumerate(options.trunks):
-                path = (*base, "trunks", index)
-                if vid in seen:
-                    self.add(path, f"VLAN {vid} is already in trunks at trunks[{seen[vid]}]")
-                elif vid == options.vlan:
+
+    def check_port_options(self) -> None:
+        for switch_name, switch in self.topo.all_switches().items():
+            base_switch = self.switch_path(switch_name)
+            used = {p for p, s in self.port_switch.items() if s == switch_name}
+            for port, options in switch.ports.items():
+                base: PathKey = (*base_switch, "ports", port)
+                if port not in used and self._all_link_ends_resolved():
+                    elsewhere = self.port_switch.get(port)
                     self.add(
-                        path,
-                        f"VLAN {vid} is the port's untagged vlan; trunks lists only the VLANs "
-                        "carried tagged",
+                        base,
+                        f"no link uses switch port {port!r}, so its options would be ignored"
+                        + (
+                            f"; the port is on switch {elsewhere!r}: move its options there"
+                            if elsewhere is not None
+                            else _suggest(port, used)
+                        ),
                     )
-                seen.setdefault(vid, index)
+                if port in self.patch_ports and port in used and options.mtu is not None:
+                    self.add(
+                        (*base, "mtu"),
+                        f"port {port!r} is an OVS patch port (its link joins two OVS switches "
+                        "of one datapath type), which has no device and so no MTU; drop mtu",
+                    )
+                if options.trunks is None:
+                    continue
+                if not options.trunks:
+                    self.add(
+                        (*base, "trunks"),
+                        "trunks is an empty list; leave it out for an access port (vlan) or "
+                        "name the VLANs the port carries tagged",
+                    )
+                seen: dict[int, int] = {}
+                for index, vid in enumerate(options.trunks):
+                    path = (*base, "trunks", index)
+                    if vid in seen:
+                        self.add(path, f"VLAN {vid} is already in trunks at trunks[{seen[vid]}]")
+                    elif vid == options.vlan:
+                        self.add(
+                            path,
+                            f"VLAN {vid} is the port's untagged vlan; trunks lists only the "
+                            "VLANs carried tagged",
+                        )
+                    seen.setdefault(vid, index)
 
     def check_unlinked(self, linked: dict[tuple[str, str], Endpoint | None]) -> None:
         for node_name, node in self.topo.nodes.items():
@@ -301,7 +455,7 @@ class _Checker:
 
     def check_taps(self, linked: dict[tuple[str, str], Endpoint | None]) -> None:
         seen: dict[str, PathKey] = {}
-        ports = {end.name for end in linked.values() if end is not None}
+        ports = set(self.port_switch)
         for index, tap in enumerate(self.topo.taps):
             base: PathKey = ("taps", index)
             if not names.TAP_NAME_RE.match(tap.name):
@@ -330,8 +484,17 @@ class _Checker:
             if where == "switch_port":
                 if value not in ports:
                     self.add((*base, where), f"no switch port {value!r}{_suggest(value, ports)}")
+                elif value in self.patch_ports:
+                    self.add(
+                        (*base, where),
+                        f"switch port {value!r} is an OVS patch port (its link joins two OVS "
+                        "switches of one datapath type): no network device carries its "
+                        "frames, so there is nothing to capture on; tap the nodes' host ends "
+                        "(`host:`) instead, or make one switch a linux-bridge so the link is "
+                        "a veth",
+                    )
                 continue
-            end = self.resolve_node_endpoint((*base, where), value)
+            end = self.resolve_endpoint((*base, where), value)
             if end is None:
                 continue
             if end.is_switch:

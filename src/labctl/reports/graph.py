@@ -19,6 +19,7 @@ from labctl.reports.html.topology import (
     Drawing,
     TapMark,
     has_switch,
+    kinds_per_switch,
     layout,
     switch_kinds,
     topology_drawing,
@@ -55,18 +56,36 @@ def _svg_css() -> str:
 
 def _nodes_and_taps(
     topology: Topology,
-) -> tuple[Drawing, list[str], list[tuple[TapMark, str | None]]]:
-    """The layout, the switch's kinds, and each tap with the node it sits on (None: on
-    the switch)."""
+) -> tuple[Drawing, dict[str, list[str]], list[tuple[TapMark, str]]]:
+    """The layout, each switch's kinds, and each tap with the id of the node or switch it
+    sits on."""
     drawing = layout(topology)
     _svg, marks = topology_drawing(topology)
-    placed: list[tuple[TapMark, str | None]] = []
+    placed: list[tuple[TapMark, str]] = []
     for mark, tap in zip(marks, topology.taps, strict=True):
         where = tap.node or tap.host
-        end = parse_endpoint(where) if where else None
+        end = parse_endpoint(where, topology.switch_names()) if where else None
         node = end.node if end is not None else None
-        placed.append((mark, node if node in drawing.nodes else None))
-    return drawing, switch_kinds(topology), placed
+        if node in drawing.nodes:
+            placed.append((mark, _id(node or "")))
+        else:
+            switch = drawing.port_switch.get(tap.switch_port or "", "switch")
+            placed.append((mark, _switch_id(switch)))
+    kinds = (
+        kinds_per_switch(topology)
+        if topology.switches is not None
+        else {"switch": switch_kinds(topology)}
+    )
+    return drawing, kinds, placed
+
+
+def _switch_id(switch: str) -> str:
+    # The single switch keeps the id it always had.
+    return "switch" if switch == "switch" else "s_" + re.sub(r"[^A-Za-z0-9_]", "_", switch)
+
+
+def _switch_label(switch: str, kinds: dict[str, list[str]]) -> list[str]:
+    return [switch, *kinds.get(switch, [])]
 
 
 def _node_lines(drawing: Drawing, name: str) -> list[str]:
@@ -91,13 +110,19 @@ def mermaid(topology: Topology) -> str:
     for node in drawing.nodes:
         out.append(f'  {_id(node)}["{"<br/>".join(text(x) for x in _node_lines(drawing, node))}"]')
     if has_switch(topology, drawing):
-        out.append(f'  switch{{{{"{"<br/>".join(["switch", *kinds])}"}}}}')
+        for switch in drawing.switches:
+            label = "<br/>".join(text(x) for x in _switch_label(switch, kinds))
+            out.append(f'  {_switch_id(switch)}{{{{"{label}"}}}}')
     for node, ifname, port in drawing.switch_links:
-        out.append(f'  {_id(node)} ---|"{text(ifname)} - {text(port)}"| switch')
+        target = _switch_id(drawing.port_switch[port])
+        out.append(f'  {_id(node)} ---|"{text(ifname)} - {text(port)}"| {target}')
+    for sw_a, port_a, sw_b, port_b in drawing.switch_pairs:
+        out.append(
+            f'  {_switch_id(sw_a)} ---|"{text(port_a)} - {text(port_b)}"| {_switch_id(sw_b)}'
+        )
     for a, if_a, b, if_b in drawing.node_links:
         out.append(f'  {_id(a)} ---|"{text(if_a)} - {text(if_b)}"| {_id(b)}')
-    for mark, on_node in taps:
-        target = _id(on_node) if on_node else "switch"
+    for mark, target in taps:
         out.append(f'  tap{mark.number}(("{mark.number}")):::tap')
         out.append(f'  tap{mark.number} -.-|"{text(mark.name)}: {text(mark.where)}"| {target}')
     if taps:
@@ -120,15 +145,24 @@ def dot(topology: Topology) -> str:
         "  graph [rankdir=LR];",
         '  node [shape=box, style="rounded,filled", fillcolor="#e8f0fe", color="#4e79a7"];',
     ]
+    ids = {_id(node): node for node in drawing.nodes}
     for node in drawing.nodes:
         out.append(f"  {q(node)} [label={label(_node_lines(drawing, node))}];")
     if has_switch(topology, drawing):
-        out.append(
-            f'  "switch" [shape=hexagon, fillcolor="#fef7e0", color="#b06000", '
-            f"label={label(['switch', *kinds])}];"
-        )
+        for switch in drawing.switches:
+            ids[_switch_id(switch)] = _switch_id(switch)
+            out.append(
+                f'  {q(_switch_id(switch))} [shape=hexagon, fillcolor="#fef7e0", '
+                f'color="#b06000", label={label(_switch_label(switch, kinds))}];'
+            )
     for node, ifname, port in drawing.switch_links:
-        out.append(f'  {q(node)} -- "switch" [taillabel={q(ifname)}, headlabel={q(port)}];')
+        target = q(_switch_id(drawing.port_switch[port]))
+        out.append(f"  {q(node)} -- {target} [taillabel={q(ifname)}, headlabel={q(port)}];")
+    for sw_a, port_a, sw_b, port_b in drawing.switch_pairs:
+        out.append(
+            f"  {q(_switch_id(sw_a))} -- {q(_switch_id(sw_b))} "
+            f"[taillabel={q(port_a)}, headlabel={q(port_b)}];"
+        )
     for a, if_a, b, if_b in drawing.node_links:
         out.append(f"  {q(a)} -- {q(b)} [taillabel={q(if_a)}, headlabel={q(if_b)}];")
     for mark, on_node in taps:
@@ -137,7 +171,7 @@ def dot(topology: Topology) -> str:
             f'  {tap} [shape=circle, fillcolor="#d93025", color="#ffffff", fontcolor="#ffffff", '
             f"label={q(str(mark.number))}, tooltip={q(f'{mark.name}: {mark.where}')}];"
         )
-        target = q(on_node) if on_node else '"switch"'
+        target = q(ids.get(on_node, on_node))
         out.append(f"  {tap} -- {target} [style=dashed, label={q(mark.name)}];")
     out.append("}")
     return "\n".join(out) + "\n"

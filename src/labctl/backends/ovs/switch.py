@@ -29,6 +29,7 @@ from labctl.backends.ovs import ovsdb
 from labctl.backends.ovs.daemons import DaemonManager, DaemonNeeds, OvsDaemons, OvsEndpoint
 from labctl.core import names
 from labctl.core.model import PortOptions, Switch, SwitchKind
+from labctl.core.plan import PatchEnd
 from labctl.errors import BackendError, PrerequisiteError
 
 EXTERNAL_ID_PORT = "labctl-port"
@@ -311,6 +312,83 @@ class OvsSwitch(SwitchBackend):
                         txn.add(command)
             except Exception as exc:
                 raise BackendError(action, exc) from exc
+
+    def ensure_patch(self, lab: str, a: PatchEnd, b: PatchEnd) -> dict[str, Any]:
+        """Patch ports `a.ovs_port` on `a.bridge` and `b.ovs_port` on `b.bridge`, each the
+        other's peer, in one transaction: both exist or neither."""
+        action = f"joining OVS bridges {a.bridge} and {b.bridge} with patch ports"
+        endpoint = self._endpoint_or_fail(action)
+        with ovsdb.session(endpoint.connection, self.api_factory) as api:
+            commands = []
+            for end, peer in ((a, b), (b, a)):
+                bridge_row = self._bridge_row(api, end.bridge)
+                if bridge_row is None:
+                    raise BackendError(action, f"bridge {end.bridge} does not exist")
+                self._require_ours("bridge", end.bridge, bridge_row, lab)
+                existing = self._port_row(api, end.ovs_port)
+                if existing is not None:
+                    self._require_ours("port", end.ovs_port, existing, lab)
+                    if existing["_uuid"] not in bridge_row["ports"]:
+                        raise BackendError(action, f"port {end.ovs_port} is on another bridge")
+                ids = lab_external_ids(lab, end.port)
+                commands += [
+                    api.add_port(
+                        end.bridge,
+                        end.ovs_port,
+                        may_exist=True,
+                        type="patch",
+                        options={"peer": peer.ovs_port},
+                        external_ids=ids,
+                    ),
+                    api.db_set("Port", end.ovs_port, ("external_ids", ids), if_exists=False),
+                    api.db_set(
+                        "Interface",
+                        end.ovs_port,
+                        ("type", "patch"),
+                        ("options", {"peer": peer.ovs_port}),
+                        if_exists=False,
+                    ),
+                    # A patch port has no device, so no MTU (validation refuses one).
+                    *port_settings_commands(
+                        api, end.ovs_port, end.options.model_copy(update={"mtu": None})
+                    ),
+                ]
+            try:
+                with api.transaction(check_error=True, log_errors=False) as txn:
+                    for command in commands:
+                        txn.add(command)
+            except Exception as exc:
+                raise BackendError(action, exc) from exc
+            details = {
+                end.port: self._port_details(api, action, end.ovs_port, "", rollback=False)
+                for end in (a, b)
+            }
+        for end in (a, b):
+            details[end.port].pop("host_ifname", None)
+            details[end.port]["bridge"] = end.bridge
+        return details
+
+    def remove_patch(self, lab: str, a: PatchEnd, b: PatchEnd) -> None:
+        self.daemons.revive()
+        endpoint = self.daemons.current()
+        if endpoint is None:
+            return
+        with ovsdb.session(endpoint.connection, self.api_factory) as api:
+            ours = []
+            for end in (a, b):
+                bridge_row = self._bridge_row(api, end.bridge)
+                row = self._port_row(api, end.ovs_port)
+                if bridge_row is None or row is None or not self._is_ours(row, lab):
+                    continue
+                if row["_uuid"] in bridge_row["ports"]:
+                    ours.append(end)
+            if ours:
+                try:
+                    with api.transaction(check_error=True, log_errors=False) as txn:
+                        for end in ours:
+                            txn.add(api.del_port(end.ovs_port, bridge=end.bridge, if_exists=True))
+                except Exception as exc:
+                    raise BackendError(f"removing patch ports of lab {lab}", exc) from exc
 
     def health(self) -> list[str]:
         """Why the switch may not be forwarding (a daemon of ours died), else []."""

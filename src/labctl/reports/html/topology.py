@@ -11,7 +11,7 @@ from typing import ClassVar
 
 from markupsafe import Markup
 
-from labctl.core.model import Interface, Topology
+from labctl.core.model import Interface, Node, Topology
 from labctl.core.validate import parse_endpoint
 from labctl.reports.html.svg import Text, fit, n, text
 from labctl.reports.html.templating import environment
@@ -55,6 +55,16 @@ class Drawing:
     switch_links: list[tuple[str, str, str]] = field(default_factory=list)
     # (node a, if a, node b, if b)
     node_links: list[tuple[str, str, str, str]] = field(default_factory=list)
+    # switch port -> its switch ("switch" for the single `switch:`)
+    port_switch: dict[str, str] = field(default_factory=dict)
+    # (switch a, port a, switch b, port b): links between two switches
+    switch_pairs: list[tuple[str, str, str, str]] = field(default_factory=list)
+    # switch -> (top, bottom) of the band its nodes take, top to bottom in switch order
+    bands: dict[str, tuple[float, float]] = field(default_factory=dict)
+
+    @property
+    def switches(self) -> list[str]:
+        return list(self.bands)
 
 
 def _addresses(interface: Interface) -> str:
@@ -62,14 +72,23 @@ def _addresses(interface: Interface) -> str:
 
 
 def layout(topology: Topology) -> Drawing:
+    """Nodes left and right of the switches; with several switches, each switch's nodes in
+    a band of their own, the switches one below the other in the middle."""
     drawing = Drawing()
     nodes = topology.nodes
+    switch_names = topology.switch_names() or {"switch"}
     for link in topology.links:
-        a, b = parse_endpoint(link.a), parse_endpoint(link.b)
-        if a is None or b is None or a.node not in nodes:
+        a, b = parse_endpoint(link.a, switch_names), parse_endpoint(link.b, switch_names)
+        if a is None or b is None:
             continue
-        if b.node == "switch":
+        if a.is_switch and b.is_switch:
+            drawing.switch_pairs.append((a.node, a.name, b.node, b.name))
+            drawing.port_switch.update({a.name: a.node, b.name: b.node})
+        elif a.node not in nodes:
+            continue
+        elif b.is_switch:
             drawing.switch_links.append((a.node, a.name, b.name))
+            drawing.port_switch[b.name] = b.node
         elif b.node in nodes:
             drawing.node_links.append((a.node, a.name, b.node, b.name))
     traffic = topology.traffic
@@ -77,35 +96,59 @@ def layout(topology: Topology) -> Drawing:
     if traffic is not None:
         roles[traffic.client] = "HTTP client"
         roles[traffic.server] = f"HTTP server :{traffic.port}"
-    order: list[str] = []
-    for node, _, _ in drawing.switch_links:
-        if node not in order:
-            order.append(node)
-    sides: dict[str, str] = {
-        name: "left" if i % 2 == 0 else "right" for i, name in enumerate(order)
-    }
+    switches = list(topology.all_switches()) or (["switch"] if drawing.switch_links else [])
+    groups: dict[str, list[str]] = {name: [] for name in switches}
+    placed: set[str] = set()
+    for node, _, port in drawing.switch_links:
+        if node not in placed:
+            groups.setdefault(drawing.port_switch[port], []).append(node)
+            placed.add(node)
+    top = 20.0
+    for switch, members in groups.items():
+        sides = {name: "left" if i % 2 == 0 else "right" for i, name in enumerate(members)}
+        next_y = {"left": top, "right": top}
+        for name in members:
+            next_y[sides[name]] += _place(drawing, nodes, name, sides[name], next_y, roles)
+        bottom = max(next_y.values(), default=top)
+        drawing.bands[switch] = (top, max(bottom, top + 90))
+        top = max(bottom, top + 90) + 40
+    next_y = {"left": top, "right": top}
+    sides_taken = {"left": 0, "right": 0}
+    for box in drawing.nodes.values():
+        sides_taken[box.side] += 1
+    if len(groups) <= 1:
+        # One switch (or none): the other nodes continue below their side, as always.
+        next_y = {"left": 20.0, "right": 20.0}
+        for box in drawing.nodes.values():
+            next_y[box.side] = max(next_y[box.side], box.y + box.height + 36)
     for name in nodes:
-        if name not in sides:
-            lefts = sum(1 for side in sides.values() if side == "left")
-            sides[name] = "left" if lefts <= len(sides) - lefts else "right"
-            order.append(name)
-    next_y = {"left": 20.0, "right": 20.0}
-    for name in order:
-        interfaces = [
-            (ifname, _addresses(interface)) for ifname, interface in nodes[name].interfaces.items()
-        ]
-        side = sides[name]
-        box = NodeBox(
-            name,
-            LEFT_X if side == "left" else RIGHT_X,
-            next_y[side],
-            interfaces,
-            roles.get(name, ""),
-            side,
-        )
-        drawing.nodes[name] = box
-        next_y[side] += box.height + 36
+        if name not in drawing.nodes:
+            side = "left" if sides_taken["left"] <= sides_taken["right"] else "right"
+            sides_taken[side] += 1
+            next_y[side] += _place(drawing, nodes, name, side, next_y, roles)
     return drawing
+
+
+def _place(
+    drawing: Drawing,
+    nodes: Mapping[str, Node],
+    name: str,
+    side: str,
+    next_y: Mapping[str, float],
+    roles: Mapping[str, str],
+) -> float:
+    """Put node `name` at the next free place of its side; how far that side moves down."""
+    interfaces = [(ifname, _addresses(i)) for ifname, i in nodes[name].interfaces.items()]
+    box = NodeBox(
+        name,
+        LEFT_X if side == "left" else RIGHT_X,
+        next_y[side],
+        interfaces,
+        roles.get(name, ""),
+        side,
+    )
+    drawing.nodes[name] = box
+    return box.height + 36
 
 
 @dataclass(frozen=True)
@@ -163,8 +206,24 @@ def switch_kinds(topology: Topology, listed: Sequence[str] = ()) -> list[str]:
     return list(listed)
 
 
+def kinds_per_switch(topology: Topology, listed: Sequence[str] = ()) -> dict[str, list[str]]:
+    """Each switch of `switches:` with the kinds it takes in the listed cells (KIND: every
+    switch; NAME=KIND+...: those named, the others their topology kind), else its own."""
+    own = {name: spec.kind.value for name, spec in topology.all_switches().items()}
+    if not listed:
+        return {name: [kind] for name, kind in own.items()}
+    found: dict[str, list[str]] = {name: [] for name in own}
+    for value in listed:
+        named = dict(part.partition("=")[::2] for part in value.split("+") if "=" in part)
+        for name in own:
+            kind = value if not named else named.get(name, own[name])
+            if kind not in found[name]:
+                found[name].append(kind)
+    return found
+
+
 def has_switch(topology: Topology, drawing: Drawing) -> bool:
-    return topology.switch is not None or bool(drawing.switch_links)
+    return bool(topology.all_switches()) or bool(drawing.switch_links)
 
 
 def topology_drawing(
@@ -173,30 +232,46 @@ def topology_drawing(
     """The SVG drawing of a topology with its taps, and the taps' legend. Shared by the
     matrix report and `labctl graph`."""
     drawing = layout(topology)
-    kinds = switch_kinds(topology, listed_kinds)
+    several = topology.switches is not None
+    kinds_of = (
+        kinds_per_switch(topology, listed_kinds)
+        if several
+        else {"switch": switch_kinds(topology, listed_kinds)}
+    )
     body: list[Shape] = []
     ports: dict[str, tuple[float, float]] = {}  # port name -> point on the switch edge
     link_ends: dict[tuple[str, str], tuple[tuple[float, float], tuple[float, float]]] = {}
     lowest = max((b.y + b.height for b in drawing.nodes.values()), default=40.0)
+    boxes: dict[str, tuple[float, float]] = {}  # switch -> (top, bottom)
     if has_switch(topology, drawing):
-        ys = [drawing.nodes[n].row_y(i) for n, i, _ in drawing.switch_links] or [60.0]
-        label_height = 24 + 15 * len(kinds)
-        box_height = max(90.0, max(ys) - min(ys) + 60, label_height + 24)
-        box_top = max(10.0, (max(ys) + min(ys)) / 2 - box_height / 2)
-        body.append(Rect(n(SWITCH_X), n(box_top), n(SWITCH_WIDTH), n(box_height), "10", "switch"))
-        text_y = box_top + box_height / 2 - label_height / 2 + 16
-        body.append(text(SWITCH_X + SWITCH_WIDTH / 2, text_y, "switch", "switch-name", "middle"))
-        for index, kind in enumerate(kinds):
+        for switch in drawing.switches:
+            kinds = kinds_of.get(switch, [])
+            rows = [
+                drawing.nodes[n].row_y(i)
+                for n, i, port in drawing.switch_links
+                if drawing.port_switch.get(port) == switch
+            ]
+            ys = rows or [drawing.bands[switch][0] + 40]
+            label_height = 24 + 15 * len(kinds)
+            box_height = max(90.0, max(ys) - min(ys) + 60, label_height + 24)
+            box_top = max(drawing.bands[switch][0] - 10, (max(ys) + min(ys)) / 2 - box_height / 2)
+            boxes[switch] = (box_top, box_top + box_height)
             body.append(
-                text(
-                    SWITCH_X + SWITCH_WIDTH / 2,
-                    text_y + 17 + 15 * index,
-                    fit(kind, SWITCH_WIDTH - 20, 11),
-                    "switch-kind",
-                    "middle",
-                )
+                Rect(n(SWITCH_X), n(box_top), n(SWITCH_WIDTH), n(box_height), "10", "switch")
             )
-        lowest = max(lowest, box_top + box_height)
+            text_y = box_top + box_height / 2 - label_height / 2 + 16
+            body.append(text(SWITCH_X + SWITCH_WIDTH / 2, text_y, switch, "switch-name", "middle"))
+            for index, kind in enumerate(kinds):
+                body.append(
+                    text(
+                        SWITCH_X + SWITCH_WIDTH / 2,
+                        text_y + 17 + 15 * index,
+                        fit(kind, SWITCH_WIDTH - 20, 11),
+                        "switch-kind",
+                        "middle",
+                    )
+                )
+            lowest = max(lowest, box_top + box_height)
         for node, ifname, port in drawing.switch_links:
             box = drawing.nodes[node]
             y = box.row_y(ifname)
@@ -205,6 +280,7 @@ def topology_drawing(
             ports.setdefault(port, end)
             link_ends[(node, ifname)] = (start, end)
             body += _link(start, end, ifname, port)
+        body += _switch_pairs(drawing, boxes, ports, topology)
     for index, (node_a, if_a, node_b, if_b) in enumerate(drawing.node_links):
         lane = lowest + 30 + 22 * index
         a, b = drawing.nodes[node_a], drawing.nodes[node_b]
@@ -227,6 +303,43 @@ def topology_drawing(
         .render(name=topology.name, height=n(lowest + 30), shapes=body)
     )
     return Markup(svg.rstrip("\n")), marks
+
+
+def _switch_pairs(
+    drawing: Drawing,
+    boxes: Mapping[str, tuple[float, float]],
+    ports: dict[str, tuple[float, float]],
+    topology: Topology,
+) -> list[Shape]:
+    """Links between switches: down the middle from one box to the next (beside the boxes
+    in between, when the two are not neighbours), ports named at each end."""
+    from labctl.core.validate import patch_datapath
+
+    out: list[Shape] = []
+    order = drawing.switches
+    kinds = {name: spec.kind for name, spec in topology.all_switches().items()}
+    for index, (sw_a, port_a, sw_b, port_b) in enumerate(drawing.switch_pairs):
+        if sw_a not in boxes or sw_b not in boxes:
+            continue
+        upper, lower = (sw_a, sw_b) if order.index(sw_a) < order.index(sw_b) else (sw_b, sw_a)
+        up_port, low_port = (port_a, port_b) if upper == sw_a else (port_b, port_a)
+        x = SWITCH_X + SWITCH_WIDTH / 2 + 24 * index
+        start, end = (x, boxes[upper][1]), (x, boxes[lower][0])
+        if order.index(lower) - order.index(upper) > 1:
+            lane = SWITCH_X - 16 - 10 * index
+            points = [start, (x, start[1] + 12), (lane, start[1] + 12), (lane, end[1] - 12)]
+            points += [(x, end[1] - 12), end]
+            out.append(Polyline(" ".join(f"{n(px)},{n(py)}" for px, py in points), "link"))
+        else:
+            out.append(Line(n(x), n(start[1]), n(x), n(end[1]), "link"))
+        patch = sw_a in kinds and sw_b in kinds and patch_datapath(kinds[sw_a], kinds[sw_b])
+        middle = (start[1] + end[1]) / 2
+        out.append(text(x + 6, start[1] + 14, up_port, "port"))
+        out.append(text(x + 6, end[1] - 6, low_port, "port"))
+        out.append(text(x - 6, middle + 4, "patch" if patch else "veth", "veth", "end"))
+        ports.setdefault(up_port, start)
+        ports.setdefault(low_port, end)
+    return out
 
 
 def _link(
