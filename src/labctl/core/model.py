@@ -7,6 +7,7 @@ labctl.core.validate, which knows the file positions.
 
 from __future__ import annotations
 
+import ipaddress
 from collections.abc import Mapping
 from enum import StrEnum
 from typing import Annotated, Literal
@@ -180,6 +181,12 @@ class Tap(_Spec):
     filter: StrictStr | None = Field(
         None, description="pcap filter; default: the traffic under test"
     )
+    off_path: StrictBool = Field(
+        False,
+        description="a capture point the traffic under test should not cross (another "
+        "VLAN's port, a branch off the path): captured, but left out of the path order; "
+        "the diagnosis reports what of the traffic reached it (seen-off-path)",
+    )
 
 
 class Traffic(_Spec):
@@ -298,6 +305,18 @@ TRAFFIC_PROBE = "http"
 """The name of the http probe that a topology's `traffic:` block stands for."""
 
 
+def _address(
+    iface: Interface, family: str
+) -> ipaddress.IPv4Interface | ipaddress.IPv6Interface | None:
+    """The interface's address of `family`; None where it has none or it does not parse
+    (validation reports that)."""
+    value = getattr(iface, family)
+    try:
+        return ipaddress.ip_interface(value) if value else None
+    except ValueError:
+        return None
+
+
 class Topology(_Spec):
     name: StrictStr
     runtime: RuntimeKind = Field(
@@ -338,6 +357,35 @@ class Topology(_Spec):
             repeated = counts[probe.kind] > 1 or (probe.kind == "http" and self.traffic is not None)
             found.append((f"{probe.kind}-{seen[probe.kind]}" if repeated else probe.kind, probe))
         return found
+
+    def traffic_ends(self) -> dict[tuple[str, str], str]:
+        """The node interfaces where a probe's traffic starts or ends, each with the name of
+        the (first) probe: the server's interface that holds the address the probe targets,
+        and the client's interfaces on that address's subnet (all its interfaces of the
+        family where none is). Command probes send what they like and name no ends. Probes
+        naming unknown nodes or lacking an address are left out (validation reports them)."""
+        ends: dict[tuple[str, str], str] = {}
+        for name, probe in self.named_probes():
+            if isinstance(probe, CommandProbe):
+                continue
+            client, server = self.nodes.get(probe.client), self.nodes.get(probe.server)
+            if client is None or server is None:
+                continue
+            addresses = {
+                name_: {
+                    n: a for n, i in node.interfaces.items() if (a := _address(i, probe.family))
+                }
+                for name_, node in ((probe.client, client), (probe.server, server))
+            }
+            if not addresses[probe.server]:
+                continue
+            server_if, target = next(iter(addresses[probe.server].items()))
+            ends.setdefault((probe.server, server_if), name)
+            of_family = addresses[probe.client]
+            same_subnet = [n for n, a in of_family.items() if target.ip in a.network]
+            for if_name in same_subnet or of_family:
+                ends.setdefault((probe.client, if_name), name)
+        return ends
 
     def all_switches(self) -> dict[str, Switch]:
         """Every switch by name: `switch:` is the one named "switch"."""

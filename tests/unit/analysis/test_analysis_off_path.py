@@ -151,4 +151,3 @@ def test_every_tap_off_the_path_is_refused(tmp_path: Path) -> None:
     taps = [replace(t, off_path=True) for t in _taps(tmp_path)]
     with pytest.raises(UsageError, match="every tap is off the path"):
         diagnose(taps)
-
