@@ -305,16 +305,21 @@ TRAFFIC_PROBE = "http"
 """The name of the http probe that a topology's `traffic:` block stands for."""
 
 
-def _address(
-    iface: Interface, family: str
-) -> ipaddress.IPv4Interface | ipaddress.IPv6Interface | None:
-    """The interface's address of `family`; None where it has none or it does not parse
-    (validation reports that)."""
-    value = getattr(iface, family)
-    try:
-        return ipaddress.ip_interface(value) if value else None
-    except ValueError:
-        return None
+IPInterface = ipaddress.IPv4Interface | ipaddress.IPv6Interface
+
+
+def _addresses(node: Node, family: str) -> dict[str, IPInterface]:
+    """The node's interfaces that have an address of `family`, with it; one that does not
+    parse is left out (validation reports it)."""
+    found = {}
+    for if_name, iface in node.interfaces.items():
+        value = getattr(iface, family)
+        try:
+            if value:
+                found[if_name] = ipaddress.ip_interface(value)
+        except ValueError:
+            continue
+    return found
 
 
 class Topology(_Spec):
@@ -371,17 +376,12 @@ class Topology(_Spec):
             client, server = self.nodes.get(probe.client), self.nodes.get(probe.server)
             if client is None or server is None:
                 continue
-            addresses = {
-                name_: {
-                    n: a for n, i in node.interfaces.items() if (a := _address(i, probe.family))
-                }
-                for name_, node in ((probe.client, client), (probe.server, server))
-            }
-            if not addresses[probe.server]:
+            served = _addresses(server, probe.family)
+            if not served:
                 continue
-            server_if, target = next(iter(addresses[probe.server].items()))
+            server_if, target = next(iter(served.items()))
             ends.setdefault((probe.server, server_if), name)
-            of_family = addresses[probe.client]
+            of_family = _addresses(client, probe.family)
             same_subnet = [n for n, a in of_family.items() if target.ip in a.network]
             for if_name in same_subnet or of_family:
                 ends.setdefault((probe.client, if_name), name)
