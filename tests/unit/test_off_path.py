@@ -5,6 +5,8 @@ lab's expectations judge what reached such a tap."""
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -233,3 +235,41 @@ def test_findings_none_fails_a_cell_whose_isolated_tap_saw_traffic() -> None:
     assert compare(Expectation(findings=["seen-off-path"]), observed()) == (
         "expected finding seen-off-path, not reported"
     )
+
+
+def test_analyze_takes_taps_off_the_path(tmp_path: Path) -> None:
+    forward = {"client-port": "valid", "server-port": "valid"}
+    backward = {"server-port": "valid", "client-port": "valid"}
+    names = [
+        ("client-port", frozenset()),
+        ("server-port", frozenset()),
+        ("other-port", frozenset()),
+    ]
+    write_scenario(tmp_path, names, http_exchange(forward, backward))
+    pcaps = [str(tmp_path / f"{name}.pcap") for name, _ in names]
+    as_one_path = labctl("analyze", *pcaps, "--json")
+    assert as_one_path.returncode == 1
+    assert "lost-between-taps" in as_one_path.stdout
+    done = labctl("analyze", *pcaps, "--off-path", "other-port", "--json")
+    assert done.returncode == 0, done.stderr
+    diagnosis = json.loads(done.stdout)
+    assert diagnosis["findings"] == []
+    assert [(t["name"], t["off_path"], t["frames"]) for t in diagnosis["taps"]][2] == (
+        "other-port",
+        True,
+        0,
+    )
+    wrong = labctl("analyze", *pcaps, "--off-path", "other-prot")
+    assert (wrong.returncode, wrong.stderr.strip()) == (
+        2,
+        "labctl: --off-path names no pcap: other-prot (stems: client-port, server-port, "
+        "other-port)",
+    )
+    every = labctl("analyze", *pcaps, "--off-path", "client-port,server-port,other-port")
+    assert every.returncode == 2
+    assert "every tap is off the path" in every.stderr
+
+
+def labctl(*argv: str) -> subprocess.CompletedProcess[str]:
+    command = Path(sys.executable).with_name("labctl")
+    return subprocess.run([str(command), *argv], capture_output=True, text=True, timeout=60)

@@ -458,8 +458,10 @@ def off_path_findings(packets: Sequence[Packet], captures: Sequence[TapCapture])
         records = list(capture.capture)
         shared = sum(1 for r in records if packet_identity(r) in on_path)
         others = {_FRAME_WORDS.get(k, k): n for k, n in capture.capture.skipped.items() if n}
-        parts = [f"{_many(len(records), 'TCP/UDP packet')} ({shared} also seen on the path)"]
-        parts += [f"{n} {what}" for what, n in others.items()]
+        parts = [f"{n} {what}" for what, n in others.items()]
+        if records:
+            on_path_note = f"{shared} of them also seen on the path"
+            parts.insert(0, f"{_many(len(records), 'TCP/UDP packet')} ({on_path_note})")
         seen = f"tap '{tap.name}' is off the path, yet it captured {_many(frames, 'frame')}: "
         seen += ", ".join(parts)
         if tap.isolation:
