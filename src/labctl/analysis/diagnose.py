@@ -43,6 +43,13 @@ along the path is decided per flow from timestamps (all taps are captured
 on one host clock) and, where no packet of the flow reached two taps, from
 which end of the path lists the source in `offload_senders`.
 
+A tap off the path (`Tap.off_path`: another VLAN's port, a branch) is no hop
+of it: it is left out of the matching, the directions and every detector above,
+and reported on its own with what reached it (`seen-off-path`): a fault where
+the caller knows the traffic can never get there (`Tap.isolation`, e.g. a port
+of another VLAN), a warning elsewhere, since a learning switch floods
+broadcasts and frames to unknown MAC addresses to every port of their VLAN.
+
 This module reads the captures and puts the diagnosis together; the packets are
 matched in labctl.analysis.matching, the findings come from the detectors in
 labctl.analysis.findings, the data types are in labctl.analysis.diagnosis and
