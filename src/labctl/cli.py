@@ -413,7 +413,8 @@ def cmd_plan(args: argparse.Namespace) -> int:
     print(f"lab {plan.lab}: switch {plan.switch_kind or 'none'}")
     print("\n".join(plan.describe()))
     for tap in plan.taps:
-        print(f"tap {tap.name}: {tap.description} ({tap.namespace} {tap.ifname})")
+        off_path = ", off the path" if tap.off_path else ""
+        print(f"tap {tap.name}: {tap.description} ({tap.namespace} {tap.ifname}{off_path})")
     return 0
 
 

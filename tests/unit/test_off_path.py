@@ -17,6 +17,7 @@ from labctl.core.matrix import Expectation, Observation, compare
 from labctl.core.model import Topology
 from labctl.core.plan import make_plan
 from labctl.core.taps import isolation
+from labctl.reports import graph
 from labctl.run import diagnose_run_dir
 
 from .analysis.scenarios import http_exchange, write_scenario
@@ -178,15 +179,19 @@ def test_the_plan_marks_taps_off_the_path() -> None:
     ]
 
 
-def test_a_run_directory_tells_the_analysis_which_taps_are_off_the_path(tmp_path: Path) -> None:
+TAP_NAMES = ("client-port", "server-port", "other-port")
+
+
+def write_healthy_run(tmp_path: Path) -> None:
+    """A healthy exchange between client-port and server-port; other-port saw nothing."""
     forward = {"client-port": "valid", "server-port": "valid"}
     backward = {"server-port": "valid", "client-port": "valid"}
-    names = [
-        ("client-port", frozenset()),
-        ("server-port", frozenset()),
-        ("other-port", frozenset()),
-    ]
+    names = [(name, frozenset[str]()) for name in TAP_NAMES]
     write_scenario(tmp_path, names, http_exchange(forward, backward))
+
+
+def test_a_run_directory_tells_the_analysis_which_taps_are_off_the_path(tmp_path: Path) -> None:
+    write_healthy_run(tmp_path)
     entry = {"offload_senders": [], "off_path": False, "isolation": ""}
     manifest = {
         "taps": [
@@ -238,15 +243,8 @@ def test_findings_none_fails_a_cell_whose_isolated_tap_saw_traffic() -> None:
 
 
 def test_analyze_takes_taps_off_the_path(tmp_path: Path) -> None:
-    forward = {"client-port": "valid", "server-port": "valid"}
-    backward = {"server-port": "valid", "client-port": "valid"}
-    names = [
-        ("client-port", frozenset()),
-        ("server-port", frozenset()),
-        ("other-port", frozenset()),
-    ]
-    write_scenario(tmp_path, names, http_exchange(forward, backward))
-    pcaps = [str(tmp_path / f"{name}.pcap") for name, _ in names]
+    write_healthy_run(tmp_path)
+    pcaps = [str(tmp_path / f"{name}.pcap") for name in TAP_NAMES]
     as_one_path = labctl("analyze", *pcaps, "--json")
     assert as_one_path.returncode == 1
     assert "lost-between-taps" in as_one_path.stdout
@@ -273,3 +271,13 @@ def test_analyze_takes_taps_off_the_path(tmp_path: Path) -> None:
 def labctl(*argv: str) -> subprocess.CompletedProcess[str]:
     command = Path(sys.executable).with_name("labctl")
     return subprocess.run([str(command), *argv], capture_output=True, text=True, timeout=60)
+
+
+def test_drawings_and_the_plan_say_which_taps_are_off_the_path() -> None:
+    topo = topology(VLANS, [OTHER_PORT])
+    assert '"other-port: on switch port oth (off the path)"' in graph.mermaid(topo)
+    assert '"client-port: on switch port cli"' in graph.mermaid(topo)
+    done = labctl("plan", str(TOPOLOGIES / "vlan-isolation.yaml"))
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.splitlines()[-1].endswith(", off the path)")
+    assert not done.stdout.splitlines()[-2].endswith(", off the path)")
