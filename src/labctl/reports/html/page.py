@@ -300,9 +300,11 @@ def _tap_table(taps: list[TapRecord], pcaps: Mapping[str, str]) -> TapTable:
         # At an isolated tap off the path, any frame is a leak.
         leaked = tap.off_path and bool(tap.isolation) and tap.frames > 0
         counts = [(tap.frames, leaked), (tap.packets, leaked)]
+        # Off the path no receiver's check is judged: its verdicts are bare, never "bad".
         counts += [
-            (tap.verdicts.get(key, 0), key in BAD_VERDICTS and bool(tap.verdicts.get(key, 0)))
+            (count, key in BAD_VERDICTS and bool(count) and not tap.off_path)
             for key in keys
+            for count in [tap.verdicts.get(key, 0)]
         ]
         if show_ip:
             counts.append((tap.ip_header_wrong, bool(tap.ip_header_wrong)))
