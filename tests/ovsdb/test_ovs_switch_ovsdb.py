@@ -318,7 +318,7 @@ def test_unused_daemon_with_other_startup_settings_is_restarted(short_tmp: Path)
     try:
         daemons.ensure(LAB, DaemonNeeds())
         before = json.loads(daemons.paths.state_file.read_text())
-        daemons.ensure(LAB, DaemonNeeds(userspace_tso=True))
+        daemons.ensure(LAB, DaemonNeeds(other_config=(("userspace-tso-enable", "true"),)))
         after = json.loads(daemons.paths.state_file.read_text())
         assert after["ovsdb_server"]["pid"] == before["ovsdb_server"]["pid"]
         assert after["ovs_vswitchd"]["pid"] != before["ovs_vswitchd"]["pid"]

@@ -11,7 +11,7 @@ import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from labctl.core import names
+from labctl.core import names, ovs_config
 from labctl.core.document import Document, PathKey, format_path
 from labctl.core.model import (
     PROBE_NAME_PATTERN,
@@ -65,6 +65,7 @@ class _Checker:
         linked = self.check_links()
         self.check_unlinked(linked)
         self.check_port_options(linked)
+        self.check_ovs_other_config()
         self.check_taps(linked)
         self.check_traffic()
         self.check_probes()
@@ -251,6 +252,23 @@ class _Checker:
             return None
         ports[end.name] = path
         return end
+
+    def check_ovs_other_config(self) -> None:
+        switch = self.topo.switch
+        if switch is None:
+            return
+        base: PathKey = ("switch", "ovs", "other_config")
+        for key, value in switch.ovs.other_config.items():
+            problem = ovs_config.key_problem(key, value)
+            if problem is not None:
+                self.add((*base, key), problem)
+        tso = switch.ovs.other_config.get(ovs_config.TSO_KEY)
+        if switch.ovs.userspace_tso and tso is not None and tso != "true":
+            self.add(
+                (*base, ovs_config.TSO_KEY),
+                f"userspace_tso: true means {ovs_config.TSO_KEY}=true, but other_config sets "
+                f"it to {tso!r}; keep one of them",
+            )
 
     def check_port_options(self, linked: dict[tuple[str, str], Endpoint | None]) -> None:
         switch = self.topo.switch
