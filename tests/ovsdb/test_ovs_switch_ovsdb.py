@@ -363,3 +363,68 @@ def test_dpdk_af_packet_port_above_mtu_1500_is_refused_before_ovsdb(
             LAB, "nobridge", "p1", names.host_veth_name(LAB, "p1"), DPDK, PortOptions(mtu=9000)
         )
     assert rows(private_ovs, "Port") == {}
+
+
+def test_switches_with_other_other_config_never_share_our_vswitchd(short_tmp: Path) -> None:
+    """Through the switch backend, as a lab builds it: a second lab whose other_config
+    differs is refused while the first uses the daemon (nothing of the first changes);
+    once the first is gone the daemon restarts with the second's settings, and the keys
+    the first set are gone from the database."""
+    daemons = own_daemons(short_tmp)
+    alpha = make_ovs_switch("ovs-userspace", daemons, link_up=no_link)
+    beta = make_ovs_switch("ovs-userspace", daemons, link_up=no_link)
+    tso = Switch.model_validate(
+        {"kind": "ovs-userspace", "ovs": {"other_config": {"userspace-tso-enable": "true"}}}
+    )
+    idle = Switch.model_validate(
+        {"kind": "ovs-userspace", "ovs": {"other_config": {"max-idle": "2000"}}}
+    )
+
+    def other_config() -> dict[str, str]:
+        with ovsdb.session(daemons.own_connection) as api:
+            return dict(api.db_get("Open_vSwitch", ".", "other_config").execute(check_error=True))
+
+    try:
+        alpha.ensure_switch(LAB, "lc-a", tso)
+        pid = json.loads(daemons.paths.state_file.read_text())["ovs_vswitchd"]["pid"]
+        assert other_config()["userspace-tso-enable"] == "true"
+        # The same settings written otherwise share the daemon.
+        alpha.ensure_switch(
+            OTHER_LAB,
+            "lc-b",
+            tso.model_copy(
+                update={
+                    "ovs": tso.ovs.model_copy(update={"other_config": {}, "userspace_tso": True})
+                }
+            ),
+        )
+        alpha.remove_switch(OTHER_LAB, "lc-b")
+        with pytest.raises(PrerequisiteError, match="max-idle=2000") as refused:
+            beta.ensure_switch(OTHER_LAB, "lc-b", idle)
+        assert "userspace-tso-enable=true" in str(refused.value)
+        assert pid_running(pid) and other_config()["userspace-tso-enable"] == "true"
+        alpha.remove_switch(LAB, "lc-a")
+        beta.ensure_switch(OTHER_LAB, "lc-b", idle)
+        after = json.loads(daemons.paths.state_file.read_text())["ovs_vswitchd"]["pid"]
+        assert after != pid and not pid_running(pid)
+        config = other_config()
+        assert config["max-idle"] == "2000" and "userspace-tso-enable" not in config
+        beta.remove_switch(OTHER_LAB, "lc-b")
+    finally:
+        daemons.release(LAB)
+        daemons.release(OTHER_LAB)
+    assert daemons.current() is None
+
+
+def test_system_ovs_with_other_settings_is_refused_not_reconfigured(
+    private_ovs: PrivateOvs, short_tmp: Path
+) -> None:
+    daemons = own_daemons(short_tmp, system=private_ovs)
+    needs = DaemonNeeds(other_config=(("max-idle", "2000"),))
+    with pytest.raises(
+        PrerequisiteError, match="max-idle at OVS's default, the lab needs max-idle=2000"
+    ):
+        daemons.ensure(LAB, needs)
+    with ovsdb.session(private_ovs.connection) as api:
+        config = api.db_get("Open_vSwitch", ".", "other_config").execute(check_error=True)
+    assert "max-idle" not in config
