@@ -19,7 +19,7 @@ the Bridge and Interface tables are not daemon-wide: both are refused with the f
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
 TSO_KEY = "userspace-tso-enable"
@@ -162,7 +162,7 @@ def normalized(config: Mapping[str, str]) -> tuple[tuple[str, str], ...]:
     )
 
 
-def describe(config: Mapping[str, str] | tuple[tuple[str, str], ...]) -> str:
+def describe(config: Mapping[str, str] | Sequence[tuple[str, str]]) -> str:
     """ "userspace-tso-enable=true, max-idle=500", or "OVS defaults"."""
     items = config.items() if isinstance(config, Mapping) else config
     return ", ".join(f"{k}={v}" for k, v in items) or "OVS defaults"

@@ -455,6 +455,13 @@ class OvsDaemons:
                 return f"runs {binary}, not the DPDK build"
             if not self._dpdk_initialized():
                 return "has not initialised DPDK"
+            wanted = {k: v for k, v in needs.settings().items() if k in DPDK_KEYS}
+            running_dpdk = {k: v for k, v in state.other_config.items() if k in DPDK_KEYS}
+            if running_dpdk != wanted:
+                return (
+                    f"runs with {ovs_config.describe(sorted(running_dpdk.items()))}, not "
+                    f"{ovs_config.describe(sorted(wanted.items()))}"
+                )
         running = ovs_config.normalized(_global_settings(state.other_config))
         if running != needs.other_config:
             return (
