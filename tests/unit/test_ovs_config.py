@@ -234,6 +234,7 @@ def test_reports_show_the_dimension() -> None:
     assert 'name="ovs-userspace offload=on ovs_config=utso-on"' in junit.render(result)
     page = html.render(result)
     assert "ovs-userspace utso-on</th>" in page and 'id="cell-ovs-userspace-on-utso-on"' in page
+    assert "userspace-tso-enable=true. A Linux bridge has no ovs-vswitchd: one row." in page
 
 
 def test_cli_selects_cells_by_ovs_config(
