@@ -155,11 +155,12 @@ def known_list() -> str:
 def normalized(config: Mapping[str, str]) -> tuple[tuple[str, str], ...]:
     """The settings that differ from OVS's defaults, sorted: two configurations that
     make vswitchd behave alike compare equal ({} and {userspace-tso-enable: false})."""
-    return tuple(
-        sorted(
-            (k, v) for k, v in config.items() if KNOWN_KEYS.get(k, Key("", _boolean)).default != v
-        )
-    )
+    return tuple(sorted((k, v) for k, v in config.items() if not _is_default(k, v)))
+
+
+def _is_default(key: str, value: str) -> bool:
+    known = KNOWN_KEYS.get(key)
+    return known is not None and known.default == value
 
 
 def describe(config: Mapping[str, str] | Sequence[tuple[str, str]]) -> str:
