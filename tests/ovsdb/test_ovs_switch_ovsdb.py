@@ -428,3 +428,30 @@ def test_system_ovs_with_other_settings_is_refused_not_reconfigured(
     with ovsdb.session(private_ovs.connection) as api:
         config = api.db_get("Open_vSwitch", ".", "other_config").execute(check_error=True)
     assert "max-idle" not in config
+
+
+def test_system_ovs_must_run_what_the_lab_names_even_at_the_default(
+    private_ovs: PrivateOvs, short_tmp: Path
+) -> None:
+    """A system OVS with userspace TSO on: a lab that names userspace-tso-enable=false is
+    refused (it would run with TSO while its report says off); a lab that does not name
+    the key runs, with a warning."""
+    daemons = own_daemons(short_tmp, system=private_ovs)
+    with ovsdb.session(private_ovs.connection) as api:
+        api.db_set("Open_vSwitch", ".", ("other_config", {"userspace-tso-enable": "true"})).execute(
+            check_error=True
+        )
+    off = Switch.model_validate(
+        {"kind": "ovs-userspace", "ovs": {"other_config": {"userspace-tso-enable": "false"}}}
+    )
+    switch = make_ovs_switch("ovs-userspace", daemons, link_up=no_link)
+    with pytest.raises(PrerequisiteError, match="userspace-tso-enable=true, the lab needs"):
+        switch.ensure_switch(LAB, "lc-a", off)
+    endpoint = daemons.ensure(LAB, DaemonNeeds())
+    assert endpoint.warnings == (
+        "the system OVS runs with userspace-tso-enable=true (not OVS's default), which the "
+        "lab did not ask for",
+    )
+    with ovsdb.session(private_ovs.connection) as api:
+        config = api.db_get("Open_vSwitch", ".", "other_config").execute(check_error=True)
+    assert config["userspace-tso-enable"] == "true"

@@ -104,6 +104,9 @@ class DaemonNeeds:
 
     dpdk: DpdkOptions | None = None
     other_config: tuple[tuple[str, str], ...] = ()
+    asked: tuple[tuple[str, str], ...] = ()
+    """other_config as the lab wrote it, OVS's defaults included: a system OVS, which
+    labctl never reconfigures, must run with each of these values."""
 
     def settings(self) -> dict[str, str]:
         """Everything labctl writes to the Open_vSwitch table's other_config."""
@@ -136,6 +139,12 @@ def _global_settings(other_config: dict[str, str]) -> dict[str, str]:
     """The keys of ovs_config.KNOWN_KEYS in an Open_vSwitch other_config (not the DPDK
     ones, which the build and dpdk_initialized decide, nor keys labctl does not know)."""
     return {k: v for k, v in other_config.items() if k in ovs_config.KNOWN_KEYS}
+
+
+def _value(config: dict[str, str], key: str) -> str | None:
+    """A key's value as vswitchd uses it: as set, else OVS's default (None: it depends)."""
+    known = ovs_config.KNOWN_KEYS.get(key)
+    return config.get(key, known.default if known else None)
 
 
 def _settings_text(config: dict[str, str], keys: list[str]) -> str:
@@ -425,10 +434,9 @@ class OvsDaemons:
                 "labctl does not reconfigure a daemon it did not start",
                 f"set other_config:dpdk-init=true and run {VSWITCHD_DPDK} ({fix})",
             )
-        running = dict(ovs_config.normalized(_global_settings(other_config)))
-        wanted = dict(needs.other_config)
-        differ = sorted(k for k in {*running, *wanted} if running.get(k) != wanted.get(k))
-        missing = [k for k in differ if k in wanted]
+        running = _global_settings(other_config)
+        wanted = {**dict(needs.other_config), **dict(needs.asked)}
+        missing = sorted(k for k in wanted if _value(running, k) != wanted[k])
         if missing:
             raise PrerequisiteError(
                 f"the system OVS ({endpoint.connection}) runs with "
@@ -439,9 +447,9 @@ class OvsDaemons:
                 f"restart ovs-vswitchd ({fix})",
             )
         warnings = [
-            f"the system OVS runs with {k}={running[k]} (not OVS's default), which the lab "
-            "did not ask for"
-            for k in differ
+            f"the system OVS runs with {k}={v} (not OVS's default), which the lab did not ask for"
+            for k, v in ovs_config.normalized(running)
+            if k not in wanted
         ]
         return OvsEndpoint(endpoint.connection, False, dpdk_ready, tuple(warnings))
 

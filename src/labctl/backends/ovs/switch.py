@@ -405,7 +405,8 @@ class OvsSwitch(SwitchBackend):
         # The matrix schedule decides which cells may share vswitchd by the same value.
         config = vswitchd_config(switch.model_copy(update={"kind": self.kind}))
         assert config is not None  # an OVS kind
-        return DaemonNeeds(dpdk=config.dpdk, other_config=config.other_config)
+        asked = tuple(sorted(switch.ovs.effective_other_config().items()))
+        return DaemonNeeds(dpdk=config.dpdk, other_config=config.other_config, asked=asked)
 
     def _endpoint_or_fail(self, action: str) -> OvsEndpoint:
         endpoint = self.daemons.current()
