@@ -91,17 +91,22 @@ def demo(c, switch="linux-bridge", file=SEED):
         "lab": "lab directory (default labs/veth-checksum)",
         "switch": "only this switch kind",
         "offload": "only this offload setting",
+        "ovs_config": "only the OVS cells with this matrix.ovs_config setting",
         "runtime": "docker or netns (overrides the topology)",
         "serial": "one cell at a time",
     }
 )
-def matrix(c, lab="labs/veth-checksum", switch="", offload="", runtime="", serial=False):
-    """Run a lab over switch kinds x offload settings; writes JSON, Markdown, JUnit, HTML."""
+def matrix(
+    c, lab="labs/veth-checksum", switch="", offload="", ovs_config="", runtime="", serial=False
+):
+    """Run a lab over switch kinds x offload settings (x ovs_config settings); writes JSON,
+    Markdown, JUnit, HTML."""
     _labctl(
         "matrix",
         lab,
         *(["--switch", switch] if switch else []),
         *(["--offload", offload] if offload else []),
+        *(["--ovs-config", ovs_config] if ovs_config else []),
         *(["--runtime", runtime] if runtime else []),
         "--serial" if serial else "",
     )

@@ -162,6 +162,13 @@ def _parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--offload", action="append", help="only this offload setting (repeatable)")
     p.add_argument(
+        "--ovs-config",
+        action="append",
+        metavar="NAME",
+        help="only the OVS cells with this matrix.ovs_config setting (repeatable; leaves "
+        "the Linux bridge, which has none, out)",
+    )
+    p.add_argument(
         "--runtime", choices=RUNTIME_KINDS, help="override the node runtime of every cell"
     )
     p.add_argument(
@@ -177,8 +184,8 @@ def _parser() -> argparse.ArgumentParser:
         "--shard",
         metavar="K/N",
         help="run only share K of N (1 <= K <= N) of the cells: the same share on every "
-        "machine given the same LAB, --switch and --offload; combine the shards' reports "
-        "with `labctl report merge`",
+        "machine given the same LAB, --switch, --offload and --ovs-config; combine the "
+        "shards' reports with `labctl report merge`",
     )
     p.add_argument(
         "--platform",
@@ -721,18 +728,19 @@ def cmd_matrix(args: argparse.Namespace) -> int:
         result = platform_matrix.run(
             lab,
             runner,
-            lambda platform: cells(lab, args.switch, args.offload, platform),
+            lambda platform: cells(lab, args.switch, args.offload, platform, args.ovs_config),
             chosen_platforms,
             args.ovs_kernel_vm,
             workers,
             args.offload,
             say=lambda line: print(line, file=sys.stderr, flush=True),
+            ovs_configs=args.ovs_config,
         )
         reports = platform_matrix.write_reports(result)
         return _print_matrix(result, reports, args.json)
     from labctl.platform_matrix import current_platform
 
-    chosen = cells(lab, args.switch, args.offload, current_platform())
+    chosen = cells(lab, args.switch, args.offload, current_platform(), args.ovs_config)
     result = runner.run(chosen, workers=workers, shard=shard)
     reports = write_reports(result)
     return _print_matrix(result, reports, args.json)
@@ -755,6 +763,7 @@ def _print_matrix(result: MatrixResult, reports: dict[str, Path], as_json: bool)
         return exit_code(result)
     rows = []
     on_platforms = bool(result.platforms)
+    with_configs = any(cell.ovs_config for cell in result.cells)
     for cell in result.cells:
         observed = cell.observed
         rows.append(
@@ -762,6 +771,7 @@ def _print_matrix(result: MatrixResult, reports: dict[str, Path], as_json: bool)
                 *([cell.platform] if on_platforms else []),
                 cell.switch,
                 cell.offload,
+                *([cell.ovs_config or "-"] if with_configs else []),
                 (
                     "-"
                     if observed is None
@@ -774,7 +784,12 @@ def _print_matrix(result: MatrixResult, reports: dict[str, Path], as_json: bool)
                 _clip(cell.reason or "", 60),
             ]
         )
-    headers = ["switch", "offload", "traffic", "faults", "status", "note"]
+    headers = [
+        "switch",
+        "offload",
+        *(["ovs_config"] if with_configs else []),
+        *["traffic", "faults", "status", "note"],
+    ]
     print(format_table(["platform", *headers] if on_platforms else headers, rows))
     for note in result.platform_notes:
         print(f"note: {note}")

@@ -118,6 +118,7 @@ class MatrixRunner:
             topology=self.lab.topology,
             switches=list(dict.fromkeys(c.switch.value for c in cells)),
             offloads={c.offload_name: c.offload.as_dict() for c in cells},
+            ovs_configs={c.ovs_config_name: dict(c.ovs_config) for c in cells if c.ovs_config_name},
             report_dir=str(out_dir),
             schedule=Schedule(workers=workers, rules=schedule.rules(jobs)),
             matrix_cells=all_keys,
@@ -190,7 +191,12 @@ class MatrixRunner:
                         Event(
                             "phase",
                             f"cell {index + 1}/{len(cells)}: {cell.switch.value}, "
-                            f"offload {cell.offload_name}",
+                            f"offload {cell.offload_name}"
+                            + (
+                                f", ovs_config {cell.ovs_config_name}"
+                                if cell.ovs_config_name
+                                else ""
+                            ),
                         )
                     )
                     future = pool.submit(self._run_cell, cell, out_dir / cell.key, started, gate)
@@ -284,6 +290,8 @@ class MatrixRunner:
             lab_name=cell.lab_name(self.lab.name),
             status="error",
             expected=cell.expectation,
+            ovs_config=cell.ovs_config_name,
+            ovs_config_settings=dict(cell.ovs_config),
         )
         topology = self._topology(cell)
         backends, close = self.backends_factory(discard)
@@ -381,7 +389,7 @@ def lab_version(lab: Experiment) -> str:
 
 
 def _cell_line(entry: CellResult) -> str:
-    head = f"{entry.switch} offload={entry.offload}: {entry.status}"
+    head = f"{entry.test_name}: {entry.status}"
     observed = entry.observed
     if observed and observed.http_only:
         head += f" (HTTP {observed.succeeded}/{observed.requests})"
@@ -472,6 +480,7 @@ def merge_reports(inputs: list[Path], out_dir: Path) -> MatrixResult:
         update={
             "switches": list(dict.fromkeys(s for _p, d in ordered for s in d.switches)),
             "offloads": {k: v for _p, d in ordered for k, v in d.offloads.items()},
+            "ovs_configs": {k: v for _p, d in ordered for k, v in d.ovs_configs.items()},
             "report_dir": str(out_dir),
             "schedule": None,
             "shard": None,

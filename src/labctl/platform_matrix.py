@@ -109,6 +109,7 @@ def guest_script(
     out_dir: Path,
     src: Path,
     platform: str,
+    ovs_configs: list[str] | None = None,
 ) -> str:
     """What the VM runs: the setup, then `labctl matrix` with this platform's
     expectations, one cell at a time, its result on stdout into the job share."""
@@ -117,6 +118,9 @@ def guest_script(
         matrix += ["--switch", switch.value]
     for offload in offloads or []:
         matrix += ["--offload", offload]
+    # --ovs-config leaves out Linux bridge cells, and refuses a choice without OVS kinds.
+    for config in (ovs_configs or []) if any(s.is_ovs for s in switches) else []:
+        matrix += ["--ovs-config", config]
     return "\n".join(
         [
             *guest_setup(src, platform),
@@ -182,6 +186,7 @@ def run_on_platform(
     offloads: list[str] | None,
     report_dir: Path,
     say: Callable[[str], None],
+    ovs_configs: list[str] | None = None,
 ) -> dict[str, Any]:
     """The platform's cells in its VM: its block for the report, with the cells."""
     import labctl
@@ -201,7 +206,7 @@ def run_on_platform(
         kernel=image.kernel,
         initrd=image.initrd,
         image=image.boot_disk,
-        script=guest_script(lab, switches, offloads, out_dir, src, platform.name),
+        script=guest_script(lab, switches, offloads, out_dir, src, platform.name, ovs_configs),
         shares=_shares(lab, src, out_dir),
         accel=how,
     )
@@ -251,6 +256,8 @@ def error_cells(cells: list[Cell], lab: Lab, platform: str, reason: str) -> list
             "switch": c.switch.value,
             "offload": c.offload_name,
             "offload_settings": c.offload.as_dict(),
+            "ovs_config": c.ovs_config_name,
+            "ovs_config_settings": dict(c.ovs_config),
             "lab_name": c.lab_name(lab.name),
             "status": "error",
             "reason": reason,
@@ -274,6 +281,7 @@ def run(
     workers: int,
     offloads: list[str] | None,
     say: Callable[[str], None],
+    ovs_configs: list[str] | None = None,
 ) -> MatrixResult:
     """The whole matrix over `chosen` platforms; `cells_for(platform)` enumerates the
     cells with that platform's expectations."""
@@ -318,7 +326,9 @@ def run(
     def one(name: str) -> dict[str, Any]:
         platform = plat.PLATFORMS[name]
         try:
-            return run_on_platform(lab, platform, vm_plan[name], offloads, report_dir, say)
+            return run_on_platform(
+                lab, platform, vm_plan[name], offloads, report_dir, say, ovs_configs
+            )
         except LabctlError as error:
             return {
                 "name": name,
@@ -339,6 +349,10 @@ def run(
         # The host may have run none of these cells: its result may lack their offloads.
         for cell_def in wanted:
             result["offloads"].setdefault(cell_def.offload_name, cell_def.offload.as_dict())
+            if cell_def.ovs_config_name:
+                result["ovs_configs"].setdefault(
+                    cell_def.ovs_config_name, dict(cell_def.ovs_config)
+                )
         if "error" in block and not guest_cells:
             guest_cells = error_cells(wanted, lab, name, block["error"])
         for cell in guest_cells:

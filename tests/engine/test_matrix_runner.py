@@ -267,3 +267,57 @@ def test_shards_merge_into_the_unsharded_result(
     write_reports(typed_whole)
     with pytest.raises(UsageError, match="not a shard"):
         merge_reports([Path(whole["report_dir"])], tmp_path / "m5")
+
+
+def test_ovs_config_cells_never_share_a_daemon_and_shards_keep_them(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Cells whose matrix.ovs_config settings differ need differently configured vswitchds:
+    the fake daemons refuse a second configuration while a lab uses the first (as the real
+    ones do), so any overlap would show as a skipped cell."""
+    from labctl.matrix import merge_reports, write_reports
+
+    monkeypatch.setenv("LABCTL_STATE_DIR", str(tmp_path / "state"))
+    seed = LAB.parents[1] / "topologies" / "seed.yaml"
+    (tmp_path / "lab").mkdir()
+    (tmp_path / "lab" / "lab.yaml").write_text(
+        f"name: oc-lab\ntopology: {seed}\nmatrix:\n  switches: [linux-bridge, ovs-userspace]\n"
+        '  offload:\n    "on": {tx: on}\n    "off": {tx: off}\n'
+        '  ovs_config:\n    "utso-off": {userspace-tso-enable: "false"}\n'
+        '    "utso-on": {userspace-tso-enable: "true"}\n'
+    )
+    lab = load_lab(tmp_path / "lab")
+    host = FakeHost(curl_seconds=0.2)
+    runner = MatrixRunner(lab, tmp_path / "runs", backends_factory=factory(host), host_checks=False)
+    result = runner.run(cells(lab), workers=4)
+    assert host.empty()
+    assert [c.status for c in result.cells] == ["passed"] * 6
+    # In matrix order (tests/unit/test_ovs_config.py pins that order).
+    assert [c.key for c in result.cells] == [c.key for c in cells(lab)]
+    by_key = {c.key: c for c in result.cells}
+    for off in ("ovs-userspace-on+utso-off", "ovs-userspace-off+utso-off"):
+        for on in ("ovs-userspace-on+utso-on", "ovs-userspace-off+utso-on"):
+            a, b = by_key[off].switch_window, by_key[on].switch_window
+            assert a is not None and b is not None and not overlaps(a, b), (off, on)
+    # Cells of one setting do share the daemon (and run side by side).
+    curls = {lab_name: (start, end) for lab_name, start, end in host.intervals}
+    assert overlaps(curls["oc-lab-ou-on-utso-on"], curls["oc-lab-ou-off-utso-on"])
+    assert result.schedule is not None
+    assert any("userspace-tso-enable=true" in rule for rule in result.schedule.rules)
+    assert by_key["ovs-userspace-on+utso-on"].ovs_config_settings == {
+        "userspace-tso-enable": "true"
+    }
+    assert (Path(result.report_dir or "") / "ovs-userspace-on+utso-on").is_dir()
+    # Shards and their merge keep the dimension.
+    dirs = []
+    for k in (1, 2):
+        shard_runner = MatrixRunner(
+            lab, tmp_path / f"shard{k}", backends_factory=factory(FakeHost()), host_checks=False
+        )
+        shard = shard_runner.run(cells(lab), workers=2, shard=(k, 2))
+        write_reports(shard)
+        dirs.append(Path(shard.report_dir or ""))
+    merged = merge_reports(dirs, tmp_path / "merged")
+    assert [c.key for c in merged.cells] == [c.key for c in result.cells]
+    assert merged.ovs_configs == result.ovs_configs == lab.ovs_configs
+    assert read_matrix(merged.to_json()) == merged

@@ -318,7 +318,7 @@ def test_unused_daemon_with_other_startup_settings_is_restarted(short_tmp: Path)
     try:
         daemons.ensure(LAB, DaemonNeeds())
         before = json.loads(daemons.paths.state_file.read_text())
-        daemons.ensure(LAB, DaemonNeeds(userspace_tso=True))
+        daemons.ensure(LAB, DaemonNeeds(other_config=(("userspace-tso-enable", "true"),)))
         after = json.loads(daemons.paths.state_file.read_text())
         assert after["ovsdb_server"]["pid"] == before["ovsdb_server"]["pid"]
         assert after["ovs_vswitchd"]["pid"] != before["ovs_vswitchd"]["pid"]
@@ -396,3 +396,95 @@ def test_patch_ports_join_two_bridges_idempotently_and_go_with_sweep(
     swept = {o.name for o in switch.sweep(LAB)}
     assert {sw1, sw2} <= swept
     assert not {a.ovs_port, b.ovs_port, sw1, sw2} & set(rows(private_ovs, "Port"))
+
+
+def test_switches_with_other_other_config_never_share_our_vswitchd(short_tmp: Path) -> None:
+    """Through the switch backend, as a lab builds it: a second lab whose other_config
+    differs is refused while the first uses the daemon (nothing of the first changes);
+    once the first is gone the daemon restarts with the second's settings, and the keys
+    the first set are gone from the database."""
+    daemons = own_daemons(short_tmp)
+    alpha = make_ovs_switch("ovs-userspace", daemons, link_up=no_link)
+    beta = make_ovs_switch("ovs-userspace", daemons, link_up=no_link)
+    tso = Switch.model_validate(
+        {"kind": "ovs-userspace", "ovs": {"other_config": {"userspace-tso-enable": "true"}}}
+    )
+    idle = Switch.model_validate(
+        {"kind": "ovs-userspace", "ovs": {"other_config": {"max-idle": "2000"}}}
+    )
+
+    def other_config() -> dict[str, str]:
+        with ovsdb.session(daemons.own_connection) as api:
+            return dict(api.db_get("Open_vSwitch", ".", "other_config").execute(check_error=True))
+
+    try:
+        alpha.ensure_switch(LAB, "lc-a", tso)
+        pid = json.loads(daemons.paths.state_file.read_text())["ovs_vswitchd"]["pid"]
+        assert other_config()["userspace-tso-enable"] == "true"
+        # The same settings written otherwise share the daemon.
+        alpha.ensure_switch(
+            OTHER_LAB,
+            "lc-b",
+            tso.model_copy(
+                update={
+                    "ovs": tso.ovs.model_copy(update={"other_config": {}, "userspace_tso": True})
+                }
+            ),
+        )
+        alpha.remove_switch(OTHER_LAB, "lc-b")
+        with pytest.raises(PrerequisiteError, match="max-idle=2000") as refused:
+            beta.ensure_switch(OTHER_LAB, "lc-b", idle)
+        assert "userspace-tso-enable=true" in str(refused.value)
+        assert pid_running(pid) and other_config()["userspace-tso-enable"] == "true"
+        alpha.remove_switch(LAB, "lc-a")
+        beta.ensure_switch(OTHER_LAB, "lc-b", idle)
+        after = json.loads(daemons.paths.state_file.read_text())["ovs_vswitchd"]["pid"]
+        assert after != pid and not pid_running(pid)
+        config = other_config()
+        assert config["max-idle"] == "2000" and "userspace-tso-enable" not in config
+        beta.remove_switch(OTHER_LAB, "lc-b")
+    finally:
+        daemons.release(LAB)
+        daemons.release(OTHER_LAB)
+    assert daemons.current() is None
+
+
+def test_system_ovs_with_other_settings_is_refused_not_reconfigured(
+    private_ovs: PrivateOvs, short_tmp: Path
+) -> None:
+    daemons = own_daemons(short_tmp, system=private_ovs)
+    needs = DaemonNeeds(other_config=(("max-idle", "2000"),))
+    with pytest.raises(
+        PrerequisiteError, match="max-idle at OVS's default, the lab needs max-idle=2000"
+    ):
+        daemons.ensure(LAB, needs)
+    with ovsdb.session(private_ovs.connection) as api:
+        config = api.db_get("Open_vSwitch", ".", "other_config").execute(check_error=True)
+    assert "max-idle" not in config
+
+
+def test_system_ovs_must_run_what_the_lab_names_even_at_the_default(
+    private_ovs: PrivateOvs, short_tmp: Path
+) -> None:
+    """A system OVS with userspace TSO on: a lab that names userspace-tso-enable=false is
+    refused (it would run with TSO while its report says off); a lab that does not name
+    the key runs, with a warning."""
+    daemons = own_daemons(short_tmp, system=private_ovs)
+    with ovsdb.session(private_ovs.connection) as api:
+        api.db_set("Open_vSwitch", ".", ("other_config", {"userspace-tso-enable": "true"})).execute(
+            check_error=True
+        )
+    off = Switch.model_validate(
+        {"kind": "ovs-userspace", "ovs": {"other_config": {"userspace-tso-enable": "false"}}}
+    )
+    switch = make_ovs_switch("ovs-userspace", daemons, link_up=no_link)
+    with pytest.raises(PrerequisiteError, match="userspace-tso-enable=true, the lab needs"):
+        switch.ensure_switch(LAB, "lc-a", off)
+    endpoint = daemons.ensure(LAB, DaemonNeeds())
+    assert endpoint.warnings == (
+        "the system OVS runs with userspace-tso-enable=true (not OVS's default), which the "
+        "lab did not ask for",
+    )
+    with ovsdb.session(private_ovs.connection) as api:
+        config = api.db_get("Open_vSwitch", ".", "other_config").execute(check_error=True)
+    assert config["userspace-tso-enable"] == "true"

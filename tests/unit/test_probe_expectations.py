@@ -106,7 +106,7 @@ def test_expectations_name_probes_of_the_topology(tmp_path: Path) -> None:
 
 
 def test_the_new_labs_load_with_their_probe_expectations() -> None:
-    for name in ("seed-ipv6", "udp-offload", "tcp-bulk", "tcp-bulk-utso"):
+    for name in ("seed-ipv6", "udp-offload", "tcp-bulk"):
         lab = load_lab(ROOT / "labs" / name)
         probe_names = {n for n, _p in lab.topology.named_probes()}
         for expectation in lab.spec.expectations:

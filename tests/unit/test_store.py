@@ -122,3 +122,27 @@ def test_log_tail_is_the_last_lines_or_none(tmp_path: Path) -> None:
     log.write_text("".join(f"line {n}\n" for n in range(10)))
     assert processes.log_tail(log, 2) == ["line 8", "line 9"]
     assert processes.log_tail(tmp_path / "missing.log", 2) is None
+
+
+def test_a_dpdk_vswitchd_with_other_dpdk_settings_does_not_serve(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """dpdk-socket-mem and the other DPDK keys are daemon-wide other_config too: a lab that
+    needs other ones must not share the running DPDK vswitchd (nor one whose other_config
+    differs)."""
+    from labctl.backends.ovs.daemons import DaemonNeeds, _State
+    from labctl.core.model import DpdkOptions
+
+    daemons = OvsDaemons(OvsPaths(run_dir=tmp_path), system_socket=None, dpdk_abi="23")
+    monkeypatch.setattr(daemons, "_dpdk_initialized", lambda: True)
+    needs = DaemonNeeds(dpdk=DpdkOptions(), other_config=(("userspace-tso-enable", "true"),))
+    state = _State(
+        ovs_vswitchd={"binary": str(daemons.binaries.vswitchd_dpdk)},
+        other_config=needs.settings(),
+    )
+    assert daemons._mismatch(state, needs) is None
+    more_memory = DaemonNeeds(dpdk=DpdkOptions(socket_mem="512"), other_config=needs.other_config)
+    assert "dpdk-socket-mem=256" in str(daemons._mismatch(state, more_memory))
+    assert "userspace-tso-enable=true" in str(
+        daemons._mismatch(state, DaemonNeeds(dpdk=DpdkOptions()))
+    )

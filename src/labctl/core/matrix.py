@@ -1,7 +1,8 @@
 """Labs with expectations, and the matrix of cells they run.
 
 A lab (labs/<name>/lab.yaml) names a topology, the matrix (switch kinds x
-offload settings) and what each cell is expected to show. Pure: loading,
+offload settings, x ovs_config settings for the OVS kinds when the lab names
+any) and what each cell is expected to show. Pure: loading,
 enumerating cells, and comparing an observation with its expectation.
 
 An offload setting (one column of the matrix) is a mapping whose keys are
@@ -22,7 +23,7 @@ from __future__ import annotations
 import math
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -37,6 +38,7 @@ from pydantic import (
     model_validator,
 )
 
+from labctl.core import ovs_config
 from labctl.core.loader import (
     Document,
     model_problems,
@@ -44,7 +46,7 @@ from labctl.core.loader import (
     read_topology_text,
     value_problems,
 )
-from labctl.core.model import Offload, SwitchKind, Topology
+from labctl.core.model import Offload, Switch, SwitchKind, Topology
 from labctl.core.probes import Latency, ProbeObservation
 from labctl.core.switch_choice import (
     SWITCH_ABBREVIATIONS,
@@ -121,6 +123,12 @@ class MatrixSpec(_Spec):
         description="where the cells run: host, or platform VMs (labctl.core.platforms); "
         "--platform overrides",
     )
+    ovs_config: dict[StrictStr, dict[StrictStr, Any]] | None = Field(
+        None,
+        description="named ovs-vswitchd other_config settings (labctl.core.ovs_config), laid "
+        "over the topology's switch.ovs.other_config: one more dimension for the OVS "
+        "switch kinds (a Linux bridge has one cell per offload setting)",
+    )
     # Checked against the topology's nodes after loading, see `offload_settings`.
     offload: dict[StrictStr, dict[StrictStr, Any]] = Field(
         default_factory=lambda: dict(DEFAULT_OFFLOADS),
@@ -137,6 +145,9 @@ class When(_Spec):
     )
     offload: StrictStr | list[StrictStr] | None = None
     platform: StrictStr | list[StrictStr] | None = None
+    ovs_config: StrictStr | list[StrictStr] | None = Field(
+        None, description="matrix.ovs_config names; a cell without one (linux-bridge) never matches"
+    )
 
     @field_validator("switch")
     @classmethod
@@ -148,17 +159,23 @@ class When(_Spec):
         return value
 
     def matches(
-        self, switch: SwitchKind | dict[str, SwitchKind], offload: str, platform: str = "host"
+        self,
+        switch: SwitchKind | dict[str, SwitchKind],
+        offload: str,
+        platform: str = "host",
+        ovs_config: str | None = None,
     ) -> bool:
         """`switch`: the cell's kind, or every switch's kind by name."""
         kinds = {"switch": switch} if isinstance(switch, SwitchKind) else switch
         switches = [self.switch] if isinstance(self.switch, str) else self.switch
         offloads = [self.offload] if isinstance(self.offload, str) else self.offload
         platforms = [self.platform] if isinstance(self.platform, str) else self.platform
+        configs = [self.ovs_config] if isinstance(self.ovs_config, str) else self.ovs_config
         return (
             (switches is None or any(selector_matches(s, kinds) for s in switches))
             and (offloads is None or offload in offloads)
             and (platforms is None or platform in platforms)
+            and (configs is None or ovs_config in configs)
         )
 
 
@@ -255,6 +272,8 @@ class Experiment:
     topology: Topology
     topology_document: Document
     offloads: dict[str, OffloadSetting]
+    ovs_configs: dict[str, dict[str, str]] = field(default_factory=dict)
+    """matrix.ovs_config, checked, values as OVSDB text; empty: no such dimension."""
 
     @property
     def name(self) -> str:
@@ -268,10 +287,15 @@ class Cell:
     offload_name: str
     offload: OffloadSetting
     expectation: Expectation | None
+    ovs_config_name: str | None = None
+    """matrix.ovs_config setting of an OVS cell; None: the lab has none, or linux-bridge."""
+    ovs_config: Mapping[str, str] = field(default_factory=dict)
 
     @property
     def key(self) -> str:
-        return f"{self.switch.value}-{self.offload_name}"
+        # "+": setting names are a-z, 0-9 and '-', so no two cells share a key.
+        config = f"+{self.ovs_config_name}" if self.ovs_config_name else ""
+        return f"{self.switch.value}-{self.offload_name}{config}"
 
     def lab_name(self, lab: str) -> str:
         """Each cell is its own lab, so cells may run side by side."""
@@ -281,11 +305,15 @@ class Cell:
             else self.switch.abbreviation
         )
         suffix = f"-{switch}-{self.offload_name}"
+        if self.ovs_config_name:
+            suffix += f"-{self.ovs_config_name}"
         keep = max(1, min(18, LAB_NAME_MAX - len(suffix)))
         return f"{lab[:keep].rstrip('-')}{suffix}"[:LAB_NAME_MAX].rstrip("-")
 
     def topology(self, base: Topology, lab: str) -> Topology:
         cell = apply_choice(self.offload.apply(base), self.switch)
+        if self.ovs_config_name:
+            cell = with_ovs_config(cell, self.ovs_config)
         return cell.with_name(self.lab_name(lab))
 
 
@@ -328,13 +356,63 @@ def load_lab(path: str | Path) -> Experiment:
     # Checked against the topology, so that every problem of the file shows at once.
     offloads, found = offload_settings(spec, doc, topology)
     problems += found
+    ovs_configs, found = ovs_config_settings(spec, doc, topology)
+    problems += found
     problems += _probe_expectation_problems(spec, doc, topology)
     if problems:
         raise ConfigError(problems)
     if spec.requests is not None and topology.traffic is not None:
         traffic = topology.traffic.model_copy(update={"requests": spec.requests})
         topology = topology.model_copy(update={"traffic": traffic})
-    return Experiment(spec, file, topology_file, topology, topology_doc, offloads)
+    return Experiment(spec, file, topology_file, topology, topology_doc, offloads, ovs_configs)
+
+
+def ovs_config_settings(
+    spec: LabSpec, doc: Document, topology: Topology
+) -> tuple[dict[str, dict[str, str]], list[Problem]]:
+    """matrix.ovs_config checked: names, known global keys (labctl.core.ovs_config) and
+    their values; true/false and numbers as the text OVSDB stores."""
+    settings: dict[str, dict[str, str]] = {}
+    problems: list[Problem] = []
+    raw_settings = spec.matrix.ovs_config
+    if raw_settings is None:
+        return settings, problems
+    choices = [combo_of(s) if isinstance(s, dict) else s for s in spec.matrix.switches]
+    if not any(uses_ovs(topology, choice) for choice in choices):
+        problems.append(
+            doc.problem(
+                ("matrix", "ovs_config"),
+                "matrix.ovs_config sets ovs-vswitchd, but matrix.switches has no OVS switch "
+                "kind; add one or drop ovs_config",
+            )
+        )
+    if not raw_settings:
+        problems.append(
+            doc.problem(("matrix", "ovs_config"), "ovs_config is empty; name at least one setting")
+        )
+    for name, raw in raw_settings.items():
+        path = ("matrix", "ovs_config", name)
+        if not OFFLOAD_NAME_RE.match(name):
+            problems.append(
+                doc.problem(
+                    path,
+                    f"ovs_config setting name {name!r} must be 1-12 characters of a-z, 0-9 and '-'",
+                )
+            )
+        setting: dict[str, str] = {}
+        for key, value in raw.items():
+            text = ovs_config.as_text(value)
+            if text is None:
+                problems.append(
+                    doc.problem((*path, key), f"{key}: expected a string, got {value!r}")
+                )
+                continue
+            problem = ovs_config.key_problem(key, text)
+            if problem is not None:
+                problems.append(doc.problem((*path, key), problem))
+            setting[key] = text
+        settings[name] = setting
+    return settings, problems
 
 
 def offload_settings(
@@ -460,6 +538,16 @@ def _lab_problems(spec: LabSpec, doc: Document, file: Path) -> list[Problem]:
                         f"unknown platform {name!r} (known: {known})",
                     )
                 )
+        configs = expectation.when.ovs_config
+        for name in [configs] if isinstance(configs, str) else configs or []:
+            if name not in (spec.matrix.ovs_config or {}):
+                problems.append(
+                    doc.problem(
+                        ("expectations", index, "when", "ovs_config"),
+                        f"unknown ovs_config setting {name!r} (matrix has: "
+                        f"{', '.join(spec.matrix.ovs_config or {}) or 'none'})",
+                    )
+                )
         offloads = expectation.when.offload
         for name in [offloads] if isinstance(offloads, str) else offloads or []:
             if name not in spec.matrix.offload:
@@ -478,9 +566,12 @@ def cells(
     switches: list[str] | None = None,
     offloads: list[str] | None = None,
     platform: str = "host",
+    ovs_configs: list[str] | None = None,
 ) -> list[Cell]:
-    """The cells to run, in matrix order, narrowed by --switch / --offload, with the
-    expectations of `platform` (where the cells run)."""
+    """The cells to run, in matrix order (switch kind, ovs_config setting, offload setting),
+    narrowed by --switch / --offload / --ovs-config, with the expectations of `platform`
+    (where the cells run). An OVS switch kind has a cell per ovs_config setting, a Linux
+    bridge one cell per offload setting; --ovs-config leaves the Linux bridge out."""
     matrix = lab.spec.matrix
     chosen_switches: list[SwitchChoice] = [
         item if isinstance(item, SwitchKind) else combo_of(item) for item in matrix.switches
@@ -506,16 +597,62 @@ def cells(
                 f"--offload {', '.join(unknown)}: lab {lab.name} has {', '.join(matrix.offload)}"
             )
         chosen_offloads = offloads
+    chosen_configs = _chosen_ovs_configs(lab, ovs_configs)
+    if ovs_configs:
+        chosen_switches = [s for s in chosen_switches if uses_ovs(lab.topology, s)]
+        if not chosen_switches:
+            raise UsageError("--ovs-config selects OVS cells, and no OVS switch kind is chosen")
     return [
         Cell(
             switch,
             name,
             lab.offloads[name],
-            expectation_for(lab.spec, effective_kinds(lab.topology, switch), name, platform),
+            expectation_for(
+                lab.spec, effective_kinds(lab.topology, switch), name, platform, config
+            ),
+            config,
+            lab.ovs_configs.get(config, {}) if config else {},
         )
         for switch in chosen_switches
+        for config in (chosen_configs if uses_ovs(lab.topology, switch) else [None])
         for name in chosen_offloads
     ]
+
+
+def _chosen_ovs_configs(lab: Experiment, wanted: list[str] | None) -> list[str | None]:
+    """The ovs_config settings of the OVS cells: --ovs-config's, else every one; [None]
+    when the lab has none."""
+    if not wanted:
+        return list(lab.ovs_configs) or [None]
+    if not lab.ovs_configs:
+        raise UsageError(f"--ovs-config: lab {lab.name} has no matrix.ovs_config")
+    unknown = [name for name in wanted if name not in lab.ovs_configs]
+    if unknown:
+        raise UsageError(
+            f"--ovs-config {', '.join(unknown)}: lab {lab.name} has {', '.join(lab.ovs_configs)}"
+        )
+    return list(dict.fromkeys(wanted))
+
+
+def uses_ovs(topology: Topology, choice: SwitchChoice) -> bool:
+    """A cell with this choice has an OVS switch (so ovs-vswitchd, and matrix.ovs_config)."""
+    return any(kind.is_ovs for kind in effective_kinds(topology, choice).values())
+
+
+def with_ovs_config(topology: Topology, config: Mapping[str, str]) -> Topology:
+    """`topology` with `config` laid over every OVS switch's other_config."""
+
+    def laid(switch: Switch) -> Switch:
+        if not switch.kind.is_ovs:
+            return switch
+        return switch.model_copy(update={"ovs": switch.ovs.with_other_config(dict(config))})
+
+    if topology.switch is not None:
+        return topology.model_copy(update={"switch": laid(topology.switch)})
+    if topology.switches:
+        laid_all = {name: laid(spec) for name, spec in topology.switches.items()}
+        return topology.model_copy(update={"switches": laid_all})
+    return topology
 
 
 def expectation_for(
@@ -523,10 +660,14 @@ def expectation_for(
     switch: SwitchKind | dict[str, SwitchKind],
     offload: str,
     platform: str = "host",
+    ovs_config: str | None = None,
 ) -> Expectation | None:
     """The first expectation whose `when` matches the cell (`switch`: the cell's kind, or
     every switch's kind by name)."""
-    return next((e for e in spec.expectations if e.when.matches(switch, offload, platform)), None)
+    return next(
+        (e for e in spec.expectations if e.when.matches(switch, offload, platform, ovs_config)),
+        None,
+    )
 
 
 class Observation(BaseModel):

@@ -10,9 +10,20 @@ from __future__ import annotations
 import ipaddress
 from collections.abc import Mapping
 from enum import StrEnum
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictFloat, StrictInt, StrictStr
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    StrictBool,
+    StrictFloat,
+    StrictInt,
+    StrictStr,
+    field_validator,
+)
+
+from labctl.core.ovs_config import TSO_KEY, as_text
 
 DEFAULT_IMAGE = "labctl-node"
 """The node image labctl builds itself (`labctl image build`)."""
@@ -104,9 +115,37 @@ class BridgeOptions(_Spec):
 
 class OvsOptions(_Spec):
     userspace_tso: StrictBool = Field(
-        False, description="other_config:userspace-tso-enable (userspace datapaths)"
+        False,
+        description="other_config:userspace-tso-enable=true (userspace datapaths); the same "
+        "as that key in other_config",
     )
     fail_mode: Literal["standalone", "secure"] = "standalone"
+    other_config: dict[StrictStr, StrictStr] = Field(
+        default_factory=dict,
+        description="ovs-vswitchd's global settings (the Open_vSwitch table's other_config), "
+        'e.g. {userspace-tso-enable: "true"}; only keys labctl knows '
+        "(labctl.core.ovs_config.KNOWN_KEYS); true/false and numbers are written as OVSDB "
+        "stores them, as strings",
+    )
+
+    @field_validator("other_config", mode="before")
+    @classmethod
+    def _scalars_as_text(cls, value: Any) -> Any:
+        if not isinstance(value, dict):
+            return value
+        return {k: (as_text(v) if isinstance(v, bool | int) else v) for k, v in value.items()}
+
+    def effective_other_config(self) -> dict[str, str]:
+        """other_config with `userspace_tso: true` as the key it stands for."""
+        if not self.userspace_tso:
+            return dict(self.other_config)
+        return {TSO_KEY: "true", **self.other_config}
+
+    def with_other_config(self, overlay: dict[str, str]) -> OvsOptions:
+        """These options with `overlay` laid over other_config (a matrix's ovs_config
+        setting: its keys win); userspace_tso is folded into other_config."""
+        merged = {**self.effective_other_config(), **overlay}
+        return self.model_copy(update={"userspace_tso": False, "other_config": merged})
 
 
 class DpdkOptions(_Spec):

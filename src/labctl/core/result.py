@@ -6,13 +6,14 @@ back into it. report.json is `MatrixResult.to_json()`:
 
     {"lab", "lab_version", "runtime", "description", "notes", "lab_file",
      "topology_file", "started_at", "topology", "switches", "offloads",
-     "report_dir", "schedule", "matrix_cells", "shard", "cells", "host",
+     "ovs_configs", "report_dir", "schedule", "matrix_cells", "shard", "cells", "host",
      "ended_at", "seconds", "summary"}
 
 A result merged from shards has "shards" (where each ran) instead of "schedule"
 and "shard". Each cell: switch, offload, offload_settings, lab_name, status
 (passed | failed | skipped | error), reason, expected, observed, run_dir, pcaps,
-diagnosis, host, seconds, window. "summary" is counted from the cells when
+diagnosis, host, seconds, window, ovs_config (the matrix.ovs_config setting of an OVS
+cell, null otherwise), ovs_config_settings. "summary" is counted from the cells when
 written and ignored when read. `read_matrix` reads such JSON, also hand-made
 (fields the reports do not need may be missing; "ok" is read as "pass"), and
 names the path of a malformed value: `cells[3].observed.succeeded`.
@@ -24,7 +25,7 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Mapping
-from typing import Any, Literal
+from typing import Any, Literal, NamedTuple
 
 from pydantic import (
     BaseModel,
@@ -106,6 +107,18 @@ def _http_word(value: object) -> object:
     return value
 
 
+class Row(NamedTuple):
+    """A row of the report's table: a switch kind, and for an OVS kind in a lab with
+    matrix.ovs_config, one of its settings."""
+
+    switch: str
+    ovs_config: str | None = None
+
+    @property
+    def label(self) -> str:
+        return f"{self.switch} {self.ovs_config}" if self.ovs_config else self.switch
+
+
 class CellResult(_Record):
     switch: str
     offload: str
@@ -128,6 +141,10 @@ class CellResult(_Record):
     # Where it ran (labctl.core.platforms) and that platform's kernel, OS, OVS, DPDK, Docker.
     platform: str = "host"
     platform_versions: dict[str, str | None] = Field(default_factory=dict)
+    # The matrix.ovs_config setting of an OVS cell (None: the lab has none, or a Linux
+    # bridge) and its other_config.
+    ovs_config: str | None = None
+    ovs_config_settings: dict[str, str] = Field(default_factory=dict)
 
     @model_validator(mode="before")
     @classmethod
@@ -149,15 +166,23 @@ class CellResult(_Record):
 
     @property
     def key(self) -> str:
-        return f"{self.switch}-{self.offload}"
+        """As labctl.core.matrix.Cell.key."""
+        config = f"+{self.ovs_config}" if self.ovs_config else ""
+        return f"{self.switch}-{self.offload}{config}"
+
+    @property
+    def row(self) -> Row:
+        return Row(self.switch, self.ovs_config)
 
     @property
     def title(self) -> str:
-        return f"{self.switch}, offload {self.offload}"
+        config = f", ovs_config {self.ovs_config}" if self.ovs_config else ""
+        return f"{self.switch}, offload {self.offload}{config}"
 
     @property
     def test_name(self) -> str:
-        return f"{self.switch} offload={self.offload}"
+        config = f" ovs_config={self.ovs_config}" if self.ovs_config else ""
+        return f"{self.switch} offload={self.offload}{config}"
 
     @property
     def differs(self) -> bool:
@@ -241,6 +266,7 @@ class MatrixResult(_Record):
     topology: Topology | None = None
     switches: list[str] = Field(default_factory=list)
     offloads: dict[str, dict[str, Any]] = Field(default_factory=dict)
+    ovs_configs: dict[str, dict[str, str]] = Field(default_factory=dict)
     report_dir: str | None = None
     schedule: Schedule | None = None
     matrix_cells: list[str] = Field(default_factory=list)  # every cell, also other shards'
@@ -299,15 +325,33 @@ class MatrixResult(_Record):
             axis.setdefault(cell.offload, {})
         return axis
 
-    def cell(self, switch: str, offload: str) -> CellResult | None:
-        return next((c for c in self.cells if c.switch == switch and c.offload == offload), None)
+    @property
+    def row_axis(self) -> list[Row]:
+        """The table's rows: each switch kind of switch_axis, an OVS kind once per
+        ovs_config setting its cells ran with (listed settings first)."""
+        configs = list(dict.fromkeys([*self.ovs_configs, *(c.ovs_config for c in self.cells)]))
+        rows = []
+        for switch in self.switch_axis:
+            ran = {c.ovs_config for c in self.cells if c.switch == switch}
+            mine = [name for name in configs if name in ran]
+            rows += [Row(switch, name) for name in mine] or [Row(switch)]
+        return rows
+
+    def cell(self, switch: str, offload: str, ovs_config: str | None = None) -> CellResult | None:
+        return next(
+            (
+                c
+                for c in self.cells
+                if c.switch == switch and c.offload == offload and c.ovs_config == ovs_config
+            ),
+            None,
+        )
 
     def ordered_cells(self) -> list[CellResult]:
-        """Row by row (switch kinds), then offload settings, as the matrix table reads."""
-        switches, offloads = self.switch_axis, list(self.offload_axis)
-        return sorted(
-            self.cells, key=lambda c: (switches.index(c.switch), offloads.index(c.offload))
-        )
+        """Row by row (switch kinds, with their ovs_config settings), then offload
+        settings, as the matrix table reads."""
+        rows, offloads = self.row_axis, list(self.offload_axis)
+        return sorted(self.cells, key=lambda c: (rows.index(c.row), offloads.index(c.offload)))
 
     @property
     def counts(self) -> Counts:

@@ -3,8 +3,8 @@
 Every cell is its own lab with its own names, so cells only meet in what the host
 shares: labctl runs one pair of OVS daemons (ovsdb-server, ovs-vswitchd) for every
 OVS lab. Cells that need the same ovs-vswitchd configuration share it; a cell that
-needs another one (the DPDK build instead of the plain one, another userspace-tso
-setting, other DPDK memory) cannot start while a cell using the running one is
+needs another one (the DPDK build instead of the plain one, other global other_config
+such as userspace-tso-enable, other DPDK memory) cannot start while a cell using the running one is
 still up: the daemons would have to restart under it. Cells that share the daemons may
 overlap, DPDK cells too: they share vswitchd's one busy-polling PMD thread, so a second
 DPDK cell takes no second core.
@@ -15,6 +15,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from labctl.core import ovs_config
 from labctl.core.model import DpdkOptions, Switch, SwitchKind, Topology
 from labctl.core.plan import switch_kinds_text
 from labctl.errors import UsageError
@@ -34,26 +35,27 @@ BASE_SECONDS = {
 
 @dataclass(frozen=True)
 class VswitchdConfig:
-    """What a switch needs from ovs-vswitchd's global configuration (read once at its
-    start): the DPDK build with these options, or the plain build; userspace TSO."""
+    """What a switch needs from ovs-vswitchd's global configuration: the DPDK build with
+    these options, or the plain build; the global other_config settings that differ from
+    OVS's defaults (labctl.core.ovs_config), sorted."""
 
     dpdk: DpdkOptions | None = None
-    userspace_tso: bool = False
+    other_config: tuple[tuple[str, str], ...] = ()
 
     def describe(self) -> str:
         build = "the DPDK build" if self.dpdk is not None else "the plain build"
         extra = f", dpdk-socket-mem={self.dpdk.socket_mem}" if self.dpdk is not None else ""
-        return f"{build} (userspace-tso={'on' if self.userspace_tso else 'off'}{extra})"
+        return f"{build} ({ovs_config.describe(self.other_config)}{extra})"
 
 
 def vswitchd_config(switch: Switch) -> VswitchdConfig | None:
-    """The OVS daemon configuration a switch needs; None for a Linux bridge."""
+    """The OVS daemon configuration a switch needs; None for a Linux bridge. The switch
+    backend starts (or refuses) ovs-vswitchd by this same value."""
     if not switch.kind.is_ovs:
         return None
     return VswitchdConfig(
         dpdk=switch.dpdk if switch.kind is SwitchKind.OVS_DPDK else None,
-        # The kernel datapath does not segment in userspace: the setting is moot there.
-        userspace_tso=switch.ovs.userspace_tso and switch.kind is not SwitchKind.OVS_KERNEL,
+        other_config=ovs_config.normalized(switch.ovs.effective_other_config()),
     )
 
 
@@ -64,7 +66,8 @@ def topology_vswitchd_config(topology: Topology) -> VswitchdConfig | None:
     if not configs:
         return None
     dpdk = next((c.dpdk for c in configs if c.dpdk is not None), None)
-    return VswitchdConfig(dpdk=dpdk, userspace_tso=any(c.userspace_tso for c in configs))
+    # Validation makes the switches of a lab agree on other_config (one vswitchd).
+    return VswitchdConfig(dpdk=dpdk, other_config=configs[0].other_config)
 
 
 @dataclass(frozen=True)

@@ -11,7 +11,7 @@ import re
 from collections.abc import Collection, Iterable
 from dataclasses import dataclass
 
-from labctl.core import names
+from labctl.core import names, ovs_config
 from labctl.core.document import Document, PathKey, format_path
 from labctl.core.model import (
     PROBE_NAME_PATTERN,
@@ -77,6 +77,7 @@ class _Checker:
         self.check_unlinked(linked)
         self.check_switch_use()
         self.check_port_options()
+        self.check_ovs_other_config()
         self.check_taps(linked)
         self.check_off_path(linked)
         self.check_traffic()
@@ -227,16 +228,17 @@ class _Checker:
         """Every OVS switch of a lab runs in one ovs-vswitchd, whose global settings are one
         value each: the switches must agree on them."""
         switches = self.topo.all_switches()
-        userspace = [n for n, s in switches.items() if s.kind.ovs_datapath == "netdev"]
-        first = userspace[0] if userspace else None
-        for name in userspace[1:]:
-            assert first is not None
-            if switches[name].ovs.userspace_tso != switches[first].ovs.userspace_tso:
+        ovs = [n for n, s in switches.items() if s.kind.is_ovs]
+        wanted = {n: ovs_config.normalized(switches[n].ovs.effective_other_config()) for n in ovs}
+        for name in ovs[1:]:
+            if wanted[name] != wanted[ovs[0]]:
                 self.add(
-                    (*self.switch_path(name), "ovs", "userspace_tso"),
-                    f"switches {first!r} and {name!r} differ in ovs.userspace_tso, but the "
-                    "OVS userspace and DPDK switches of a lab share one ovs-vswitchd and its "
-                    "one other_config:userspace-tso-enable; set the same value on both",
+                    (*self.switch_path(name), "ovs"),
+                    f"switches {ovs[0]!r} and {name!r} differ in their OVS other_config "
+                    f"({ovs_config.describe(wanted[ovs[0]])} against "
+                    f"{ovs_config.describe(wanted[name])}), but the OVS switches of a lab share "
+                    "one ovs-vswitchd and its one global other_config; set the same values on "
+                    "both",
                 )
         dpdk = [n for n, s in switches.items() if s.kind is SwitchKind.OVS_DPDK]
         for name in dpdk[1:]:
@@ -395,6 +397,21 @@ class _Checker:
                     ("switches", name),
                     f"switch {name!r} has no links; link a node or another switch to it "
                     f"('{name}:PORT'), or remove it",
+                )
+
+    def check_ovs_other_config(self) -> None:
+        for switch_name, switch in self.topo.all_switches().items():
+            base: PathKey = (*self.switch_path(switch_name), "ovs", "other_config")
+            for key, value in switch.ovs.other_config.items():
+                problem = ovs_config.key_problem(key, value)
+                if problem is not None:
+                    self.add((*base, key), problem)
+            tso = switch.ovs.other_config.get(ovs_config.TSO_KEY)
+            if switch.ovs.userspace_tso and tso is not None and tso != "true":
+                self.add(
+                    (*base, ovs_config.TSO_KEY),
+                    f"userspace_tso: true means {ovs_config.TSO_KEY}=true, but other_config "
+                    f"sets it to {tso!r}; keep one of them",
                 )
 
     def check_port_options(self) -> None:

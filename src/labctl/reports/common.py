@@ -253,7 +253,8 @@ def cell_anchors(matrix: MatrixResult) -> dict[int, str]:
     anchors: dict[int, str] = {}
     used: set[str] = set()
     for cell in matrix.ordered_cells():
-        base = f"cell-{slug(cell.switch)}-{slug(cell.offload)}"
+        config = f"-{slug(cell.ovs_config)}" if cell.ovs_config else ""
+        base = f"cell-{slug(cell.switch)}-{slug(cell.offload)}{config}"
         anchor, number = base, 2
         while anchor in used:
             anchor, number = f"{base}-{number}", number + 1

@@ -10,6 +10,7 @@ from __future__ import annotations
 import re
 from collections import Counter
 
+from labctl.core import ovs_config
 from labctl.core.result import CellResult, FindingRecord, MatrixResult
 from labctl.reports.common import (
     ICON_DIFFERS,
@@ -92,13 +93,28 @@ def _table(matrix: MatrixResult) -> list[str]:
         "| " + " | ".join(escape(h) for h in headers) + " |",
         "|" + "---|" * len(headers),
     ]
-    for switch in matrix.switch_axis:
-        row = [escape(switch)]
+    for line in matrix.row_axis:
+        row = [escape(line.label)]
         for offload in matrix.offload_axis:
-            cell = matrix.cell(switch, offload)
+            cell = matrix.cell(line.switch, offload, line.ovs_config)
             row.append("" if cell is None else escape(summarize_cell(cell, matrix.merged).line()))
         lines.append("| " + " | ".join(row) + " |")
-    return lines
+    return lines + _ovs_configs(matrix)
+
+
+def _ovs_configs(matrix: MatrixResult) -> list[str]:
+    """What each ovs_config row name stands for; nothing when the lab has none."""
+    if not matrix.ovs_configs:
+        return []
+    described = "; ".join(
+        f"{code(name)}: {escape(ovs_config.describe(settings))}"
+        for name, settings in matrix.ovs_configs.items()
+    )
+    return [
+        "",
+        f"ovs-vswitchd other_config per OVS row: {described}. A Linux bridge has no "
+        "ovs-vswitchd: one row.",
+    ]
 
 
 def _probes(matrix: MatrixResult) -> list[str]:
@@ -132,7 +148,7 @@ def _probes(matrix: MatrixResult) -> list[str]:
             elif probe.kind == "http" and probe.sent is not None:
                 loss = f"{probe.received}/{probe.sent} requests"
             row = [
-                cell.switch,
+                cell.row.label,
                 cell.offload,
                 probe.name,
                 result,

@@ -45,10 +45,10 @@ def rows(result: MatrixResult) -> tuple[list[str], list[list[str]]]:
             failed = f"error: {block['error']}"
             table.append([name, *("-" for _ in VERSION_KEYS), "-", *(failed for _ in offloads)])
             continue
-        for switch in matrix.switch_axis:
-            row = [name, *(str(versions.get(key) or "-") for key, _l in VERSION_KEYS), switch]
+        for line in matrix.row_axis:
+            row = [name, *(str(versions.get(key) or "-") for key, _l in VERSION_KEYS), line.label]
             for offload in offloads:
-                cell = matrix.cell(switch, offload)
+                cell = matrix.cell(line.switch, offload, line.ovs_config)
                 row.append("" if cell is None else summarize_cell(cell).line())
             table.append(row)
     return headers, table

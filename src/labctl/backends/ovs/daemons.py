@@ -28,7 +28,7 @@ from labctl.backends.base import Owned
 from labctl.backends.host_probe import installed_dpdk_abi
 from labctl.backends.host_probe import read_text_or_empty as _read
 from labctl.backends.ovs import ovsdb
-from labctl.core import dpdk
+from labctl.core import dpdk, ovs_config
 from labctl.core.doctor import (
     PROVISION,
     hugepage_problem,
@@ -50,9 +50,8 @@ LOCK_WAIT = 180.0
 ovsdb-server and a DPDK vswitchd, each bounded by `timeout`, takes at most a few."""
 KILL_WAIT = 5.0
 
-# other_config keys vswitchd reads once at start: changing them needs a restart.
+# other_config keys labctl writes from switch.dpdk; vswitchd reads them once at start.
 DPDK_KEYS = ("dpdk-init", "dpdk-socket-mem", "dpdk-extra", "dpdk-lcore-mask", "pmd-cpu-mask")
-TSO_KEY = "userspace-tso-enable"
 
 
 @dataclass(frozen=True)
@@ -97,13 +96,21 @@ class OvsBinaries:
 
 @dataclass(frozen=True)
 class DaemonNeeds:
-    """What a switch needs from ovs-vswitchd's global configuration."""
+    """What a switch needs from ovs-vswitchd's global configuration: the DPDK build with
+    these options or the plain build, and the global other_config settings that differ
+    from OVS's defaults (sorted, as labctl.core.ovs_config.normalized gives them; the
+    switch backend takes both from labctl.core.schedule.vswitchd_config, as the matrix
+    schedule does)."""
 
     dpdk: DpdkOptions | None = None
-    userspace_tso: bool = False
+    other_config: tuple[tuple[str, str], ...] = ()
+    asked: tuple[tuple[str, str], ...] = ()
+    """other_config as the lab wrote it, OVS's defaults included: a system OVS, which
+    labctl never reconfigures, must run with each of these values."""
 
-    def other_config(self) -> dict[str, str]:
-        config = {TSO_KEY: "true" if self.userspace_tso else "false"}
+    def settings(self) -> dict[str, str]:
+        """Everything labctl writes to the Open_vSwitch table's other_config."""
+        config = dict(self.other_config)
         if self.dpdk is not None:
             config["dpdk-init"] = "true"
             config["dpdk-socket-mem"] = self.dpdk.socket_mem
@@ -126,6 +133,22 @@ class OvsEndpoint:
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+
+def _global_settings(other_config: dict[str, str]) -> dict[str, str]:
+    """The keys of ovs_config.KNOWN_KEYS in an Open_vSwitch other_config (not the DPDK
+    ones, which the build and dpdk_initialized decide, nor keys labctl does not know)."""
+    return {k: v for k, v in other_config.items() if k in ovs_config.KNOWN_KEYS}
+
+
+def _value(config: dict[str, str], key: str) -> str | None:
+    """A key's value as vswitchd uses it: as set, else OVS's default (None: it depends)."""
+    known = ovs_config.KNOWN_KEYS.get(key)
+    return config.get(key, known.default if known else None)
+
+
+def _settings_text(config: dict[str, str], keys: list[str]) -> str:
+    return ", ".join(f"{k}={config[k]}" if k in config else f"{k} at OVS's default" for k in keys)
 
 
 class DaemonManager(Protocol):
@@ -411,16 +434,23 @@ class OvsDaemons:
                 "labctl does not reconfigure a daemon it did not start",
                 f"set other_config:dpdk-init=true and run {VSWITCHD_DPDK} ({fix})",
             )
-        tso = other_config.get(TSO_KEY, "false") == "true"
-        warnings: list[str] = []
-        if needs.userspace_tso and not tso:
+        running = _global_settings(other_config)
+        wanted = {**dict(needs.other_config), **dict(needs.asked)}
+        missing = sorted(k for k in wanted if _value(running, k) != wanted[k])
+        if missing:
             raise PrerequisiteError(
-                f"the system OVS ({endpoint.connection}) runs without {TSO_KEY}=true and "
-                "labctl does not reconfigure a daemon it did not start",
-                f"set other_config:{TSO_KEY}=true and restart ovs-vswitchd ({fix})",
+                f"the system OVS ({endpoint.connection}) runs with "
+                f"{_settings_text(running, missing)}, the lab needs "
+                f"{_settings_text(wanted, missing)}, and labctl does not reconfigure a "
+                "daemon it did not start",
+                f"set other_config:{', '.join(f'{k}={wanted[k]}' for k in missing)} and "
+                f"restart ovs-vswitchd ({fix})",
             )
-        if tso and not needs.userspace_tso:
-            warnings.append(f"the system OVS runs with {TSO_KEY}=true")
+        warnings = [
+            f"the system OVS runs with {k}={v} (not OVS's default), which the lab did not ask for"
+            for k, v in ovs_config.normalized(running)
+            if k not in wanted
+        ]
         return OvsEndpoint(endpoint.connection, False, dpdk_ready, tuple(warnings))
 
     # -- our daemons -------------------------------------------------------------
@@ -433,9 +463,19 @@ class OvsDaemons:
                 return f"runs {binary}, not the DPDK build"
             if not self._dpdk_initialized():
                 return "has not initialised DPDK"
-        running_tso = state.other_config.get(TSO_KEY, "false") == "true"
-        if running_tso != needs.userspace_tso:
-            return f"runs with {TSO_KEY}={'true' if running_tso else 'false'}"
+            wanted = {k: v for k, v in needs.settings().items() if k in DPDK_KEYS}
+            running_dpdk = {k: v for k, v in state.other_config.items() if k in DPDK_KEYS}
+            if running_dpdk != wanted:
+                return (
+                    f"runs with {ovs_config.describe(sorted(running_dpdk.items()))}, not "
+                    f"{ovs_config.describe(sorted(wanted.items()))}"
+                )
+        running = ovs_config.normalized(_global_settings(state.other_config))
+        if running != needs.other_config:
+            return (
+                f"runs with other_config {ovs_config.describe(running)}, not "
+                f"{ovs_config.describe(needs.other_config)}"
+            )
         return None
 
     def _start_ovsdb_server(self, state: _State) -> None:
@@ -484,13 +524,14 @@ class OvsDaemons:
                 raise BackendError("initialising labctl's OVS database", exc) from exc
 
     def _start_vswitchd(self, state: _State, needs: DaemonNeeds) -> None:
-        other_config = needs.other_config()
-        # vswitchd reads DPDK and TSO settings once, at start: write them first.
+        other_config = needs.settings()
+        # vswitchd reads the DPDK settings, userspace-tso-enable and hw-offload once, at
+        # start: write them first, and drop what an earlier daemon of ours ran with.
         with (
             ovsdb.session(self.own_connection, self.api_factory) as api,
             api.transaction(check_error=True, log_errors=False, wait_for_vswitchd=False) as txn,
         ):
-            for key in (*DPDK_KEYS, TSO_KEY):
+            for key in (*DPDK_KEYS, *ovs_config.KNOWN_KEYS):
                 if key not in other_config:
                     txn.add(api.db_remove("Open_vSwitch", ".", "other_config", key, if_exists=True))
             txn.add(api.db_set("Open_vSwitch", ".", ("other_config", other_config)))

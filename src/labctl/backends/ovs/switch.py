@@ -30,6 +30,7 @@ from labctl.backends.ovs.daemons import DaemonManager, DaemonNeeds, OvsDaemons, 
 from labctl.core import names
 from labctl.core.model import PortOptions, Switch, SwitchKind
 from labctl.core.plan import PatchEnd
+from labctl.core.schedule import vswitchd_config
 from labctl.errors import BackendError, PrerequisiteError
 
 EXTERNAL_ID_PORT = "labctl-port"
@@ -479,10 +480,11 @@ class OvsSwitch(SwitchBackend):
         return host_ifname
 
     def _needs(self, switch: Switch) -> DaemonNeeds:
-        return DaemonNeeds(
-            dpdk=switch.dpdk if self.kind is SwitchKind.OVS_DPDK else None,
-            userspace_tso=switch.ovs.userspace_tso and self.datapath_type != "system",
-        )
+        # The matrix schedule decides which cells may share vswitchd by the same value.
+        config = vswitchd_config(switch.model_copy(update={"kind": self.kind}))
+        assert config is not None  # an OVS kind
+        asked = tuple(sorted(switch.ovs.effective_other_config().items()))
+        return DaemonNeeds(dpdk=config.dpdk, other_config=config.other_config, asked=asked)
 
     def _endpoint_or_fail(self, action: str) -> OvsEndpoint:
         endpoint = self.daemons.current()

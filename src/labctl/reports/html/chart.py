@@ -110,12 +110,12 @@ def chart(matrix: MatrixResult) -> Chart:
                 text(RIGHT + 8, y + 4, _tick(fraction * latency_max), "tick"),
             )
         )
-    groups_count = max(1, len(matrix.switch_axis))
+    groups_count = max(1, len(matrix.row_axis))
     group_width = (RIGHT - LEFT) / groups_count
     gap = 10.0
     bar_width = min(56.0, (group_width * 0.75 - gap * (len(offloads) - 1)) / max(1, len(offloads)))
     groups, dots = [], []
-    for index_group, switch in enumerate(matrix.switch_axis):
+    for index_group, row in enumerate(matrix.row_axis):
         centre = LEFT + group_width * (index_group + 0.5)
         bars = []
         for index, offload in enumerate(offloads):
@@ -124,12 +124,12 @@ def chart(matrix: MatrixResult) -> Chart:
             label = text(
                 x + bar_width / 2, BOTTOM + 18, fit(offload, bar_width + gap, 11), "tick", "middle"
             )
-            cell = matrix.cell(switch, offload)
+            cell = matrix.cell(row.switch, offload, row.ovs_config)
             bars.append(_bar(cell, label, x, bar_width, colour))
             dot = _latency_dot(cell, x + bar_width / 2, latency_max)
             if dot is not None:
                 dots.append(dot)
-        label = text(centre, BOTTOM + 42, fit(switch, group_width - 8, 13), "group", "middle")
+        label = text(centre, BOTTOM + 42, fit(row.label, group_width - 8, 13), "group", "middle")
         groups.append(Group(label, bars))
     legend, after_legend = _legend(matrix)
     middle = (TOP + BOTTOM) / 2

@@ -17,6 +17,7 @@ from urllib.parse import quote
 
 from markupsafe import Markup
 
+from labctl.core import ovs_config
 from labctl.core.matrix import Expectation
 from labctl.core.result import CellResult, FindingRecord, MatrixResult, TapRecord
 from labctl.reports.common import (
@@ -86,10 +87,17 @@ def render(matrix: MatrixResult, report_dir: Path | None = None) -> str:
             columns=[(name, offload_settings(s)) for name, s in matrix.offload_axis.items()],
             rows=[
                 (
-                    switch,
-                    [_view(matrix, matrix.cell(switch, o), anchors) for o in matrix.offload_axis],
+                    row.label,
+                    [
+                        _view(matrix, matrix.cell(row.switch, o, row.ovs_config), anchors)
+                        for o in matrix.offload_axis
+                    ],
                 )
-                for switch in matrix.switch_axis
+                for row in matrix.row_axis
+            ],
+            ovs_configs=[
+                (name, ovs_config.describe(settings))
+                for name, settings in matrix.ovs_configs.items()
             ],
             swatches=SWATCHES,
             legend=LEGEND,
