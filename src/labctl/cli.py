@@ -135,6 +135,15 @@ def _parser() -> argparse.ArgumentParser:
         "TAP (an unfinished checksum there is normal TX offload); with any --sender, "
         "every other source counts as having left its kernel at every tap; repeatable",
     )
+    p.add_argument(
+        "--off-path",
+        action="append",
+        default=[],
+        metavar="TAP[,TAP]",
+        help="taps (file stems) the traffic should not cross, e.g. a port of another VLAN: "
+        "left out of the path order; what reached them is reported (seen-off-path, a "
+        "warning: a switch may flood a first packet); repeatable",
+    )
     p.add_argument("--json", action="store_true", help="machine-readable output")
     p.set_defaults(func=cmd_analyze)
 
@@ -411,7 +420,8 @@ def cmd_plan(args: argparse.Namespace) -> int:
     print(f"lab {plan.lab}: switch {plan.switch_kind or 'none'}")
     print("\n".join(plan.describe()))
     for tap in plan.taps:
-        print(f"tap {tap.name}: {tap.description} ({tap.namespace} {tap.ifname})")
+        off_path = ", off the path" if tap.off_path else ""
+        print(f"tap {tap.name}: {tap.description} ({tap.namespace} {tap.ifname}{off_path})")
     return 0
 
 
@@ -615,7 +625,9 @@ What needs more: --sender TAP=ADDR says where taps sit (then an unfinished
 checksum from any other source is a fault by position, and acknowledged
 segments that contradict it are reported); several pcaps in path order show
 where on the way a checksum changes or a packet is lost; a run directory
-(labctl run) knows every tap's position from the topology.
+(labctl run) knows every tap's position from the topology. --off-path TAP
+names a capture the traffic should not cross (a port of another VLAN, a branch):
+it is no hop of the path; the report gives what reached it (seen-off-path).
 
 Exit 0 when nothing is a fault (warnings included), 1 on a fault, 2 on bad
 input."""
@@ -651,11 +663,24 @@ def cmd_analyze(args: argparse.Namespace) -> int:
                     f"(stems: {', '.join(by_name)}; mismatch: {', '.join(unknown)})"
                 )
         senders = _parse_senders(args.sender, set(by_name))
+        off_path = {name.strip() for value in args.off_path for name in value.split(",")}
+        off_path.discard("")
+        if off_path - set(by_name):
+            raise UsageError(
+                f"--off-path names no pcap: {', '.join(sorted(off_path - set(by_name)))} "
+                f"(stems: {', '.join(by_name)})"
+            )
         # Without --sender nothing says where the taps sit: TCP's evidence alone decides.
         positioned = bool(args.sender)
         diagnosis = diagnose(
             [
-                Tap(name, by_name[name], frozenset(senders.get(name, ())), positioned=positioned)
+                Tap(
+                    name,
+                    by_name[name],
+                    frozenset(senders.get(name, ())),
+                    positioned=positioned,
+                    off_path=name in off_path,
+                )
                 for name in order
             ]
         )

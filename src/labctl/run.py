@@ -29,7 +29,7 @@ from labctl.core.model import (
     UdpProbe,
 )
 from labctl.core.plan import CreateNodeLink, CreateSwitchLink, Plan, TapPoint, make_plan
-from labctl.core.taps import default_filter, offload_senders
+from labctl.core.taps import default_filter, isolation, offload_senders
 from labctl.engine import Engine
 from labctl.errors import LabctlError, UsageError
 
@@ -348,6 +348,8 @@ class RunRecorder:
             "filter": spec.filter,
             "pcap": spec.pcap.name,
             "offload_senders": sorted(offload_senders(topology, tap)),
+            "off_path": tap.off_path,
+            "isolation": isolation(topology, tap.name),
         }
 
     def _offload_readback(self, lab: str, topology: Topology, plan: Plan) -> dict[str, Any]:
@@ -391,6 +393,8 @@ def diagnose_run_dir(run_dir: Path, manifest: dict[str, Any] | None = None) -> D
             frozenset(t["offload_senders"]),
             drops.get(t["name"], 0),
             positioned=True,
+            off_path=t.get("off_path", False),
+            isolation=t.get("isolation", ""),
         )
         for t in manifest["taps"]
         if (run_dir / t["pcap"]).exists()

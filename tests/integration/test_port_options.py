@@ -89,9 +89,8 @@ def refuses_vlans_here(kind: str) -> bool:
 def test_same_vlan_talks_and_other_vlan_hears_nothing(
     kind: str, lab_name: str, state_dir: Path, tmp_path: Path
 ) -> None:
-    # A tap off the client-server path (the topology leaves it out: the analysis reads
-    # its taps as one path): other's port, on VLAN 20.
-    topology = offload_off(tmp_path, "vlan-isolation", {"name": "other-port", "switch_port": "oth"})
+    # The topology's third tap, other-port (other's port, on VLAN 20), is off the path.
+    topology = offload_off(tmp_path, "vlan-isolation")
     before = HostSnapshot.take()
     if refuses_vlans_here(kind):
         refused = Lab.from_file(topology, switch=kind, name=lab_name)
@@ -114,6 +113,16 @@ def test_same_vlan_talks_and_other_vlan_hears_nothing(
     # The client's ARP for the server floods VLAN 10 (the server's port) and not VLAN 20.
     assert arp_requests_for(record.run_dir / "server-port.pcap", "10.0.0.2") >= 1
     assert frames(record.run_dir / "other-port.pcap") == []
+    # The diagnosis keeps other-port out of the path (no loss) and reports its count: 0.
+    diagnosis = record.diagnosis
+    assert diagnosis is not None
+    assert (diagnosis.ok, diagnosis.findings) == (True, ())
+    other = next(tap for tap in diagnosis.taps if tap.name == "other-port")
+    assert (other.off_path, other.frames) == (True, 0)
+    assert (
+        other.isolation == "port oth carries VLAN 20 only; the traffic under test runs on VLAN 10"
+    )
+    assert [tap.name for tap in diagnosis.path_taps] == ["client-port", "server-port"]
 
 
 @pytest.mark.parametrize("kind", ["ovs-userspace"])
@@ -127,6 +136,15 @@ def test_different_vlans_do_not_talk(
     # The ARP request for the server reaches the client's VLAN-mate, never the server.
     assert arp_requests_for(record.run_dir / "other-port.pcap", "10.0.0.2") >= 1
     assert arp_requests_for(record.run_dir / "server-port.pcap", "10.0.0.2") == 0
+    # other-port is off the path, on the client's VLAN: the flooded ARP requests are reported
+    # with their count, as a warning (flooding within a VLAN is what a switch does).
+    diagnosis = record.diagnosis
+    assert diagnosis is not None and diagnosis.ok
+    seen = [f for f in diagnosis.findings if f.kind == "seen-off-path"]
+    assert [(f.tap, f.severity) for f in seen] == [("other-port", "warning")]
+    arps = arp_requests_for(record.run_dir / "other-port.pcap", "10.0.0.2")
+    assert seen[0].evidence["frames"] == len(frames(record.run_dir / "other-port.pcap"))
+    assert seen[0].evidence["other_frames"] == seen[0].evidence["frames"] >= arps
 
 
 def test_mtu_mismatch_drops_at_the_smaller_veth_end(

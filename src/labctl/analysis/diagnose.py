@@ -43,6 +43,13 @@ along the path is decided per flow from timestamps (all taps are captured
 on one host clock) and, where no packet of the flow reached two taps, from
 which end of the path lists the source in `offload_senders`.
 
+A tap off the path (`Tap.off_path`: another VLAN's port, a branch) is no hop
+of it: it is left out of the matching, the directions and every detector above,
+and reported on its own with what reached it (`seen-off-path`): a fault where
+the caller knows the traffic can never get there (`Tap.isolation`, e.g. a port
+of another VLAN), a warning elsewhere, since a learning switch floods
+broadcasts and frames to unknown MAC addresses to every port of their VLAN.
+
 This module reads the captures and puts the diagnosis together; the packets are
 matched in labctl.analysis.matching, the findings come from the detectors in
 labctl.analysis.findings, the data types are in labctl.analysis.diagnosis and
@@ -71,6 +78,7 @@ from labctl.analysis.findings import (
     handshake_findings,
     headline,
     loss_findings,
+    off_path_findings,
     signature_findings,
     sorted_findings,
     unproven_findings,
@@ -100,9 +108,18 @@ def _read(tap: Tap) -> Capture:
 
 
 def analyse(captures: Sequence[TapCapture]) -> Diagnosis:
-    """Pure: the diagnosis of captures already read, taps in path order."""
-    taps = [c.tap for c in captures]
-    packets = match_packets(captures)
+    """Pure: the diagnosis of captures already read, taps in path order. Taps off the
+    path (`Tap.off_path`) may stand anywhere in the list: they are left out of the path
+    order and only say what of the traffic reached them."""
+    on_path = [c for c in captures if not c.tap.off_path]
+    off_path = [c for c in captures if c.tap.off_path]
+    if off_path and not on_path:
+        raise UsageError(
+            "every tap is off the path: an off-path tap's count means something only beside "
+            "a tap on the path that saw the traffic; put at least one tap on the path"
+        )
+    taps = [c.tap for c in on_path]
+    packets = match_packets(on_path)
     directions = flow_directions(packets, taps)
     connections = group_connections(packets)
     findings = sorted_findings(
@@ -112,22 +129,28 @@ def analyse(captures: Sequence[TapCapture]) -> Diagnosis:
         + unproven_findings(packets, taps)
         + loss_findings(packets, taps, directions)
         + handshake_findings(connections, taps, directions)
+        + off_path_findings(packets, off_path)
     )
     ok = not any(f.severity == "fault" for f in findings)
+    path_index = {id(c): i for i, c in enumerate(on_path)}
     return Diagnosis(
         ok=ok,
-        verdict=headline(findings, packets),
-        taps=tuple(_tap_summary(c, i, packets) for i, c in enumerate(captures)),
+        verdict=headline(findings, packets, [c.tap.name for c in off_path]),
+        taps=tuple(_tap_summary(c, path_index.get(id(c)), packets) for c in captures),
         flows=tuple(_timeline(c, len(taps)) for c in connections),
         findings=tuple(findings),
     )
 
 
-def _tap_summary(capture: TapCapture, tap_index: int, packets: Sequence[Packet]) -> TapSummary:
+def _tap_summary(
+    capture: TapCapture, tap_index: int | None, packets: Sequence[Packet]
+) -> TapSummary:
+    """`tap_index`: the tap's place in the path order; None for a tap off the path, whose
+    packets are not matched and keep their bare checksum verdicts."""
     statuses = {
         seen.record.index: seen.status
         for packet in packets
-        if (seen := packet.seen.get(tap_index)) is not None
+        if tap_index is not None and (seen := packet.seen.get(tap_index)) is not None
     }
     verdicts: Counter[str] = Counter()
     for record in capture.capture:
@@ -144,6 +167,8 @@ def _tap_summary(capture: TapCapture, tap_index: int, packets: Sequence[Packet])
         skipped=dict(capture.capture.skipped),
         ip_header_wrong=sum(1 for r in capture.capture if r.ip_csum == "wrong"),
         verdicts={key: verdicts[key] for key in VERDICT_KEYS},
+        off_path=capture.tap.off_path,
+        isolation=capture.tap.isolation,
     )
 
 

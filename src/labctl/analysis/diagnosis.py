@@ -31,6 +31,7 @@ FINDING_KINDS = (
     "lost-between-taps",
     "syn-unanswered",
     "syn-refused",
+    "seen-off-path",
 )
 VERDICT_KEYS = (
     "valid",
@@ -66,6 +67,13 @@ class Tap:
     # offload_senders has left its sender's kernel here. False for a pcap from
     # anywhere: then only TCP's evidence can call an unfinished checksum bad.
     positioned: bool = True
+    # A tap on a port the traffic under test should not cross (another VLAN, a branch off
+    # the path): left out of the path order and reported as `seen-off-path` when it
+    # captured anything. `isolation` says why the traffic can never reach it (e.g. "port oth
+    # carries VLAN 20 only; ..."): then anything seen there is a leak, a fault. Empty: a
+    # branch where a switch may flood a first packet, a warning.
+    off_path: bool = False
+    isolation: str = ""
 
     def __post_init__(self) -> None:
         # Compare addresses, not spellings: "fd00::0001" is "fd00::1".
@@ -95,6 +103,8 @@ class TapSummary:
     skipped: Mapping[str, int]
     ip_header_wrong: int
     verdicts: Mapping[str, int]  # VERDICT_KEYS; "offload" = unfinished, expected here
+    off_path: bool = False  # not on the path: its frames count is what reached it
+    isolation: str = ""  # why the traffic cannot reach it (see Tap); "" for a branch
 
     def to_dict(self) -> dict[str, object]:
         return _fields_as_json(self)
@@ -170,8 +180,13 @@ class Diagnosis:
     flows: tuple[FlowTimeline, ...]
     findings: tuple[Finding, ...]
 
+    @property
+    def path_taps(self) -> tuple[TapSummary, ...]:
+        """The taps on the path, in path order: the columns of the flows' timelines."""
+        return tuple(tap for tap in self.taps if not tap.off_path)
+
     def to_dict(self) -> dict[str, object]:
-        names = [tap.name for tap in self.taps]
+        names = [tap.name for tap in self.path_taps]
         return {
             "ok": self.ok,
             "verdict": self.verdict,

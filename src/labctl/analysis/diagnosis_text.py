@@ -63,6 +63,7 @@ VERDICT_HEADERS = (
 
 def _render_taps(diagnosis: Diagnosis) -> str:
     headers = ["#", "tap", "tcp/udp", *VERDICT_HEADERS, "bad-ip"]
+    path = diagnosis.path_taps
     rows = [
         [
             str(number),
@@ -71,20 +72,29 @@ def _render_taps(diagnosis: Diagnosis) -> str:
             *(str(tap.verdicts[key]) for key in VERDICT_KEYS),
             str(tap.ip_header_wrong),
         ]
-        for number, tap in enumerate(diagnosis.taps, start=1)
+        for number, tap in enumerate(path, start=1)
     ]
     frames = [
         f"  [{number}] {tap.name}: {tap.frames} frames"
         + "".join(f", {n} {reason}" for reason, n in tap.skipped.items())
-        for number, tap in enumerate(diagnosis.taps, start=1)
+        for number, tap in enumerate(path, start=1)
         if tap.skipped
     ]
     skipped = "\nSkipped frames\n" + "\n".join(frames) if frames else ""
-    return "Taps, in path order\n" + format_table(headers, rows, indent=2) + skipped
+    text = "Taps, in path order\n" + format_table(headers, rows, indent=2) + skipped
+    off_path = [tap for tap in diagnosis.taps if tap.off_path]
+    if off_path:
+        text += "\nOff the path (what of the traffic under test reached them)\n" + "\n".join(
+            f"  {tap.name}: {tap.frames} frames, {tap.packets} TCP/UDP"
+            + "".join(f", {n} {reason}" for reason, n in tap.skipped.items())
+            + (f"; isolated: {tap.isolation}" if tap.isolation else "")
+            for tap in off_path
+        )
+    return text
 
 
 def _render_flow(flow: FlowTimeline, diagnosis: Diagnosis, width: int, max_events: int) -> str:
-    names = [tap.name for tap in diagnosis.taps]
+    names = [tap.name for tap in diagnosis.path_taps]
     events = flow.events[:max_events]
     rows = [
         [

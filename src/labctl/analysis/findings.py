@@ -7,10 +7,18 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Mapping, Sequence
 
-from labctl.analysis.checksums import PacketRecord
-from labctl.analysis.diagnosis import FINDING_KINDS, Finding, FlowTuple, JsonScalar, Severity, Tap
+from labctl.analysis.checksums import PacketRecord, Skip
+from labctl.analysis.diagnosis import (
+    FINDING_KINDS,
+    Finding,
+    FlowTuple,
+    JsonScalar,
+    Severity,
+    Tap,
+    TapCapture,
+)
 from labctl.analysis.evidence import Evidence
-from labctl.analysis.matching import Connection, Packet, Seen, path_order
+from labctl.analysis.matching import Connection, Packet, Seen, packet_identity, path_order
 from labctl.analysis.packet_words import (
     as_hex,
     count_note,
@@ -428,11 +436,78 @@ def sorted_findings(findings: Iterable[Finding]) -> list[Finding]:
     return sorted(findings, key=key)
 
 
-def headline(findings: Sequence[Finding], packets: Sequence[Packet]) -> str:
+OFF_PATH_PACKETS = 10
+"""Packets quoted per seen-off-path finding (the first ones); the counts cover them all."""
+
+_FRAME_WORDS = {Skip.NON_IP.value: "non-IP (ARP)", Skip.NOT_TCP_UDP.value: "IP, not TCP/UDP (ICMP)"}
+
+
+def off_path_findings(packets: Sequence[Packet], captures: Sequence[TapCapture]) -> list[Finding]:
+    """What of the traffic under test (what the tap's filter lets through) reached a tap
+    off the path. Where the topology says the traffic can never get there (`isolation`,
+    e.g. another VLAN) it is a leak: a fault. Elsewhere a switch floods broadcasts (ARP)
+    and frames to a MAC it has not learnt yet to every port of the VLAN, so a first packet
+    on a branch can be normal: a warning that gives the counts."""
+    on_path = {packet_identity(seen.record) for p in packets for seen in p.seen.values()}
+    findings = []
+    for capture in captures:
+        frames = capture.capture.frames
+        if frames == 0:
+            continue
+        tap = capture.tap
+        records = list(capture.capture)
+        shared = sum(1 for r in records if packet_identity(r) in on_path)
+        others = {_FRAME_WORDS.get(k, k): n for k, n in capture.capture.skipped.items() if n}
+        parts = [f"{n} {what}" for what, n in others.items()]
+        if records:
+            on_path_note = f"{shared} of them also seen on the path"
+            parts.insert(0, f"{_many(len(records), 'TCP/UDP packet')} ({on_path_note})")
+        seen = f"tap '{tap.name}' is off the path, yet it captured {_many(frames, 'frame')}: "
+        seen += ", ".join(parts)
+        if tap.isolation:
+            severity: Severity = "fault"
+            why = f"; the traffic under test must never reach it ({tap.isolation}): it leaks"
+        else:
+            severity = "warning"
+            why = (
+                "; a switch floods broadcasts (ARP) and frames to a MAC address it has not "
+                "learnt yet to every port of their VLAN, so a first packet here can be normal, "
+                "a steady stream means the switch does not learn or the traffic takes this way"
+            )
+        findings.append(
+            Finding(
+                kind="seen-off-path",
+                severity=severity,
+                tap=tap.name,
+                flow=flow_label(records[0]) if records else "",
+                message=seen + why,
+                packets=tuple(packet_ref(r) for r in records[:OFF_PATH_PACKETS]),
+                evidence={
+                    "frames": frames,
+                    "packets": len(records),
+                    "on_path": shared,
+                    "other_frames": frames - len(records),
+                    "isolation": tap.isolation or None,
+                    "first_time": records[0].timestamp if records else None,
+                },
+            )
+        )
+    return findings
+
+
+def _many(count: int, noun: str) -> str:
+    return f"{count} {noun}{'' if count == 1 else 's'}"
+
+
+def headline(
+    findings: Sequence[Finding], packets: Sequence[Packet], off_path: Sequence[str] = ()
+) -> str:
     if findings:
         worst = next((f for f in findings if f.severity == "fault"), findings[0])
         return f"{worst.severity.upper()}: {worst.message}"
     unknown = sum(1 for p in packets if all(s.status == "unknown" for s in p.seen.values()))
     plural = "s" if unknown != 1 else ""
     note = f" ({unknown} packet{plural} could not be checked)" if unknown else ""
-    return f"OK: no checksum a receiver checks is bad, no packet lost between taps{note}"
+    quiet = ", ".join(f"'{name}'" for name in off_path)
+    away = f"; nothing reached the taps off the path ({quiet})" if off_path else ""
+    return f"OK: no checksum a receiver checks is bad, no packet lost between taps{note}{away}"

@@ -7,6 +7,7 @@ labctl.core.validate, which knows the file positions.
 
 from __future__ import annotations
 
+import ipaddress
 from collections.abc import Mapping
 from enum import StrEnum
 from typing import Annotated, Any, Literal
@@ -219,6 +220,12 @@ class Tap(_Spec):
     filter: StrictStr | None = Field(
         None, description="pcap filter; default: the traffic under test"
     )
+    off_path: StrictBool = Field(
+        False,
+        description="a capture point the traffic under test should not cross (another "
+        "VLAN's port, a branch off the path): captured, but left out of the path order; "
+        "the diagnosis reports what of the traffic reached it (seen-off-path)",
+    )
 
 
 class Traffic(_Spec):
@@ -337,6 +344,23 @@ TRAFFIC_PROBE = "http"
 """The name of the http probe that a topology's `traffic:` block stands for."""
 
 
+IPInterface = ipaddress.IPv4Interface | ipaddress.IPv6Interface
+
+
+def _addresses(node: Node, family: str) -> dict[str, IPInterface]:
+    """The node's interfaces that have an address of `family`, with it; one that does not
+    parse is left out (validation reports it)."""
+    found = {}
+    for if_name, iface in node.interfaces.items():
+        value = getattr(iface, family)
+        try:
+            if value:
+                found[if_name] = ipaddress.ip_interface(value)
+        except ValueError:
+            continue
+    return found
+
+
 class Topology(_Spec):
     name: StrictStr
     runtime: RuntimeKind = Field(
@@ -377,6 +401,30 @@ class Topology(_Spec):
             repeated = counts[probe.kind] > 1 or (probe.kind == "http" and self.traffic is not None)
             found.append((f"{probe.kind}-{seen[probe.kind]}" if repeated else probe.kind, probe))
         return found
+
+    def traffic_ends(self) -> dict[tuple[str, str], str]:
+        """The node interfaces where a probe's traffic starts or ends, each with the name of
+        the (first) probe: the server's interface that holds the address the probe targets,
+        and the client's interfaces on that address's subnet (all its interfaces of the
+        family where none is). Command probes send what they like and name no ends. Probes
+        naming unknown nodes or lacking an address are left out (validation reports them)."""
+        ends: dict[tuple[str, str], str] = {}
+        for name, probe in self.named_probes():
+            if isinstance(probe, CommandProbe):
+                continue
+            client, server = self.nodes.get(probe.client), self.nodes.get(probe.server)
+            if client is None or server is None:
+                continue
+            served = _addresses(server, probe.family)
+            if not served:
+                continue
+            server_if, target = next(iter(served.items()))
+            ends.setdefault((probe.server, server_if), name)
+            of_family = _addresses(client, probe.family)
+            same_subnet = [n for n, a in of_family.items() if target.ip in a.network]
+            for if_name in same_subnet or of_family:
+                ends.setdefault((probe.client, if_name), name)
+        return ends
 
     def all_switches(self) -> dict[str, Switch]:
         """Every switch by name: `switch:` is the one named "switch"."""

@@ -7,7 +7,7 @@ steps in order and undoes completed ones in reverse on failure.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from labctl.core import names
 from labctl.core.model import SWITCH_ENDPOINT, HttpProbe, Offload, PortOptions, Switch, Topology
@@ -138,6 +138,7 @@ class TapPoint:
     filter: str | None = None
     node: str = ""  # the node whose interface this tap sits on (or next to); "" for a port
     # between two switches (see labctl.core.taps for whose packets it sees)
+    off_path: bool = False  # the topology's `off_path`: not a hop of the traffic's path
 
 
 @dataclass(frozen=True)
@@ -307,7 +308,10 @@ def make_plan(topology: Topology) -> Plan:
             )
         )
     taps = tuple(
-        _tap_point(topology, tap_index, host_ends, port_of_host_end)
+        replace(
+            _tap_point(topology, tap_index, host_ends, port_of_host_end),
+            off_path=topology.taps[tap_index].off_path,
+        )
         for tap_index in range(len(topology.taps))
     )
     return Plan(

@@ -63,6 +63,17 @@ class TapRecord(_Record):
     skipped: dict[str, StrictInt] = Field(default_factory=dict)
     ip_header_wrong: StrictInt = 0
     verdicts: dict[str, StrictInt] = Field(default_factory=dict)
+    off_path: StrictBool = False  # not a hop of the path: `frames` is what reached it
+    isolation: str = ""  # why the traffic can never reach it; "" for a branch
+
+    def off_path_meaning(self) -> str:
+        """What an off-path tap's count says, in a few words for the reports."""
+        if self.isolation:
+            outcome = "nothing reached it" if self.frames == 0 else "LEAK (seen-off-path, a fault)"
+            return f"isolated ({self.isolation}): {outcome}"
+        if self.frames == 0:
+            return "a branch: nothing reached it"
+        return "a branch: a switch floods a first packet there (seen-off-path, a warning)"
 
 
 class FindingRecord(_Record):

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import ipaddress
 
-from labctl.core.model import SwitchKind, Topology
+from labctl.core.model import SwitchKind, Tap, Topology
 from labctl.core.plan import TapPoint
 from labctl.core.validate import Endpoint, parse_endpoint
 
@@ -105,3 +105,75 @@ def default_filter(topology: Topology) -> str:
     from labctl.core.probes import capture_filter
 
     return capture_filter(topology) or "tcp or udp or arp or icmp or icmp6"
+
+
+def _switch_port_of(topology: Topology, node: str, iface: str) -> Endpoint | None:
+    """The switch port a node interface is linked to, if any."""
+    for a, b in _links(topology):
+        if b.is_switch and not a.is_switch and (a.node, a.name) == (node, iface):
+            return b
+    return None
+
+
+def _tap_port(topology: Topology, tap: Tap) -> Endpoint | None:
+    if tap.switch_port is not None:
+        for a, b in _links(topology):
+            for end in (a, b):
+                if end.is_switch and end.name == tap.switch_port:
+                    return end
+        return None
+    spot = parse_endpoint(tap.node or tap.host or "", topology.switch_names())
+    return None if spot is None else _switch_port_of(topology, spot.node, spot.name)
+
+
+def _vlans(topology: Topology, port: Endpoint) -> set[int] | None:
+    """The VLANs a port carries; None where it carries untagged frames of no VLAN or every
+    VLAN (no vlan, no trunks: nothing can be said)."""
+    options = topology.all_switches()[port.node].ports.get(port.name)
+    if options is None or (options.vlan is None and options.trunks is None):
+        return None
+    carried = set(options.trunks or ())
+    if options.vlan is not None:
+        carried.add(options.vlan)
+    return carried
+
+
+def isolation(topology: Topology, tap_name: str) -> str:
+    """Why the traffic under test can never reach a tap off the path, or "" where the
+    topology does not prove it. Proven: every node interface where a probe's traffic starts
+    or ends sits on an access port (`vlan:`), and the tap's port (or the port its node
+    interface is linked to) carries none of those VLANs. Switches do not rewrite VLAN ids,
+    so that holds across inter-switch links too. Anything else (a port of the traffic's
+    VLAN, a port without VLANs, a tap on a link between nodes) is a branch, where a switch
+    may flood a first packet."""
+    tap = next(t for t in topology.taps if t.name == tap_name)
+    if not tap.off_path:
+        return ""
+    port = _tap_port(topology, tap)
+    carried = None if port is None else _vlans(topology, port)
+    ends = topology.traffic_ends()
+    if carried is None or not ends:
+        return ""
+    traffic: set[int] = set()
+    for node, iface in ends:
+        end_port = _switch_port_of(topology, node, iface)
+        options = (
+            None
+            if end_port is None
+            else topology.all_switches()[end_port.node].ports.get(end_port.name)
+        )
+        if options is None or options.vlan is None:
+            return ""
+        traffic.add(options.vlan)
+    if carried & traffic:
+        return ""
+    assert port is not None
+    return (
+        f"port {port.name} carries {_vlan_words(carried)} only; the traffic under test "
+        f"runs on {_vlan_words(traffic)}"
+    )
+
+
+def _vlan_words(vlans: set[int]) -> str:
+    ordered = [str(v) for v in sorted(vlans)]
+    return ("VLAN " if len(ordered) == 1 else "VLANs ") + ", ".join(ordered)

@@ -79,6 +79,7 @@ class _Checker:
         self.check_port_options()
         self.check_ovs_other_config()
         self.check_taps(linked)
+        self.check_off_path(linked)
         self.check_traffic()
         self.check_probes()
         return self.problems
@@ -522,6 +523,35 @@ class _Checker:
                     f"{end} is not linked to the switch, so it has no host "
                     "end to capture on; tap it with `node:` instead",
                 )
+
+    def check_off_path(self, linked: dict[tuple[str, str], Endpoint | None]) -> None:
+        """A tap off the path must be off it: not where a probe's traffic starts or ends, and
+        not alone (an empty tap off the path proves isolation only beside one on it)."""
+        taps = self.topo.taps
+        if taps and all(tap.off_path for tap in taps):
+            self.add(
+                ("taps", 0, "off_path"),
+                "every tap is off the path: what a tap off the path saw (or did not) means "
+                "something only beside a tap on the path that saw the traffic; drop off_path "
+                "from at least one tap on the way between client and server",
+            )
+            return
+        ends = self.topo.traffic_ends()
+        for index, tap in enumerate(taps):
+            if not tap.off_path:
+                continue
+            if tap.switch_port is not None:
+                at = [i for i, port in linked.items() if port and port.name == tap.switch_port]
+            else:
+                end = parse_endpoint(tap.node or tap.host or "", self.topo.switch_names())
+                at = [] if end is None else [(end.node, end.name)]
+            for node, iface in at:
+                if (node, iface) in ends:
+                    self.add(
+                        ("taps", index, "off_path"),
+                        f"tap {tap.name!r} captures where probe {ends[(node, iface)]!r} starts "
+                        f"or ends ({node}:{iface}): it is on the path; drop off_path",
+                    )
 
     def check_traffic(self) -> None:
         traffic = self.topo.traffic

@@ -42,6 +42,9 @@ def render(matrix: MatrixResult) -> str:
     probes = _probes(matrix)
     if probes:
         lines += ["## Probes", "", *probes, ""]
+    off_path = _off_path(matrix)
+    if off_path:
+        lines += ["## Taps off the path", "", *off_path, ""]
     evidence = _evidence(matrix)
     if evidence:
         lines += ["## Fault evidence", "", *evidence]
@@ -155,6 +158,31 @@ def _probes(matrix: MatrixResult) -> list[str]:
                 timing,
             ]
             lines.append("| " + " | ".join(escape(v) for v in row) + " |")
+    return lines
+
+
+def _off_path(matrix: MatrixResult) -> list[str]:
+    """Every tap off the path of every cell with a diagnosis, with what reached it."""
+    rows = [
+        (cell, tap)
+        for cell in matrix.ordered_cells()
+        if cell.diagnosis is not None
+        for tap in cell.diagnosis.taps
+        if tap.off_path
+    ]
+    if not rows:
+        return []
+    lines = [
+        "Taps that are no hop of the path: what of the traffic under test reached them "
+        "(0 frames is the isolation).",
+        "",
+        "| switch | offload | tap | frames | TCP/UDP packets | what it says |",
+        "|---|---|---|---|---|---|",
+    ]
+    for cell, tap in rows:
+        row = [cell.switch, cell.offload, tap.name, str(tap.frames), str(tap.packets)]
+        row.append(tap.off_path_meaning())
+        lines.append("| " + " | ".join(escape(v) for v in row) + " |")
     return lines
 
 

@@ -160,6 +160,7 @@ class TapRow:
     name: str
     counts: list[tuple[int, bool]]  # (count, whether it is bad), frames and packets first
     path: str | None
+    off_path: str = ""  # for a tap off the path: what its count says
 
 
 @dataclass(frozen=True)
@@ -304,12 +305,17 @@ def _tap_table(taps: list[TapRecord], pcaps: Mapping[str, str]) -> TapTable:
     head.append("capture")
     rows = []
     for tap in taps:
-        counts = [(tap.frames, False), (tap.packets, False)]
+        # At an isolated tap off the path, any frame is a leak.
+        leaked = tap.off_path and bool(tap.isolation) and tap.frames > 0
+        counts = [(tap.frames, leaked), (tap.packets, leaked)]
+        # Off the path no receiver's check is judged: its verdicts are bare, never "bad".
         counts += [
-            (tap.verdicts.get(key, 0), key in BAD_VERDICTS and bool(tap.verdicts.get(key, 0)))
+            (count, key in BAD_VERDICTS and bool(count) and not tap.off_path)
             for key in keys
+            for count in [tap.verdicts.get(key, 0)]
         ]
         if show_ip:
             counts.append((tap.ip_header_wrong, bool(tap.ip_header_wrong)))
-        rows.append(TapRow(tap.name, counts, pcaps.get(tap.name) or tap.pcap or None))
+        meaning = f"off the path: {tap.off_path_meaning()}" if tap.off_path else ""
+        rows.append(TapRow(tap.name, counts, pcaps.get(tap.name) or tap.pcap or None, meaning))
     return TapTable(head, rows)

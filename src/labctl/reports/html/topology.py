@@ -403,6 +403,8 @@ def _tap_marks(
         elif tap.switch_port is not None:
             where = f"on switch port {tap.switch_port}"
             point = ports.get(tap.switch_port)
+        if tap.off_path:
+            where += " (off the path)"
         marks.append(TapMark(number, name, where, point))
         if point is None:
             continue
