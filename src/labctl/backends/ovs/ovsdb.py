@@ -11,7 +11,7 @@ from __future__ import annotations
 import contextlib
 import json
 import socket
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from typing import TYPE_CHECKING, Any
 
 from labctl.errors import BackendError
@@ -54,6 +54,16 @@ def execute(action: str, command: Any) -> Any:
     """Run one read or write command, wrapping ovsdbapp's errors."""
     try:
         return command.execute(check_error=True, log_errors=False)
+    except Exception as exc:
+        raise BackendError(action, exc) from exc
+
+
+def commit(action: str, api: OvsdbApi, commands: Iterable[Any]) -> None:
+    """Run write commands in one transaction (all or none), wrapping ovsdbapp's errors."""
+    try:
+        with api.transaction(check_error=True, log_errors=False) as txn:
+            for command in commands:
+                txn.add(command)
     except Exception as exc:
         raise BackendError(action, exc) from exc
 

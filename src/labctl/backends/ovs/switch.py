@@ -187,12 +187,11 @@ class OvsSwitch(SwitchBackend):
             existing = self._bridge_row(api, bridge)
             if existing is not None:
                 self._require_ours("bridge", bridge, existing, lab)
-            try:
-                with api.transaction(check_error=True, log_errors=False) as txn:
-                    for command in self._bridge_commands(api, bridge, switch, ids):
-                        txn.add(command)
-            except Exception as exc:
-                raise BackendError(f"creating OVS bridge {bridge}", exc) from exc
+            ovsdb.commit(
+                f"creating OVS bridge {bridge}",
+                api,
+                self._bridge_commands(api, bridge, switch, ids),
+            )
             row = self._bridge_row(api, bridge)
         if row is None:
             raise BackendError(f"creating OVS bridge {bridge}", "the bridge is not in OVSDB")
@@ -261,12 +260,7 @@ class OvsSwitch(SwitchBackend):
                     raise BackendError(action, f"port {ovs_port} is on another bridge")
                 settings = port_settings_commands(api, ovs_port, options)
                 if settings:
-                    try:
-                        with api.transaction(check_error=True, log_errors=False) as txn:
-                            for command in settings:
-                                txn.add(command)
-                    except Exception as exc:
-                        raise BackendError(action, exc) from exc
+                    ovsdb.commit(action, api, settings)
                 details = self._port_details(api, action, ovs_port, host_ifname, rollback=False)
             else:
                 self._add_port(api, action, bridge, ovs_port, host_ifname, switch, ids, options)
@@ -354,12 +348,7 @@ class OvsSwitch(SwitchBackend):
                         api, end.ovs_port, end.options.model_copy(update={"mtu": None})
                     ),
                 ]
-            try:
-                with api.transaction(check_error=True, log_errors=False) as txn:
-                    for command in commands:
-                        txn.add(command)
-            except Exception as exc:
-                raise BackendError(action, exc) from exc
+            ovsdb.commit(action, api, commands)
             details = {
                 end.port: self._port_details(api, action, end.ovs_port, "", rollback=False)
                 for end in (a, b)
