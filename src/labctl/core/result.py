@@ -141,8 +141,14 @@ class CellResult(_Record):
         return f"{self.switch}-{self.offload}"
 
     @property
+    def on_platform(self) -> str:
+        """What names the platform VM a cell ran in, after its switch and offload; "" on the
+        host."""
+        return "" if self.platform == "host" else f" (in the {self.platform} VM)"
+
+    @property
     def title(self) -> str:
-        return f"{self.switch}, offload {self.offload}"
+        return f"{self.switch}, offload {self.offload}{self.on_platform}"
 
     @property
     def test_name(self) -> str:
@@ -294,8 +300,14 @@ class MatrixResult(_Record):
     def ordered_cells(self) -> list[CellResult]:
         """Row by row (switch kinds), then offload settings, as the matrix table reads."""
         switches, offloads = self.switch_axis, list(self.offload_axis)
+        platforms = list(dict.fromkeys([*self.platforms, *(c.platform for c in self.cells)]))
         return sorted(
-            self.cells, key=lambda c: (switches.index(c.switch), offloads.index(c.offload))
+            self.cells,
+            key=lambda c: (
+                switches.index(c.switch),
+                offloads.index(c.offload),
+                platforms.index(c.platform),
+            ),
         )
 
     @property

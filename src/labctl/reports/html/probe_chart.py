@@ -134,7 +134,7 @@ def _chart(
         label = text(
             LABEL_RIGHT,
             y + 15,
-            fit(f"{cell.switch}, {cell.offload}", LABEL_RIGHT, 12),
+            fit(f"{cell.switch}, {cell.offload}{cell.on_platform}", LABEL_RIGHT, 12),
             "tick",
             "end",
         )
@@ -150,7 +150,7 @@ def _chart(
         ]
         width = max(2.0, (BAR_RIGHT - BAR_LEFT) * min(value / top_value, 1.0))
         failed = probe is not None and not probe.ok
-        tooltip = f"{cell.switch}, offload {cell.offload}: {value:g} {figure.unit}"
+        tooltip = f"{cell.title}: {value:g} {figure.unit}"
         if failed and probe is not None:
             tooltip += f" (probe failed: {'; '.join(probe.problems)})"
         shown = f"{_figure(value)} {figure.unit}" + (" (FAIL)" if failed else "")
