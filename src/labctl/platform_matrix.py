@@ -270,31 +270,24 @@ def run(
     runner: MatrixRunner,
     cells_for: Callable[[str], list[Cell]],
     chosen: list[plat.Platform],
-    ovs_kernel_vm: str | None,
+    ovs_kernel_vm: plat.OvsKernelVm,
     workers: int,
     offloads: list[str] | None,
     say: Callable[[str], None],
+    has_module: bool | None = None,
 ) -> MatrixResult:
     """The whole matrix over `chosen` platforms; `cells_for(platform)` enumerates the
-    cells with that platform's expectations."""
+    cells with that platform's expectations. On a host without the openvswitch module
+    (`has_module`, probed when None) the host's ovs-kernel cells go to
+    `ovs_kernel_vm.platform`'s VM, or are skipped when that is None."""
     started = time.monotonic()
     all_switches = list(dict.fromkeys(c.switch for c in cells_for(plat.HOST)))
-    has_module = host_has_ovs_module()
-    plan = plat.plan_cells(chosen, all_switches, has_module, ovs_kernel_vm)
+    if has_module is None:
+        has_module = host_has_ovs_module()
+    plan = plat.plan_cells(chosen, all_switches, has_module, ovs_kernel_vm.platform)
     notes: list[str] = []
-    if any(p.is_host for p in chosen) and SwitchKind.OVS_KERNEL in all_switches:
-        if has_module:
-            pass
-        elif ovs_kernel_vm:
-            notes.append(
-                f"this host has no openvswitch kernel module: its ovs-kernel cells ran in "
-                f"the {ovs_kernel_vm} VM (--ovs-kernel-vm {ovs_kernel_vm})"
-            )
-        else:
-            notes.append(
-                "this host has no openvswitch kernel module: its ovs-kernel cells are "
-                "skipped; --ovs-kernel-vm PLATFORM runs them in that platform's VM"
-            )
+    if plat.needs_ovs_kernel_vm(chosen, all_switches, has_module):
+        notes.append(plat.ovs_kernel_note(ovs_kernel_vm))
     host_cells = [c for c in cells_for(plat.HOST) if c.switch in plan.get(plat.HOST, [])]
     result = runner.run(host_cells, workers=workers).to_json()
     for cell in result["cells"]:
@@ -306,6 +299,9 @@ def run(
             "description": plat.PLATFORMS[plat.HOST].description,
             "versions": result.get("host", {}),
         }
+        if SwitchKind.OVS_KERNEL in all_switches and SwitchKind.OVS_KERNEL not in plan[plat.HOST]:
+            # The report's grid of the host shows these cells in the host's row.
+            blocks[plat.HOST]["ovs_kernel_vm"] = ovs_kernel_vm.platform
     report_dir = Path(result["report_dir"])
     vm_plan = {name: switches for name, switches in plan.items() if name != plat.HOST}
 
@@ -379,13 +375,16 @@ def write_reports(result: MatrixResult) -> dict[str, Path]:
         raise UsageError("the matrix result names no report directory to write to")
     out = Path(result.report_dir)
     primary = primary_platform(result)
-    grid = view.platform_result(result, primary)
+    grid = view.platform_result(result, primary, with_handed_over=True)
     grid = grid.model_copy(
         update={
-            "description": (
-                f"{result.description or ''}\n\nThe grid below: platform {primary}; every "
-                "platform in the Platforms table."
-            ).strip()
+            "description": "\n\n".join(
+                [
+                    *([result.description.strip()] if result.description.strip() else []),
+                    f"The grid below: platform {primary}; every platform in the Platforms table.",
+                    *(f"Note: {note}." for note in result.platform_notes),
+                ]
+            )
         }
     )
     paths = report_paths(out)
