@@ -20,7 +20,11 @@ from labctl.errors import UsageError
 HOST = "host"
 # Files every platform image is made from (relative to the repository root), besides
 # the ones scripts/guest-rootfs.sh names itself (--print-recipe-files).
-IMAGE_SCRIPTS = ("scripts/build-platform-image.sh", "scripts/platform-guest-init")
+IMAGE_SCRIPTS = (
+    "scripts/build-platform-image.sh",
+    "scripts/platform-guest-init",
+    "scripts/extract-pvh-kernel.py",
+)
 
 
 @dataclass(frozen=True)
