@@ -68,6 +68,7 @@ def _costs(block: Mapping[str, Any]) -> str:
     parts = []
     for key, label in (
         ("boot_seconds", "boot"),
+        ("imports_seconds", "labctl imported at"),
         ("setup_seconds", "dockerd up at"),
         ("first_cell_seconds", "first cell at"),
         ("matrix_seconds", "cells"),
