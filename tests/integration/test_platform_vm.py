@@ -15,6 +15,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -35,6 +36,20 @@ def image() -> platform_image.PlatformImage:
 def qemu_processes(marker: str) -> list[str]:
     found = subprocess.run(["ps", "-eo", "args="], capture_output=True, text=True).stdout
     return [line for line in found.splitlines() if "qemu-system" in line and marker in line]
+
+
+def veth_checksum_matrix(tmp_path: Path, *options: str) -> dict[str, Any]:
+    """`labctl matrix labs/veth-checksum OPTIONS --json`, its runs under tmp_path."""
+    done = labctl(
+        "matrix",
+        str(ROOT / "labs" / "veth-checksum"),
+        *options,
+        "--runs-dir",
+        str(tmp_path / "runs"),
+        "--json",
+    )
+    result: dict[str, Any] = json.loads(done.stdout)
+    return result
 
 
 def vm_spec(image: platform_image.PlatformImage, out: Path, script: str) -> VmSpec:
@@ -125,9 +140,8 @@ def test_a_killed_labctl_takes_its_vm_along(
 def test_matrix_on_host_and_a_platform_is_one_report(
     image: platform_image.PlatformImage, state_dir: Path, tmp_path: Path
 ) -> None:
-    done = labctl(
-        "matrix",
-        str(ROOT / "labs" / "veth-checksum"),
+    result = veth_checksum_matrix(
+        tmp_path,
         "--platform",
         "host",
         "--platform",
@@ -136,11 +150,7 @@ def test_matrix_on_host_and_a_platform_is_one_report(
         "linux-bridge",
         "--offload",
         "off",
-        "--runs-dir",
-        str(tmp_path / "runs"),
-        "--json",
     )
-    result = json.loads(done.stdout)
     cells = {c["platform"]: c for c in result["cells"]}
     assert set(cells) == {"host", "debian-12"}
     assert all(c["status"] == "passed" for c in cells.values()), cells
@@ -168,18 +178,7 @@ def test_a_host_without_the_module_runs_its_ovs_kernel_cells_in_a_debian_12_vm(
     """The default: no option, yet no skipped cell; the reports say where it ran."""
     from labctl.platform_matrix import host_has_ovs_module
 
-    done = labctl(
-        "matrix",
-        str(ROOT / "labs" / "veth-checksum"),
-        "--switch",
-        "ovs-kernel",
-        "--offload",
-        "on",
-        "--runs-dir",
-        str(tmp_path / "runs"),
-        "--json",
-    )
-    result = json.loads(done.stdout)
+    result = veth_checksum_matrix(tmp_path, "--switch", "ovs-kernel", "--offload", "on")
     (cell,) = result["cells"]
     assert cell["status"] == "passed", cell
     if host_has_ovs_module():
