@@ -48,6 +48,7 @@ def _entry(result: dict[str, Any], platform: str, image: dict[str, Any]) -> dict
         "image": image,
         "accel": block.get("accel"),
         "boot_s": block.get("boot_seconds"),
+        "imports_s": block.get("imports_seconds"),
         "dockerd_s": block.get("setup_seconds"),
         "first_cell_s": block.get("first_cell_seconds"),
         "matrix_s": block.get("matrix_seconds"),
@@ -150,6 +151,10 @@ def render(result: dict[str, Any], markdown: bool = False) -> str:
             (
                 f"{name}: boot to job, guest uptime ({entry['accel']})",
                 f"{entry['boot_s'] or 0:.1f} s",
+            ),
+            (
+                f"{name}: labctl's modules imported at (guest uptime)",
+                f"{entry['imports_s']:.1f} s" if entry.get("imports_s") is not None else "-",
             ),
             (f"{name}: dockerd answers at (guest uptime)", f"{entry['dockerd_s'] or 0:.1f} s"),
             (

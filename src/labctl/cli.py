@@ -26,6 +26,7 @@ SWITCH_KINDS = ["linux-bridge", "ovs-kernel", "ovs-userspace", "ovs-dpdk"]
 RUNTIME_KINDS = ["docker", "netns"]
 # labctl.core.platforms.PLATFORMS, spelled out for the same reason.
 PLATFORM_NAMES = ["host", "debian-12", "debian-12-kernel-6.12", "debian-13"]
+DEFAULT_OVS_KERNEL_VM = "debian-12"  # labctl.core.platforms.DEFAULT_OVS_KERNEL_VM
 
 
 @functools.cache
@@ -200,7 +201,14 @@ def _parser() -> argparse.ArgumentParser:
         metavar="PLATFORM",
         choices=[n for n in PLATFORM_NAMES if n != "host"],
         help="on a host without the openvswitch kernel module, run the host's ovs-kernel "
-        "cells in this platform's VM instead of skipping them (the report says so)",
+        f"cells in this platform's VM (default: lab.yaml's matrix.ovs_kernel_vm, else "
+        f"{DEFAULT_OVS_KERNEL_VM}; the report says so)",
+    )
+    p.add_argument(
+        "--no-ovs-kernel-vm",
+        action="store_true",
+        help="on a host without the openvswitch kernel module, skip the host's ovs-kernel "
+        "cells (with that reason) instead of booting a platform VM for them",
     )
     p.add_argument("--runs-dir", default=None, help="default: $LABCTL_RUNS_DIR or ./runs")
     p.add_argument("--json", action="store_true", help="print the full result as JSON")
@@ -719,9 +727,26 @@ def cmd_matrix(args: argparse.Namespace) -> int:
     runner = MatrixRunner(
         lab, runs_root(args.runs_dir), on_event=_progress(args), runtime=args.runtime
     )
-    if args.platform or lab.spec.matrix.platforms or args.ovs_kernel_vm:
-        from labctl import platform_matrix
+    from labctl import platform_matrix
+    from labctl.core import platforms as plat
 
+    ovs_kernel_vm = plat.ovs_kernel_vm(
+        args.ovs_kernel_vm, args.no_ovs_kernel_vm, lab.spec.matrix.ovs_kernel_vm
+    )
+    chosen = cells(
+        lab, args.switch, args.offload, platform_matrix.current_platform(), args.ovs_config
+    )
+    # A host without the openvswitch module runs its ovs-kernel cells in a platform VM
+    # unless told otherwise; a matrix without ovs-kernel cells boots nothing. A shard
+    # keeps to its own machine (--ovs-kernel-vm with --shard is refused below).
+    hand_over = (
+        ovs_kernel_vm.platform is not None
+        and not shard
+        and platform_matrix.current_platform() == plat.HOST
+        and any(c.switch.value == "ovs-kernel" for c in chosen)
+        and not platform_matrix.host_has_ovs_module()
+    )
+    if args.platform or lab.spec.matrix.platforms or args.ovs_kernel_vm or hand_over:
         if shard:
             raise UsageError("--shard and platforms: give one of them")
         chosen_platforms = platform_matrix.check_choice(args.platform, lab)
@@ -730,7 +755,7 @@ def cmd_matrix(args: argparse.Namespace) -> int:
             runner,
             lambda platform: cells(lab, args.switch, args.offload, platform, args.ovs_config),
             chosen_platforms,
-            args.ovs_kernel_vm,
+            ovs_kernel_vm,
             workers,
             args.offload,
             say=lambda line: print(line, file=sys.stderr, flush=True),
@@ -738,9 +763,6 @@ def cmd_matrix(args: argparse.Namespace) -> int:
         )
         reports = platform_matrix.write_reports(result)
         return _print_matrix(result, reports, args.json)
-    from labctl.platform_matrix import current_platform
-
-    chosen = cells(lab, args.switch, args.offload, current_platform(), args.ovs_config)
     result = runner.run(chosen, workers=workers, shard=shard)
     reports = write_reports(result)
     return _print_matrix(result, reports, args.json)

@@ -12,11 +12,12 @@ import os
 import shlex
 import subprocess
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
+from labctl.backends.platform_vm import MARK
 from labctl.core import platforms as plat
 from labctl.core.matrix import Cell
 from labctl.core.matrix import Experiment as Lab
@@ -29,6 +30,48 @@ from labctl.matrix import MatrixRunner, report_paths
 PLATFORM_ENV = "LABCTL_PLATFORM_NAME"
 GUEST_LABCTL = "/opt/labctl/venv/bin/python"
 GUEST_RUNNER = f"{GUEST_LABCTL} -c 'import sys; from labctl.cli import main; sys.exit(main())'"
+# What `labctl matrix` imports on its way to the first cell. Under TCG, importing (and
+# compiling: the checkout is a read-only share, no .pyc is kept) takes seconds: the
+# guest's matrix process does it while dockerd starts, then waits for DOCKER_UP.
+MATRIX_MODULES = (
+    "labctl.cli",
+    "labctl.core.matrix",
+    "labctl.core.schedule",
+    "labctl.matrix",
+    "labctl.engine",
+    "labctl.run",
+    "labctl.backends.registry",
+    "labctl.backends.docker_runtime",
+    "labctl.backends.ovs.switch",
+    "labctl.backends.linux_bridge",
+    "labctl.backends.capture",
+    "labctl.analysis.diagnose",
+    "labctl.reports.html",
+    "labctl.reports.junit",
+    "labctl.reports.markdown",
+)
+DOCKER_UP = "/run/labctl-docker-up"
+
+
+def preloaded_runner(python: str = GUEST_LABCTL, ready: str = DOCKER_UP) -> str:
+    """A labctl command line (arguments follow) that imports MATRIX_MODULES at once, then
+    waits for the file `ready` before it runs the command."""
+    code = "\n".join(
+        [
+            "import importlib, os, sys, time",
+            f"for module in {list(MATRIX_MODULES)!r}:",
+            "    importlib.import_module(module)",
+            "uptime = open('/proc/uptime').read().split()[0]",
+            f"print(f'{MARK}imports {{uptime}}', file=sys.stderr, flush=True)",
+            f"while not os.path.exists({ready!r}):",
+            "    time.sleep(0.1)",
+            "from labctl.cli import main",
+            "sys.exit(main())",
+        ]
+    )
+    return f"{python} -c {shlex.quote(code)}"
+
+
 DOCKERD_WAIT = 240  # seconds
 GUEST_HUGEPAGES = 512  # 2 MiB pages: 1 GiB of the VM's 4 GiB for OVS-DPDK
 
@@ -59,16 +102,22 @@ def accel() -> str:
     return "kvm" if probe("kvm").works else "tcg"
 
 
-def guest_setup(src: Path, platform: str) -> list[str]:
+def guest_setup(src: Path, platform: str, before_docker: Sequence[str] = ()) -> list[str]:
     """What labctl needs in a fresh guest, as scripts/provision.sh sets it up on a host:
-    kernel modules, hugepages, dockerd; then labctl (the host's, over 9p) on the path."""
+    kernel modules, hugepages, dockerd; then labctl (the host's, over 9p) on the path.
+    `before_docker` runs while dockerd starts (the environment is set by then)."""
     return [
-        # What systemd would have set up: dockerd loads its AppArmor profile through
-        # securityfs, and labctl's namespaces want shared mount propagation.
-        "mount -t securityfs securityfs /sys/kernel/security 2>/dev/null",
+        # What systemd would have set up: labctl's namespaces want shared mount propagation.
         "mount --make-rshared /",
         "mkdir -p /run/lock /var/log/labctl",
-        "dockerd >/var/log/labctl/dockerd.log 2>&1 &",
+        # labctl's containers have network mode none (labctl wires their interfaces
+        # itself) and its firewall rule goes to FORWARD when there is no DOCKER-USER: no
+        # docker0 bridge and no iptables rules, which cost dockerd seconds under TCG.
+        "dockerd --bridge=none --iptables=false --ip6tables=false "
+        ">/var/log/labctl/dockerd.log 2>&1 &",
+        f"export PYTHONPATH={shlex.quote(str(src))} PYTHONDONTWRITEBYTECODE=1 LABCTL_WARM=0 "
+        f"{PLATFORM_ENV}={shlex.quote(platform)}",
+        *before_docker,
         # Without udev nothing creates /dev/net/tun before the module is loaded; the OVS
         # userspace datapath needs it for its bridge's internal port.
         "modprobe -a tun openvswitch br_netfilter 2>/dev/null",
@@ -79,12 +128,11 @@ def guest_setup(src: Path, platform: str) -> list[str]:
         "until timeout 20 curl -sf --unix-socket /var/run/docker.sock http://docker/_ping "
         ">/dev/null; do",
         "  [ $(cut -d. -f1 /proc/uptime) -lt $deadline ] || "
-        "{ tail -n 20 /var/log/labctl/dockerd.log; exit 91; }",
+        "{ tail -n 20 /var/log/labctl/dockerd.log; kill $(jobs -p) 2>/dev/null; exit 91; }",
         "  sleep 0.25",
         "done",
+        f"touch {DOCKER_UP}",
         "mark docker",
-        f"export PYTHONPATH={shlex.quote(str(src))} PYTHONDONTWRITEBYTECODE=1 LABCTL_WARM=0 "
-        f"{PLATFORM_ENV}={shlex.quote(platform)}",
     ]
 
 
@@ -121,11 +169,14 @@ def guest_script(
     # --ovs-config leaves out Linux bridge cells, and refuses a choice without OVS kinds.
     for config in (ovs_configs or []) if any(s.is_ovs for s in switches) else []:
         matrix += ["--ovs-config", config]
+    run_matrix = (
+        f"{preloaded_runner()} matrix {' '.join(shlex.quote(a) for a in matrix)} "
+        ">/run/labctl-job/result.json &"
+    )
     return "\n".join(
         [
-            *guest_setup(src, platform),
-            f"{GUEST_RUNNER} matrix {' '.join(shlex.quote(a) for a in matrix)} "
-            ">/run/labctl-job/result.json",
+            *guest_setup(src, platform, before_docker=[run_matrix, "matrix_pid=$!"]),
+            "wait $matrix_pid",
             "status=$?",
             "mark matrix",
             "exit $status",
@@ -222,6 +273,7 @@ def run_on_platform(
         "image_seconds": image_seconds,
         "vm_seconds": result.seconds,
         "boot_seconds": result.mark("shares"),  # guest uptime when its job started
+        "imports_seconds": result.mark("imports"),  # ... when labctl had imported its modules
         "setup_seconds": result.mark("docker"),  # ... when dockerd answered
         # From qemu's start to the guest labctl's first cell, on the host's clock.
         "first_cell_seconds": result.first_line("==> cell "),
@@ -277,14 +329,17 @@ def run(
     runner: MatrixRunner,
     cells_for: Callable[[str], list[Cell]],
     chosen: list[plat.Platform],
-    ovs_kernel_vm: str | None,
+    ovs_kernel_vm: plat.OvsKernelVm,
     workers: int,
     offloads: list[str] | None,
     say: Callable[[str], None],
     ovs_configs: list[str] | None = None,
+    has_module: bool | None = None,
 ) -> MatrixResult:
     """The whole matrix over `chosen` platforms; `cells_for(platform)` enumerates the
-    cells with that platform's expectations."""
+    cells with that platform's expectations. On a host without the openvswitch module
+    (`has_module`, probed when None) the host's ovs-kernel cells go to
+    `ovs_kernel_vm.platform`'s VM, or are skipped when that is None."""
     started = time.monotonic()
     chosen_switches = list(dict.fromkeys(c.switch for c in cells_for(plat.HOST)))
     all_switches = [s for s in chosen_switches if isinstance(s, SwitchKind)]
@@ -293,22 +348,12 @@ def run(
             "the platform matrix runs a kind for every switch; cells of named switches "
             "(NAME=KIND) run with `labctl matrix` on this host"
         )
-    has_module = host_has_ovs_module()
-    plan = plat.plan_cells(chosen, all_switches, has_module, ovs_kernel_vm)
+    if has_module is None:
+        has_module = host_has_ovs_module()
+    plan = plat.plan_cells(chosen, all_switches, has_module, ovs_kernel_vm.platform)
     notes: list[str] = []
-    if any(p.is_host for p in chosen) and SwitchKind.OVS_KERNEL in all_switches:
-        if has_module:
-            pass
-        elif ovs_kernel_vm:
-            notes.append(
-                f"this host has no openvswitch kernel module: its ovs-kernel cells ran in "
-                f"the {ovs_kernel_vm} VM (--ovs-kernel-vm {ovs_kernel_vm})"
-            )
-        else:
-            notes.append(
-                "this host has no openvswitch kernel module: its ovs-kernel cells are "
-                "skipped; --ovs-kernel-vm PLATFORM runs them in that platform's VM"
-            )
+    if plat.needs_ovs_kernel_vm(chosen, all_switches, has_module):
+        notes.append(plat.ovs_kernel_note(ovs_kernel_vm))
     host_cells = [c for c in cells_for(plat.HOST) if c.switch in plan.get(plat.HOST, [])]
     result = runner.run(host_cells, workers=workers).to_json()
     for cell in result["cells"]:
@@ -320,6 +365,9 @@ def run(
             "description": plat.PLATFORMS[plat.HOST].description,
             "versions": result.get("host", {}),
         }
+        if SwitchKind.OVS_KERNEL in all_switches and SwitchKind.OVS_KERNEL not in plan[plat.HOST]:
+            # The report's grid of the host shows these cells in the host's row.
+            blocks[plat.HOST]["ovs_kernel_vm"] = ovs_kernel_vm.platform
     report_dir = Path(result["report_dir"])
     vm_plan = {name: switches for name, switches in plan.items() if name != plat.HOST}
 
@@ -399,13 +447,16 @@ def write_reports(result: MatrixResult) -> dict[str, Path]:
         raise UsageError("the matrix result names no report directory to write to")
     out = Path(result.report_dir)
     primary = primary_platform(result)
-    grid = view.platform_result(result, primary)
+    grid = view.platform_result(result, primary, with_handed_over=True)
     grid = grid.model_copy(
         update={
-            "description": (
-                f"{result.description or ''}\n\nThe grid below: platform {primary}; every "
-                "platform in the Platforms table."
-            ).strip()
+            "description": "\n\n".join(
+                [
+                    *([result.description.strip()] if result.description.strip() else []),
+                    f"The grid below: platform {primary}; every platform in the Platforms table.",
+                    *(f"Note: {note}." for note in result.platform_notes),
+                ]
+            )
         }
     )
     paths = report_paths(out)

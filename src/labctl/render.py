@@ -12,11 +12,12 @@ from labctl.core.events import Event
 class ProgressPrinter:
     """One line per finished step, `[ i/n] what ... ok 0.12 s`; fits the terminal width."""
 
-    def __init__(self, stream: TextIO = sys.stderr, verbose: bool = False):
-        self.stream = stream
+    def __init__(self, stream: TextIO | None = None, verbose: bool = False):
+        # sys.stderr as it is now, not as it was when this module was imported.
+        self.stream = stream if stream is not None else sys.stderr
         self.verbose = verbose
         self.width = shutil.get_terminal_size((100, 20)).columns
-        self.tty = stream.isatty()
+        self.tty = self.stream.isatty()
         self._pending: str | None = None
 
     def _fit(self, text: str) -> str:

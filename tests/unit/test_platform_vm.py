@@ -44,6 +44,8 @@ def test_qemu_boots_the_image_kernel_through_the_overlay_with_the_shares(tmp_pat
     kvm = platform_vm.qemu_argv(spec(accel="kvm", cpus=4, memory_mib=2048), tmp_path)
     assert kvm[kvm.index("-accel") + 1] == "kvm" and kvm[kvm.index("-cpu") + 1] == "host"
     assert kvm[kvm.index("-smp") + 1] == "4" and kvm[kvm.index("-m") + 1] == "2048"
+    # No AppArmor (dockerd loads no profile at its start).
+    assert "apparmor=0" in argv[argv.index("-append") + 1].split()
 
 
 def test_job_script_mounts_each_share_at_its_host_path_before_the_job() -> None:

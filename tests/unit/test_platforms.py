@@ -149,3 +149,46 @@ def test_vms_side_by_side_need_cores_and_memory() -> None:
     assert platforms.parallel_vms(8, 24 * 1024, 2) == 2
     assert platforms.parallel_vms(16, 8 * 1024, 4) == 1  # memory for one VM beside the host
     assert platforms.parallel_vms(1, 1024, 2) == 1
+
+
+def test_ovs_kernel_vm_default_lab_and_options_in_that_order() -> None:
+    default = platforms.ovs_kernel_vm(None, False, None)
+    assert default == platforms.OvsKernelVm("debian-12", "the default on such a host")
+    assert platforms.ovs_kernel_vm(None, False, "debian-13").platform == "debian-13"
+    assert platforms.ovs_kernel_vm(None, False, False).platform is None
+    assert platforms.ovs_kernel_vm("debian-13", False, False).platform == "debian-13"
+    skipped = platforms.ovs_kernel_vm(None, True, "debian-13")
+    assert skipped == platforms.OvsKernelVm(None, "--no-ovs-kernel-vm")
+    with pytest.raises(UsageError, match="give one of them"):
+        platforms.ovs_kernel_vm("debian-12", True, None)
+    with pytest.raises(UsageError, match="--ovs-kernel-vm: give a VM platform, not host"):
+        platforms.ovs_kernel_vm("host", False, None)
+    with pytest.raises(UsageError, match="unknown platform 'sid'"):
+        platforms.ovs_kernel_vm("sid", False, None)
+
+
+def test_only_a_host_without_the_module_and_with_ovs_kernel_cells_needs_a_vm() -> None:
+    host, d13 = platforms.PLATFORMS["host"], platforms.PLATFORMS["debian-13"]
+    assert platforms.needs_ovs_kernel_vm([host], ALL, False)
+    assert not platforms.needs_ovs_kernel_vm([host], ALL, True)
+    assert not platforms.needs_ovs_kernel_vm([host], [SwitchKind.LINUX_BRIDGE], False)
+    assert not platforms.needs_ovs_kernel_vm([d13], ALL, False)
+
+
+def test_the_note_says_where_the_ovs_kernel_cells_went_and_why() -> None:
+    ran = platforms.ovs_kernel_note(platforms.ovs_kernel_vm(None, False, None))
+    assert "no openvswitch kernel module" in ran
+    assert "ran in a debian-12 VM (the default on such a host" in ran
+    assert "--no-ovs-kernel-vm skips them" in ran
+    skipped = platforms.ovs_kernel_note(platforms.ovs_kernel_vm(None, True, None))
+    assert "are skipped (--no-ovs-kernel-vm)" in skipped
+
+
+def test_lab_yaml_names_the_ovs_kernel_vm_or_false(tmp_path: Path) -> None:
+    lab = load_lab(write_lab(tmp_path, "  ovs_kernel_vm: debian-13\n"))
+    assert lab.spec.matrix.ovs_kernel_vm == "debian-13"
+    lab = load_lab(write_lab(tmp_path, "  ovs_kernel_vm: false\n"))
+    assert lab.spec.matrix.ovs_kernel_vm is False
+    with pytest.raises(ConfigError) as caught:
+        load_lab(write_lab(tmp_path, "  ovs_kernel_vm: host\n"))
+    assert "lab.yaml:5:3: matrix.ovs_kernel_vm: 'host' is not a platform VM" in str(caught.value)

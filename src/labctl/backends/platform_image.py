@@ -30,7 +30,10 @@ class PlatformImage:
 
     @property
     def kernel(self) -> Path:
-        return self.directory / "vmlinuz"
+        """What qemu boots: the uncompressed kernel with its PVH entry point where the build
+        could extract one (no self-inflation: seconds less under TCG), else the bzImage."""
+        pvh = self.directory / "vmlinux"
+        return pvh if pvh.is_file() else self.directory / "vmlinuz"
 
     @property
     def initrd(self) -> Path:

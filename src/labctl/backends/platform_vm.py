@@ -40,6 +40,10 @@ QEMU = "qemu-system-x86_64"
 JOB_TAG = "labctl-job"
 GUEST_INIT = "/usr/local/sbin/labctl-guest-init"
 MARK = "labctl-guest: mark "  # a job's timing marks on the console: "<name> <uptime>"
+# The guest kernel's command line after root= and init=. No AppArmor: dockerd then runs
+# no apparmor_parser at its start, and the labs' containers run unconfined (their
+# checksums do not care); PID 1 mounts no securityfs either.
+KERNEL_ARGS = ("console=ttyS0,115200", "panic=-1", "net.ifnames=0", "apparmor=0", "quiet")
 PR_SET_PDEATHSIG = 1
 
 
@@ -125,8 +129,15 @@ def qemu_argv(spec: VmSpec, run_dir: Path) -> list[str]:
         "-initrd",
         str(spec.initrd),
         "-append",
-        "root=/dev/vda rw console=ttyS0,115200 panic=-1 net.ifnames=0 "
-        f"init={GUEST_INIT} quiet loglevel=4",
+        " ".join(
+            [
+                "root=/dev/vda",
+                "rw",
+                f"init={GUEST_INIT}",
+                *KERNEL_ARGS,
+                "loglevel=4",
+            ]
+        ),
         "-drive",
         f"file={run_dir / 'overlay.qcow2'},if=virtio,format=qcow2,cache=unsafe,discard=unmap",
         "-virtfs",

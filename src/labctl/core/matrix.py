@@ -129,6 +129,12 @@ class MatrixSpec(_Spec):
         "over the topology's switch.ovs.other_config: one more dimension for the OVS "
         "switch kinds (a Linux bridge has one cell per offload setting)",
     )
+    ovs_kernel_vm: StrictStr | Literal[False] | None = Field(
+        None,
+        description="on a host without the openvswitch kernel module, the platform VM that "
+        "runs the host's ovs-kernel cells (default debian-12), or false to skip them; "
+        "--ovs-kernel-vm and --no-ovs-kernel-vm override",
+    )
     # Checked against the topology's nodes after loading, see `offload_settings`.
     offload: dict[StrictStr, dict[StrictStr, Any]] = Field(
         default_factory=lambda: dict(DEFAULT_OFFLOADS),
@@ -528,6 +534,15 @@ def _lab_problems(spec: LabSpec, doc: Document, file: Path) -> list[Problem]:
                     ("matrix", "platforms", index), f"unknown platform {name!r} (known: {known})"
                 )
             )
+    vm = spec.matrix.ovs_kernel_vm
+    if isinstance(vm, str) and (vm not in PLATFORMS or PLATFORMS[vm].is_host):
+        vms = ", ".join(n for n, p in PLATFORMS.items() if not p.is_host)
+        problems.append(
+            doc.problem(
+                ("matrix", "ovs_kernel_vm"),
+                f"{vm!r} is not a platform VM (known: {vms}; false skips the cells)",
+            )
+        )
     for index, expectation in enumerate(spec.expectations):
         when_platforms = expectation.when.platform
         for name in [when_platforms] if isinstance(when_platforms, str) else when_platforms or []:

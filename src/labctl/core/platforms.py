@@ -20,7 +20,11 @@ from labctl.errors import UsageError
 HOST = "host"
 # Files every platform image is made from (relative to the repository root), besides
 # the ones scripts/guest-rootfs.sh names itself (--print-recipe-files).
-IMAGE_SCRIPTS = ("scripts/build-platform-image.sh", "scripts/platform-guest-init")
+IMAGE_SCRIPTS = (
+    "scripts/build-platform-image.sh",
+    "scripts/platform-guest-init",
+    "scripts/extract-pvh-kernel.py",
+)
 
 
 @dataclass(frozen=True)
@@ -144,6 +148,70 @@ def plan_cells(
         if SwitchKind.OVS_KERNEL not in target:
             target.append(SwitchKind.OVS_KERNEL)
     return {name: kinds for name, kinds in plan.items() if kinds}
+
+
+# Where a host without the openvswitch module runs its ovs-kernel cells unless the lab
+# (matrix.ovs_kernel_vm) or the command line (--ovs-kernel-vm, --no-ovs-kernel-vm) says
+# otherwise: the oldest supported Debian, whose kernel has the module.
+DEFAULT_OVS_KERNEL_VM = "debian-12"
+
+
+@dataclass(frozen=True)
+class OvsKernelVm:
+    """Where the host's ovs-kernel cells go when the host has no openvswitch module:
+    `platform` (None: they are skipped) and which setting chose that (for the report)."""
+
+    platform: str | None
+    chosen_by: str
+
+
+def ovs_kernel_vm(option: str | None, no_option: bool, from_lab: str | bool | None) -> OvsKernelVm:
+    """--no-ovs-kernel-vm, then --ovs-kernel-vm P, then lab.yaml's matrix.ovs_kernel_vm (a
+    platform, or false to skip), then the default (debian-12)."""
+    if no_option and option:
+        raise UsageError("--ovs-kernel-vm and --no-ovs-kernel-vm: give one of them")
+    if no_option:
+        return OvsKernelVm(None, "--no-ovs-kernel-vm")
+    if option:
+        choice = OvsKernelVm(option, f"--ovs-kernel-vm {option}")
+        where = "--ovs-kernel-vm"
+    elif from_lab is False:
+        return OvsKernelVm(None, "matrix.ovs_kernel_vm: false in lab.yaml")
+    elif isinstance(from_lab, str):
+        choice = OvsKernelVm(from_lab, f"matrix.ovs_kernel_vm: {from_lab} in lab.yaml")
+        where = "matrix.ovs_kernel_vm"
+    else:
+        return OvsKernelVm(DEFAULT_OVS_KERNEL_VM, "the default on such a host")
+    assert choice.platform is not None
+    if get(choice.platform, where).is_host:
+        raise UsageError(f"{where}: give a VM platform, not host")
+    return choice
+
+
+def needs_ovs_kernel_vm(
+    platforms: Sequence[Platform], switches: Sequence[SwitchKind], host_has_ovs_module: bool
+) -> bool:
+    """The host is one of the platforms, has ovs-kernel cells and cannot run them."""
+    return (
+        not host_has_ovs_module
+        and any(p.is_host for p in platforms)
+        and SwitchKind.OVS_KERNEL in switches
+    )
+
+
+def ovs_kernel_note(choice: OvsKernelVm) -> str:
+    """The report's note on a host without the module: where its ovs-kernel cells went."""
+    if choice.platform is None:
+        return (
+            "this host has no openvswitch kernel module (the OVS kernel datapath cannot run "
+            f"here): its ovs-kernel cells are skipped ({choice.chosen_by}); without that, "
+            f"they run in a {DEFAULT_OVS_KERNEL_VM} VM"
+        )
+    return (
+        "this host has no openvswitch kernel module (the OVS kernel datapath cannot run "
+        f"here): its ovs-kernel cells ran in a {choice.platform} VM ({choice.chosen_by}; "
+        "--no-ovs-kernel-vm skips them instead)"
+    )
 
 
 VM_CPUS = 2

@@ -175,9 +175,15 @@ class CellResult(_Record):
         return Row(self.switch, self.ovs_config)
 
     @property
+    def on_platform(self) -> str:
+        """What names the platform VM a cell ran in, after its switch and offload; "" on the
+        host."""
+        return "" if self.platform == "host" else f" (in the {self.platform} VM)"
+
+    @property
     def title(self) -> str:
         config = f", ovs_config {self.ovs_config}" if self.ovs_config else ""
-        return f"{self.switch}, offload {self.offload}{config}"
+        return f"{self.switch}, offload {self.offload}{config}{self.on_platform}"
 
     @property
     def test_name(self) -> str:
@@ -349,9 +355,17 @@ class MatrixResult(_Record):
 
     def ordered_cells(self) -> list[CellResult]:
         """Row by row (switch kinds, with their ovs_config settings), then offload
-        settings, as the matrix table reads."""
+        settings, then platforms, as the matrix table reads."""
         rows, offloads = self.row_axis, list(self.offload_axis)
-        return sorted(self.cells, key=lambda c: (rows.index(c.row), offloads.index(c.offload)))
+        platforms = list(dict.fromkeys([*self.platforms, *(c.platform for c in self.cells)]))
+        return sorted(
+            self.cells,
+            key=lambda c: (
+                rows.index(c.row),
+                offloads.index(c.offload),
+                platforms.index(c.platform),
+            ),
+        )
 
     @property
     def counts(self) -> Counts:

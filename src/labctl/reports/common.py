@@ -194,9 +194,12 @@ class CellSummary:
         return body
 
 
-def summarize_cell(cell: CellResult, merged: bool = False) -> CellSummary:
-    """With `merged` (a result merged from shards), also the host the cell ran on."""
+def summarize_cell(cell: CellResult, merged: bool = False, platform: bool = True) -> CellSummary:
+    """With `merged` (a result merged from shards), also the host the cell ran on; with
+    `platform`, the platform VM it ran in (a cell of the host says nothing)."""
     summary = _summarize(cell)
+    if platform and cell.platform != "host":
+        summary = replace(summary, text=summary.text + cell.on_platform)
     if not merged or cell.host is None:
         return summary
     return replace(summary, text=f"{summary.text} (on {cell.host})")
@@ -255,6 +258,8 @@ def cell_anchors(matrix: MatrixResult) -> dict[int, str]:
     for cell in matrix.ordered_cells():
         config = f"-{slug(cell.ovs_config)}" if cell.ovs_config else ""
         base = f"cell-{slug(cell.switch)}-{slug(cell.offload)}{config}"
+        if cell.platform != "host":
+            base += f"-{slug(cell.platform)}"
         anchor, number = base, 2
         while anchor in used:
             anchor, number = f"{base}-{number}", number + 1

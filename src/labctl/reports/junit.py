@@ -95,7 +95,11 @@ def _testcase(suite: ET.Element, matrix: MatrixResult, cell: CellResult) -> None
         suite,
         "testcase",
         {
-            "name": _clean(cell.test_name),
+            # A matrix over platforms has the same switch and offload on several
+            # platforms: the name says which one, so CI tells the cells apart.
+            "name": _clean(
+                f"{cell.test_name} platform={cell.platform}" if matrix.platforms else cell.test_name
+            ),
             "classname": _clean(f"labctl.matrix.{matrix.lab}"),
             "time": _seconds(cell.seconds),
         },

@@ -148,7 +148,7 @@ def _probes(matrix: MatrixResult) -> list[str]:
             elif probe.kind == "http" and probe.sent is not None:
                 loss = f"{probe.received}/{probe.sent} requests"
             row = [
-                cell.row.label,
+                cell.row.label + cell.on_platform,
                 cell.offload,
                 probe.name,
                 result,

@@ -20,9 +20,19 @@ VERSION_KEYS = (
 )
 
 
-def platform_result(result: MatrixResult, platform: str) -> MatrixResult:
-    """The matrix result narrowed to one platform's cells (for the per-switch grids)."""
-    cells = [c for c in result.cells if c.platform == platform]
+def platform_result(
+    result: MatrixResult, platform: str, with_handed_over: bool = False
+) -> MatrixResult:
+    """The matrix result narrowed to one platform's cells (for the per-switch grids). With
+    `with_handed_over`, also the cells that platform handed to a VM (the ovs-kernel cells
+    of a host without the openvswitch module): its grid then has no hole."""
+    handed_to = (result.platforms.get(platform) or {}).get("ovs_kernel_vm")
+    cells = [
+        c
+        for c in result.cells
+        if c.platform == platform
+        or (with_handed_over and c.platform == handed_to and c.switch == "ovs-kernel")
+    ]
     switches = list(dict.fromkeys(c.switch for c in cells))
     return result.model_copy(update={"cells": cells, "switches": switches})
 
@@ -49,7 +59,7 @@ def rows(result: MatrixResult) -> tuple[list[str], list[list[str]]]:
             row = [name, *(str(versions.get(key) or "-") for key, _l in VERSION_KEYS), line.label]
             for offload in offloads:
                 cell = matrix.cell(line.switch, offload, line.ovs_config)
-                row.append("" if cell is None else summarize_cell(cell).line())
+                row.append("" if cell is None else summarize_cell(cell, platform=False).line())
             table.append(row)
     return headers, table
 
@@ -58,6 +68,7 @@ def _costs(block: Mapping[str, Any]) -> str:
     parts = []
     for key, label in (
         ("boot_seconds", "boot"),
+        ("imports_seconds", "labctl imported at"),
         ("setup_seconds", "dockerd up at"),
         ("first_cell_seconds", "first cell at"),
         ("matrix_seconds", "cells"),

@@ -5,12 +5,14 @@ from __future__ import annotations
 
 import copy
 import json
+import re
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from labctl import platform_matrix
+from labctl.core import platforms
 from labctl.core.result import MatrixResult
 from labctl.reports import platforms as view
 
@@ -107,3 +109,56 @@ def test_one_report_with_every_cell_and_the_version_view(tmp_path: Path) -> None
         update={"cells": [c for c in result.cells if c.platform != "host"]}
     )
     assert platform_matrix.primary_platform(guest_only) == "debian-13"
+
+
+def test_junit_names_the_platform_of_each_cell(tmp_path: Path) -> None:
+    """The same switch and offload on two platforms are two distinct test cases."""
+    from labctl.reports import junit
+
+    names = re.findall(r'<testcase name="([^"]+)"', junit.render(over_platforms(tmp_path)))
+    assert len(names) == len(set(names)) == 9
+    assert "ovs-dpdk offload=on platform=host" in names
+    assert "ovs-dpdk offload=on platform=debian-13" in names
+    # a matrix of the host alone keeps the names it always had
+    plain = re.findall(r'<testcase name="([^"]+)"', junit.render(MatrixResult(**sample())))
+    assert "ovs-dpdk offload=on" in plain
+
+
+def handed_over(tmp_path: Path) -> MatrixResult:
+    """The host's ovs-kernel cells ran in a debian-12 VM (no openvswitch module here)."""
+    raw = raw_over_platforms(tmp_path)
+    bridge = next(c for c in raw["cells"] if c["switch"] == "linux-bridge" and c["offload"] == "on")
+    raw["cells"] = [c for c in raw["cells"] if c["switch"] != "ovs-kernel"]
+    for offload in ("on", "off"):
+        moved = copy.deepcopy(bridge)
+        moved.update(switch="ovs-kernel", offload=offload, platform="debian-12")
+        raw["cells"].append(moved)
+    raw["platforms"]["host"]["ovs_kernel_vm"] = "debian-12"
+    raw["platforms"]["debian-12"] = {"name": "debian-12", "versions": {"kernel": "6.1.0-41"}}
+    raw["platform_notes"] = [platforms.ovs_kernel_note(platforms.ovs_kernel_vm(None, False, None))]
+    return MatrixResult.model_validate(raw)
+
+
+def test_cells_handed_to_a_vm_fill_the_hosts_grid_and_name_their_platform(
+    tmp_path: Path,
+) -> None:
+    result = handed_over(tmp_path)
+    grid = view.platform_result(result, "host", with_handed_over=True)
+    assert {(c.switch, c.platform) for c in grid.cells if c.switch == "ovs-kernel"} == {
+        ("ovs-kernel", "debian-12")
+    }
+    # the version view keeps them under their own platform only
+    _headers, rows = view.rows(result)
+    assert [r[0] for r in rows if r[6] == "ovs-kernel"] == ["debian-12"]
+    paths = platform_matrix.write_reports(result)
+    markdown = paths["markdown"].read_text()
+    grid_row = next(line for line in markdown.splitlines() if line.startswith("| ovs-kernel |"))
+    assert "(in the debian-12 VM)" in grid_row
+    top = markdown[: markdown.index("## Platforms")]
+    assert "its ovs-kernel cells ran in a debian-12 VM (the default on such a host" in top
+    page = paths["html"].read_text()
+    assert "ran in a debian-12 VM" in page and "(in the debian-12 VM)" in page
+    saved = json.loads(paths["json"].read_text())
+    assert saved["platforms"]["host"]["ovs_kernel_vm"] == "debian-12"
+    assert "ran in a debian-12 VM" in saved["platform_notes"][0]
+    assert {c["platform"] for c in saved["cells"] if c["switch"] == "ovs-kernel"} == {"debian-12"}

@@ -134,7 +134,7 @@ def _chart(
         label = text(
             LABEL_RIGHT,
             y + 15,
-            fit(f"{cell.row.label}, {cell.offload}", LABEL_RIGHT, 12),
+            fit(f"{cell.row.label}, {cell.offload}{cell.on_platform}", LABEL_RIGHT, 12),
             "tick",
             "end",
         )

@@ -1,0 +1,58 @@
+"""What a platform VM's job does before the first cell: dockerd starts without a bridge or
+iptables, and the guest's labctl imports its modules while dockerd starts, then waits
+for it (labctl.platform_matrix)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from labctl import platform_matrix
+from labctl.backends.platform_vm import parse_marks
+from labctl.core.matrix import load_lab
+from labctl.core.model import SwitchKind
+
+pytestmark = pytest.mark.unit
+
+LAB = Path(__file__).resolve().parents[2] / "labs" / "veth-checksum"
+
+
+def test_the_matrix_starts_while_dockerd_does_and_runs_once_it_answers() -> None:
+    lab = load_lab(LAB)
+    script = platform_matrix.guest_script(
+        lab, [SwitchKind.OVS_KERNEL], None, Path("/out"), Path("/src"), "debian-12"
+    )
+    dockerd = script[script.index("dockerd ") :].splitlines()[0]
+    assert "--bridge=none" in dockerd and "--iptables=false" in dockerd
+    runner = platform_matrix.preloaded_runner()
+    matrix = script[script.index(runner) + len(runner) :].splitlines()[0]
+    assert matrix.startswith(" matrix ") and matrix.endswith("&")
+    assert "--switch ovs-kernel" in matrix and "--serial" in matrix
+    order = [
+        "dockerd ",
+        runner,
+        "until timeout 20 curl",
+        f"touch {platform_matrix.DOCKER_UP}",
+        "wait $matrix_pid",
+    ]
+    assert [script.index(text) for text in order] == sorted(script.index(t) for t in order)
+
+
+def test_the_preloaded_labctl_waits_for_its_file_then_runs_the_command(tmp_path: Path) -> None:
+    ready = tmp_path / "docker-up"
+    command = platform_matrix.preloaded_runner(sys.executable, str(ready)) + " --version"
+    started = subprocess.Popen(
+        ["bash", "-c", command], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+    time.sleep(1.5)
+    assert started.poll() is None  # imported, waiting
+    ready.touch()
+    out, err = started.communicate(timeout=30)
+    assert started.returncode == 0, err
+    assert out.startswith("labctl ")
+    # the guest's console gets the moment the imports were done, as a timing mark
+    assert "imports" in parse_marks(err.splitlines())
