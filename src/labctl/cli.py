@@ -34,8 +34,9 @@ def _parser() -> argparse.ArgumentParser:
     """labctl's argument parser; built once per process (parsing does not change it)."""
     parser = argparse.ArgumentParser(
         prog="labctl",
-        description="Build container network labs on a Linux bridge or Open vSwitch, run HTTP "
-        "traffic through them, and tear them down without a trace.",
+        description="Build container network labs on Linux bridges or Open vSwitch, run "
+        "traffic probes (HTTP, iperf3 TCP/UDP, ping, any command) through them with captures "
+        "at their taps, and tear them down without a trace.",
     )
     parser.add_argument("--version", action="version", version=f"labctl {__version__}")
     parser.add_argument("-v", "--verbose", action="store_true", help="show every detail step")
@@ -76,8 +77,8 @@ def _parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser(
         "run",
-        help="run the HTTP traffic with captures at every tap, then diagnose "
-        "(exit 1 if requests fail)",
+        help="run the traffic probes with captures at every tap, then diagnose "
+        "(exit 1 if a probe fails)",
     )
     p.add_argument("lab", nargs="?", help="lab name (default: the only lab that is up)")
     p.add_argument("--json", action="store_true", help="machine-readable output")
@@ -150,7 +151,8 @@ def _parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser(
         "matrix",
-        help="run a lab over switch kinds x offload settings and compare with its expectations",
+        help="run a lab over switch kinds x offload settings (x ovs_config, x platforms) and "
+        "compare with its expectations",
     )
     p.add_argument("lab", help="lab directory or lab.yaml, e.g. labs/veth-checksum")
     p.add_argument(
