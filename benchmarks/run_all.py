@@ -104,7 +104,7 @@ NOTES = {
         "qcow2 overlay, 9p shares) runs every cell of the lab. Boot = guest uptime when its "
         "job starts; dockerd = when dockerd answers; first cell = host wall clock from qemu's "
         "start to the guest labctl's first cell; per cell = the guest matrix's cell times. "
-        "Under TCG on this 2-core host; other helpers' labs may run at the same time."
+        "Under TCG on this 2-core host; other labs and VMs may run on the host at the same time."
     ),
 }
 
