@@ -45,17 +45,24 @@ MATRIX_MODULES = (
     "labctl.backends.ovs.switch",
     "labctl.backends.linux_bridge",
     "labctl.backends.capture",
+)
+# What the cells need only after their traffic (the diagnosis) or the matrix only at its
+# end (the reports): imported while dockerd is still starting, one module at a time, and
+# no longer once it answers, so that they never hold back the first cell (what is left
+# loads on first use).
+LATER_MODULES = (
     "labctl.analysis.diagnose",
-    "labctl.reports.html",
-    "labctl.reports.junit",
     "labctl.reports.markdown",
+    "labctl.reports.junit",
+    "labctl.reports.html",
 )
 DOCKER_UP = "/run/labctl-docker-up"
 
 
 def preloaded_runner(python: str = GUEST_LABCTL, ready: str = DOCKER_UP) -> str:
     """A labctl command line (arguments follow) that imports MATRIX_MODULES at once, then
-    waits for the file `ready` before it runs the command."""
+    LATER_MODULES while the file `ready` does not exist yet, then waits for `ready` before
+    it runs the command."""
     code = "\n".join(
         [
             "import importlib, os, sys, time",
@@ -63,6 +70,10 @@ def preloaded_runner(python: str = GUEST_LABCTL, ready: str = DOCKER_UP) -> str:
             "    importlib.import_module(module)",
             "uptime = open('/proc/uptime').read().split()[0]",
             f"print(f'{MARK}imports {{uptime}}', file=sys.stderr, flush=True)",
+            f"for module in {list(LATER_MODULES)!r}:",
+            f"    if os.path.exists({ready!r}):",
+            "        break",
+            "    importlib.import_module(module)",
             f"while not os.path.exists({ready!r}):",
             "    time.sleep(0.1)",
             "from labctl.cli import main",

@@ -4,6 +4,7 @@ for it (labctl.platform_matrix)."""
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 import time
@@ -56,3 +57,43 @@ def test_the_preloaded_labctl_waits_for_its_file_then_runs_the_command(tmp_path:
     assert out.startswith("labctl ")
     # the guest's console gets the moment the imports were done, as a timing mark
     assert "imports" in parse_marks(err.splitlines())
+
+
+def _modules_at_exit(tmp_path: Path, ready: Path, wait_before_ready: float) -> set[str]:
+    """The modules loaded when the preloaded labctl (`labctl --version`) exits: a
+    sitecustomize on PYTHONPATH writes sys.modules at exit."""
+    hook = tmp_path / "hook"
+    hook.mkdir()
+    dump = tmp_path / "modules.txt"
+    (hook / "sitecustomize.py").write_text(
+        "import atexit, sys\n"
+        f"atexit.register(lambda: open({str(dump)!r}, 'w').write('\\n'.join(sys.modules)))\n"
+    )
+    command = platform_matrix.preloaded_runner(sys.executable, str(ready)) + " --version"
+    started = subprocess.Popen(
+        ["bash", "-c", command],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "PYTHONPATH": str(hook)},
+    )
+    time.sleep(wait_before_ready)
+    ready.touch()
+    _out, err = started.communicate(timeout=60)
+    assert started.returncode == 0, err
+    return set(dump.read_text().splitlines())
+
+
+def test_what_cells_need_later_loads_while_dockerd_starts(tmp_path: Path) -> None:
+    loaded = _modules_at_exit(tmp_path, tmp_path / "docker-up", wait_before_ready=5)
+    assert set(platform_matrix.MATRIX_MODULES) <= loaded
+    assert set(platform_matrix.LATER_MODULES) <= loaded
+
+
+def test_what_cells_need_later_never_holds_back_a_ready_dockerd(tmp_path: Path) -> None:
+    ready = tmp_path / "docker-up"
+    ready.touch()
+    loaded = _modules_at_exit(tmp_path, ready, wait_before_ready=0)
+    assert set(platform_matrix.MATRIX_MODULES) <= loaded
+    # `labctl --version` needs none of them: the runner went straight to the command.
+    assert not set(platform_matrix.LATER_MODULES) & loaded
