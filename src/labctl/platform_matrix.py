@@ -274,6 +274,12 @@ def run_on_platform(
     )
     say(f"platform {platform.name}: booting its VM ({how}) for {len(switches)} switch kind(s)")
     result = platform_vm.PlatformVM().run(spec)
+    lockup = guest_lockup(result)
+    if lockup is not None:
+        # The guest's kernel, not the lab: its cells never ran. One fresh VM more.
+        (out_dir / "console-locked-up.log").write_text("\n".join(result.console) + "\n")
+        say(f"platform {platform.name}: the guest kernel failed ({lockup}); booting a new VM")
+        result = platform_vm.PlatformVM().run(spec)
     (out_dir / "console.log").write_text("\n".join(result.console) + "\n")
     block: dict[str, Any] = {
         "name": platform.name,
@@ -291,6 +297,11 @@ def run_on_platform(
         "exit_status": result.exit_status,
         "console": str(out_dir / "console.log"),
     }
+    if lockup is not None:
+        block["retried"] = (
+            f"the first VM's kernel failed before a result ({lockup}); its console is in "
+            f"{out_dir / 'console-locked-up.log'}; the cells ran in a second VM"
+        )
     guest: dict[str, Any] | None = None
     raw = result.job_files.get("result.json", b"")
     if raw.strip():
@@ -311,6 +322,17 @@ def run_on_platform(
     block["matrix_seconds"] = guest.get("seconds")
     block["cells"] = guest["cells"]
     return block
+
+
+def guest_lockup(result: Any) -> str | None:
+    """Why a VM that returned no matrix result should be booted again: its kernel locked up
+    or panicked (a console line says so), or None."""
+    from labctl.backends.platform_vm import guest_kernel_failed
+
+    if result.job_files.get("result.json", b"").strip():
+        return None
+    line = guest_kernel_failed(result.console)
+    return line.split("] ", 1)[-1].strip() if line is not None else None
 
 
 def error_cells(cells: list[Cell], lab: Lab, platform: str, reason: str) -> list[dict[str, Any]]:

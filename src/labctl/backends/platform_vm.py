@@ -43,7 +43,25 @@ MARK = "labctl-guest: mark "  # a job's timing marks on the console: "<name> <up
 # The guest kernel's command line after root= and init=. No AppArmor: dockerd then runs
 # no apparmor_parser at its start, and the labs' containers run unconfined (their
 # checksums do not care); PID 1 mounts no securityfs either.
-KERNEL_ARGS = ("console=ttyS0,115200", "panic=-1", "net.ifnames=0", "apparmor=0", "quiet")
+# softlockup_panic: a guest kernel stuck in a soft lockup (seen under TCG with both vCPUs
+# spinning at a container's start) panics, and with panic=-1 and -no-reboot qemu exits,
+# instead of the VM hanging until its timeout; the platform matrix then boots a new VM.
+KERNEL_ARGS = (
+    "console=ttyS0,115200",
+    "panic=-1",
+    "softlockup_panic=1",
+    "net.ifnames=0",
+    "apparmor=0",
+    "quiet",
+)
+LOCKUP_SIGNS = ("BUG: soft lockup", "rcu_preempt self-detected stall", "Kernel panic")
+
+
+def guest_kernel_failed(console: Sequence[str]) -> str | None:
+    """The console line that shows the guest's kernel locked up or panicked, or None."""
+    return next((line for line in console if any(s in line for s in LOCKUP_SIGNS)), None)
+
+
 PR_SET_PDEATHSIG = 1
 
 
