@@ -200,7 +200,8 @@ def main(argv: list[str] | None = None) -> int:
     for row in targets(result):
         print(" | ".join(row))
     # Like the matrix itself: non-zero when a cell differs from the lab's expectations.
-    # The first-cell target is shown, not enforced: it is missed under TCG (see README).
+    # The first-cell target is shown, not enforced: under TCG it holds on a quiet host and
+    # not under load (see README), and .ci/run shares its host with nothing but itself.
     return max((entry.get("exit", 1) for entry in result["platforms"].values()), default=0)
 
 
