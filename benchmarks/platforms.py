@@ -201,7 +201,7 @@ def main(argv: list[str] | None = None) -> int:
         print(" | ".join(row))
     # Like the matrix itself: non-zero when a cell differs from the lab's expectations.
     # The first-cell target is shown, not enforced: under TCG it holds on a quiet host and
-    # not under load (see README), and .ci/run shares its host with nothing but itself.
+    # not under load (see README).
     return max((entry.get("exit", 1) for entry in result["platforms"].values()), default=0)
 
 
