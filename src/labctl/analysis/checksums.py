@@ -523,8 +523,10 @@ def _parse_udp(l3: _L3, context: _FrameContext) -> PacketRecord | Skip:
         return Skip.TRUNCATED_HEADER
     sport, dport, udp_len, field_value = struct.unpack_from("!HHHH", datagram)
     # The kernel trims a datagram to the UDP length and uses that length in
-    # the pseudo header; a UDP length beyond the IP payload is dropped.
-    if udp_len < 8 or udp_len > l3.l4_length:
+    # the pseudo header; a UDP length beyond the IP payload is dropped. A first
+    # fragment carries only the start of its datagram: there the UDP length
+    # runs past this packet by design.
+    if udp_len < 8 or (udp_len > l3.l4_length and not l3.first_fragment):
         return Skip.MALFORMED
     return _record(
         l3,

@@ -362,6 +362,37 @@ def test_ipv4_fragments(tmp_path: Path) -> None:
     assert capture.skipped == {"ip-fragment": 1}
 
 
+def _first_fragment_cut(packet: bytes, l4_bytes: int, header_len: int) -> bytes:
+    """A real first fragment: the IP header says how much of the datagram this
+    packet carries (`l4_bytes`), the UDP/TCP header still tells the whole length."""
+    raw = bytearray(packet[: header_len + l4_bytes])
+    if packet[0] >> 4 == 4:
+        struct.pack_into("!HH", raw, 2, len(raw), 0)
+        struct.pack_into("!H", raw, 6, 0x2000)
+        struct.pack_into("!H", raw, 10, 0)
+        struct.pack_into("!H", raw, 10, internet_checksum(bytes(raw[:20])))
+    else:
+        struct.pack_into("!H", raw, 4, len(raw) - 40)
+    return bytes(raw)
+
+
+def test_first_fragment_of_a_long_datagram_is_a_fragment_not_malformed(tmp_path: Path) -> None:
+    """`sendto` of 4000 bytes over a 1500-byte MTU: the first fragment's UDP
+    length (4008) runs past the packet. Measured: such fragments were counted
+    as malformed before."""
+    long_v4 = replace(DNS, payload=b"x" * 4000)
+    first_v4 = _first_fragment_cut(ip_packet(long_v4), 1480, 20)
+    frag_header = (44, b"\x00\x00" + struct.pack("!HI", 1, 0xBEEF))  # offset 0, more
+    long_v6 = _ipv6_with_extensions(replace(DNS6, payload=b"x" * 4000), [frag_header])
+    first_v6 = _first_fragment_cut(long_v6, 8 + 1448, 40)
+    capture = read_frames(tmp_path, [ethernet(first_v4), ethernet(first_v6)])
+    assert [(r.ip_version, r.l4_verdict, r.payload_len) for r in capture] == [
+        (4, "fragment", 4000),
+        (6, "fragment", 4000),
+    ]
+    assert capture.skipped == {}
+
+
 def _ipv6_with_extensions(
     seg: Seg, extensions: list[tuple[int, bytes]], final_dst: str | None = None
 ) -> bytes:
