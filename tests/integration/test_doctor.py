@@ -39,4 +39,5 @@ def test_doctor_exit_code_follows_the_switch_kind() -> None:
         assert kernel.returncode == 0
     else:
         assert kernel.returncode == 1
-        assert "fix: use --switch ovs-userspace or --switch ovs-dpdk" in kernel.stdout
+        assert "runs the ovs-kernel cells in a debian-12 VM" in kernel.stdout
+        assert "use --switch ovs-userspace or --switch ovs-dpdk" in kernel.stdout

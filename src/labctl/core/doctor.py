@@ -10,6 +10,16 @@ from dataclasses import asdict, dataclass, field
 
 from labctl.core import dpdk
 from labctl.core.model import RuntimeKind, SwitchKind
+from labctl.core.platforms import DEFAULT_OVS_KERNEL_VM
+
+# What to do on a host whose kernel lacks the openvswitch module; said by doctor and
+# by the OVS backend when an ovs-kernel switch is asked for.
+OVS_KERNEL_MISSING_FIX = (
+    f"labctl matrix runs the ovs-kernel cells in a {DEFAULT_OVS_KERNEL_VM} VM here by default "
+    "(--ovs-kernel-vm); for labctl up and run use --switch ovs-userspace or --switch "
+    "ovs-dpdk, the fresh VM (vagrant up, see README), or a host whose kernel has the "
+    "module (modprobe openvswitch)"
+)
 
 ALL = frozenset(SwitchKind)
 OVS = frozenset({SwitchKind.OVS_KERNEL, SwitchKind.OVS_USERSPACE, SwitchKind.OVS_DPDK})
@@ -295,10 +305,7 @@ def _openvswitch_module(facts: HostFacts) -> Check:
         "the OVS kernel datapath is available"
         if ok
         else f"the openvswitch kernel module is missing on this kernel ({facts.kernel})",
-        None
-        if ok
-        else "use --switch ovs-userspace or --switch ovs-dpdk, or a host whose kernel "
-        "has the module (modprobe openvswitch)",
+        None if ok else OVS_KERNEL_MISSING_FIX,
         frozenset({SwitchKind.OVS_KERNEL}),
     )
 

@@ -28,6 +28,7 @@ from labctl.backends.base import Owned, SwitchBackend
 from labctl.backends.ovs import ovsdb
 from labctl.backends.ovs.daemons import DaemonManager, DaemonNeeds, OvsDaemons, OvsEndpoint
 from labctl.core import names
+from labctl.core.doctor import OVS_KERNEL_MISSING_FIX
 from labctl.core.model import PortOptions, Switch, SwitchKind
 from labctl.core.plan import PatchEnd
 from labctl.core.schedule import vswitchd_config
@@ -170,8 +171,7 @@ class OvsSwitch(SwitchBackend):
             raise PrerequisiteError(
                 f"the openvswitch kernel module is missing on this kernel "
                 f"({platform.release()}), so the OVS kernel datapath (ovs-kernel) cannot run",
-                "use --switch ovs-userspace or --switch ovs-dpdk, or a host whose kernel "
-                "has the module (modprobe openvswitch)",
+                OVS_KERNEL_MISSING_FIX,
             )
         self.daemons.check(self._needs(switch))
 
