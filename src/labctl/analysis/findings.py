@@ -505,6 +505,12 @@ def headline(
     if findings:
         worst = next((f for f in findings if f.severity == "fault"), findings[0])
         return f"{worst.severity.upper()}: {worst.message}"
+    if not packets:
+        # "No checksum is bad" would be true and misleading: nothing was there to judge.
+        return (
+            "OK: nothing to check: the captures hold no TCP or UDP packet; check the "
+            "capture's filter and interface"
+        )
     unknown = sum(1 for p in packets if all(s.status == "unknown" for s in p.seen.values()))
     plural = "s" if unknown != 1 else ""
     note = f" ({unknown} packet{plural} could not be checked)" if unknown else ""

@@ -222,6 +222,14 @@ def test_healthy_linux_bridge_path_has_no_findings(tmp_path: Path) -> None:
     assert_golden("healthy-linux-bridge.txt", render_text(diagnosis))
 
 
+def test_captures_without_tcp_or_udp_say_there_was_nothing_to_check(tmp_path: Path) -> None:
+    """A capture filter that missed the traffic is no proof of a healthy path."""
+    diagnosis = diagnose(write_scenario(tmp_path, [("client-eth0", frozenset({CLIENT}))], []))
+    assert diagnosis.ok
+    assert diagnosis.verdict.startswith("OK: nothing to check: the captures hold no TCP or UDP")
+    assert "no checksum a receiver checks is bad" not in render_text(diagnosis)
+
+
 def test_healthy_finished_checksums(tmp_path: Path) -> None:
     """Offload off, or a switch that finishes checksums: correct past the
     sender, unfinished only where the sender's offload leaves them."""
