@@ -5,12 +5,17 @@ pcap_builders, not with the reader under test."""
 
 from __future__ import annotations
 
+import json
+import subprocess
+import sys
 from dataclasses import replace
 from pathlib import Path
 
 import pytest
 
 from labctl.analysis.checksums import CaptureInterface, capture_interfaces, read_pcap
+from labctl.analysis.diagnose import capture_points
+from labctl.errors import UsageError
 
 from .pcap_builders import (
     CLIENT,
@@ -264,3 +269,76 @@ def test_unsupported_link_types_are_named(tmp_path: Path) -> None:
         1,
         {"unsupported-link-type 105": 1, "unsupported-link-type 127": 1},
     )
+
+
+# --------------------------------------------------------------------------
+# Taps: one per interface that has packets
+
+
+def test_capture_points_name_each_interface(tmp_path: Path) -> None:
+    assert capture_points(two_link_types(tmp_path / "srv.pcapng")) == [
+        ("srv:eth0", 0),
+        ("srv:any", 1),
+    ]
+    # No name, or one shared with another interface: the number in the file.
+    sections = (
+        Section([Idb(1, "eth0"), Idb(1)], [Epb(0, 0, arp_frame()), Epb(1, 0, arp_frame())]),
+        Section([Idb(1, "eth0")], [Epb(0, 0, arp_frame())]),
+    )
+    assert capture_points(write_sections(tmp_path / "c.pcapng", *sections)) == [
+        ("c:if0", 0),
+        ("c:if1", 1),
+        ("c:if2", 2),
+    ]
+
+
+def test_one_interface_with_packets_keeps_the_file_stem(tmp_path: Path) -> None:
+    section = Section([Idb(1, "eth0"), Idb(113, "any")], [Epb(1, 0, sll(ip_packet(SYN)))])
+    assert capture_points(write_sections(tmp_path / "one.pcapng", section)) == [("one", None)]
+    pcap = tmp_path / "old.pcap"
+    pcap.write_bytes(classic_pcap_bytes([(1, 0, ethernet(ip_packet(SYN)))]))
+    assert capture_points(pcap) == [("old", None)]
+    (tmp_path / "bad.pcap").write_bytes(b"nope")
+    with pytest.raises(UsageError, match="cannot read capture .*bad.pcap: not a pcap"):
+        capture_points(tmp_path / "bad.pcap")
+
+
+def labctl(*argv: str) -> subprocess.CompletedProcess[str]:
+    command = Path(sys.executable).with_name("labctl")
+    return subprocess.run([str(command), *argv], capture_output=True, text=True, timeout=60)
+
+
+def test_analyze_makes_one_tap_per_interface(tmp_path: Path) -> None:
+    path = two_link_types(tmp_path / "srv.pcapng")
+    done = labctl("analyze", str(path), "--json")
+    assert done.returncode == 0, done.stderr
+    taps = json.loads(done.stdout)["taps"]
+    assert [(t["name"], t["frames"], t["packets"]) for t in taps] == [
+        ("srv:eth0", 4, 3),
+        ("srv:any", 3, 3),
+    ]
+    done = labctl("analyze", str(path), "--order", "srv:any,srv:eth0", "--json")
+    assert [t["name"] for t in json.loads(done.stdout)["taps"]] == ["srv:any", "srv:eth0"]
+    # The SYN is unfinished at both; --sender says it is still in its sender's kernel.
+    done = labctl("analyze", str(path), "--sender", f"srv:eth0={CLIENT}", "--json")
+    statuses = json.loads(done.stdout)["flows"][0]["events"][0]["at"]
+    assert statuses == {"srv:eth0": "offload", "srv:any": "accepted"}
+    done = labctl("analyze", str(path), "--off-path", "srv:any")
+    assert done.returncode == 0, done.stderr
+    assert "srv:any: 3 frames, 3 TCP/UDP" in done.stdout
+
+
+def test_analyze_names_the_taps_a_pcapng_makes_when_a_name_is_wrong(tmp_path: Path) -> None:
+    path = two_link_types(tmp_path / "srv.pcapng")
+    expected = {
+        ("--order", "srv"): "labctl: --order must name each tap exactly once "
+        "(taps: srv:eth0, srv:any; mismatch: srv, srv:any, srv:eth0)",
+        ("--sender", "srv=10.0.0.1"): "labctl: --sender 'srv=10.0.0.1': expected "
+        "TAP=ADDR[,ADDR] with TAP one of srv:eth0, srv:any",
+        ("--off-path", "srv"): "labctl: --off-path names no tap: srv (taps: srv:eth0, srv:any)",
+    }
+    for argv, message in expected.items():
+        done = labctl("analyze", str(path), *argv)
+        assert (done.returncode, done.stderr.strip()) == (2, message)
+    twice = labctl("analyze", str(path), "--order", "srv:any,srv:eth0,srv:any")
+    assert twice.stderr.strip().endswith("mismatch: srv:any twice)")
