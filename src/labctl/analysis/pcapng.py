@@ -107,9 +107,9 @@ class PcapngReader:
         self._last_timestamp = 0.0
         head = stream.read(12)
         if len(head) < 12 or not is_pcapng(head):
-            raise ValueError("not a pcapng file (no section header block at its start)")
+            raise ValueError("no pcapng section header block at its start")
         if self._byte_order(head[8:12]) is None:
-            raise ValueError("not a pcapng file (section header without byte-order magic)")
+            raise ValueError("a pcapng section header without its byte-order magic")
         self._pending_shb: bytes | None = head
 
     @staticmethod
