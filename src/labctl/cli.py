@@ -127,7 +127,11 @@ def _parser() -> argparse.ArgumentParser:
         metavar="PCAP|RUN_DIR",
         help="pcap/pcapng files in path order, or one run directory",
     )
-    p.add_argument("--order", help="tap names (file stems) in path order, comma-separated")
+    p.add_argument(
+        "--order",
+        help="tap names in path order, comma-separated (default: the files' order, a pcapng's "
+        "interfaces in file order)",
+    )
     p.add_argument(
         "--sender",
         action="append",
@@ -142,7 +146,7 @@ def _parser() -> argparse.ArgumentParser:
         action="append",
         default=[],
         metavar="TAP[,TAP]",
-        help="taps (file stems) the traffic should not cross, e.g. a port of another VLAN: "
+        help="taps the traffic should not cross, e.g. a port of another VLAN: "
         "left out of the path order; what reached them is reported (seen-off-path, a "
         "warning: a switch may flood a first packet); repeatable",
     )
@@ -639,12 +643,24 @@ where on the way a checksum changes or a packet is lost; a run directory
 names a capture the traffic should not cross (a port of another VLAN, a branch):
 it is no hop of the path; the report gives what reached it (seen-off-path).
 
+Files: classic pcap (microsecond or nanosecond, either byte order) and
+pcapng (several sections, interfaces and time resolutions). Links: Ethernet
+(VLAN tags too), Linux cooked SLL and SLL2 (-i any), raw IP (link types 12,
+14, 101, 228, 229), BSD/macOS loopback (NULL, LOOP); frames of any other link
+type are counted as skipped with its number.
+
+Taps are named by file stem. A pcapng with packets on several interfaces
+(dumpcap -i eth0 -i any) is one tap per interface, a capture point each:
+STEM:IFNAME, or STEM:ifN (N counts the file's interfaces from 0) when the
+interface has no name or shares it; --order, --sender and --off-path take
+these names.
+
 Exit 0 when nothing is a fault (warnings included), 1 on a fault, 2 on bad
 input."""
 
 
 def cmd_analyze(args: argparse.Namespace) -> int:
-    from labctl.analysis.diagnose import diagnose
+    from labctl.analysis.diagnose import capture_points, diagnose
     from labctl.analysis.diagnosis import Tap
     from labctl.analysis.diagnosis_text import render_text
     from labctl.run import diagnose_run_dir
@@ -660,25 +676,33 @@ def cmd_analyze(args: argparse.Namespace) -> int:
         missing = [str(p) for p in paths if not p.is_file()]
         if missing:
             raise UsageError(f"no such file: {', '.join(missing)}")
-        by_name = {p.stem: p for p in paths}
-        if len(by_name) != len(paths):
-            raise UsageError("two pcaps have the same file stem; taps are named by it")
+        by_name: dict[str, tuple[Path, int | None]] = {}
+        for path in paths:
+            for name, interface in capture_points(path):
+                if name in by_name:
+                    raise UsageError(
+                        f"two taps are named {name!r} ({by_name[name][0]}, {path}); "
+                        "taps are named by file stem: rename one of the files"
+                    )
+                by_name[name] = (path, interface)
+        names = ", ".join(by_name)
         order = list(by_name)
         if args.order:
             order = [name.strip() for name in args.order.split(",") if name.strip()]
-            unknown = sorted(set(order) ^ set(by_name))
-            if unknown:
+            mismatch = sorted(set(order) ^ set(by_name))
+            mismatch += [f"{name} twice" for name in sorted(set(order)) if order.count(name) > 1]
+            if mismatch:
                 raise UsageError(
-                    f"--order must name each pcap's stem exactly once "
-                    f"(stems: {', '.join(by_name)}; mismatch: {', '.join(unknown)})"
+                    f"--order must name each tap exactly once "
+                    f"(taps: {names}; mismatch: {', '.join(mismatch)})"
                 )
-        senders = _parse_senders(args.sender, set(by_name))
+        senders = _parse_senders(args.sender, list(by_name))
         off_path = {name.strip() for value in args.off_path for name in value.split(",")}
         off_path.discard("")
         if off_path - set(by_name):
             raise UsageError(
-                f"--off-path names no pcap: {', '.join(sorted(off_path - set(by_name)))} "
-                f"(stems: {', '.join(by_name)})"
+                f"--off-path names no tap: {', '.join(sorted(off_path - set(by_name)))} "
+                f"(taps: {names})"
             )
         # Without --sender nothing says where the taps sit: TCP's evidence alone decides.
         positioned = bool(args.sender)
@@ -686,10 +710,11 @@ def cmd_analyze(args: argparse.Namespace) -> int:
             [
                 Tap(
                     name,
-                    by_name[name],
+                    by_name[name][0],
                     frozenset(senders.get(name, ())),
                     positioned=positioned,
                     off_path=name in off_path,
+                    interface=by_name[name][1],
                 )
                 for name in order
             ]
@@ -701,14 +726,13 @@ def cmd_analyze(args: argparse.Namespace) -> int:
     return 0 if diagnosis.ok else 1
 
 
-def _parse_senders(values: list[str], taps: set[str]) -> dict[str, list[str]]:
+def _parse_senders(values: list[str], taps: list[str]) -> dict[str, list[str]]:
     senders: dict[str, list[str]] = {}
     for value in values:
         tap, sep, addresses = value.partition("=")
         if not sep or tap not in taps:
             raise UsageError(
-                f"--sender {value!r}: expected TAP=ADDR[,ADDR] with TAP one of "
-                f"{', '.join(sorted(taps))}"
+                f"--sender {value!r}: expected TAP=ADDR[,ADDR] with TAP one of {', '.join(taps)}"
             )
         senders.setdefault(tap, []).extend(a.strip() for a in addresses.split(",") if a.strip())
     return senders

@@ -6,6 +6,8 @@ ways over IPv4 and IPv6. dumpcap writes pcapng on the client's eth0, tcpdump
 `-i any` writes Linux cooked v2 (SLL2) on the server's side. Every checksum
 in them is unfinished, and the exchange works: the analysis must say so
 (exit 0), and must still find the fault when an nft rule drops the SYN/ACK.
+One dumpcap on two interfaces at once (eth0 and any) writes one pcapng of two
+link types: two taps, both counted.
 """
 
 from __future__ import annotations
@@ -21,7 +23,13 @@ from pathlib import Path
 
 import pytest
 
-from labctl.analysis.checksums import LINKTYPE_LINUX_SLL2, read_pcap
+from labctl.analysis.checksums import (
+    LINKTYPE_ETHERNET,
+    LINKTYPE_LINUX_SLL,
+    LINKTYPE_LINUX_SLL2,
+    capture_interfaces,
+    read_pcap,
+)
 from labctl.backends.base import NodeHandle
 from tests.integration.lab_fixtures import labctl
 from tests.integration.netns_fixtures import lab_prefix, run
@@ -32,6 +40,7 @@ pytestmark = pytest.mark.integration
 CLIENT4, SERVER4 = "10.99.0.1", "10.99.0.2"
 CLIENT6, SERVER6 = "fd99::1", "fd99::2"
 UDP_PORT = 9999
+CAPTURE_FILTER = f"tcp port 80 or udp port {UDP_PORT}"
 UDP_SENDER = (
     "import socket, sys\n"
     "family = socket.AF_INET6 if ':' in sys.argv[1] else socket.AF_INET\n"
@@ -114,7 +123,7 @@ class Captures:
     def __init__(self, pair: Pair, directory: Path) -> None:
         self.client_file = directory / "client.pcapng"
         self.server_file = directory / "server.pcap"
-        filter_ = f"tcp port 80 or udp port {UDP_PORT}"
+        filter_ = CAPTURE_FILTER
         self.processes = [
             nspopen(
                 pair.client,
@@ -135,24 +144,32 @@ class Captures:
                 + [filter_],
             ),
         ]
-        # Both print to stderr once they listen: dumpcap "Capturing on", tcpdump "listening on".
-        for process in self.processes:
-            assert process.stderr is not None
-            seen = []
-            while not any("apturing on" in line or "listening on" in line for line in seen):
-                line = process.stderr.readline()
-                assert line, f"capture ended before it listened: {seen}"
-                seen.append(line)
-        # dumpcap says "Capturing on" a moment before its child captures: packets of the
-        # first connection went missing at the client now and then without this settle.
-        time.sleep(0.5)
+        wait_capturing(self.processes)
 
     def stop(self) -> None:
-        time.sleep(0.3)  # let the last ACKs reach the captures
-        for process in self.processes:
-            process.terminate()
-        for process in self.processes:
-            process.communicate(timeout=10)
+        stop_captures(self.processes)
+
+
+def wait_capturing(processes: list[subprocess.Popen[str]]) -> None:
+    # Both print to stderr once they listen: dumpcap "Capturing on", tcpdump "listening on".
+    for process in processes:
+        assert process.stderr is not None
+        seen = []
+        while not any("apturing on" in line or "listening on" in line for line in seen):
+            line = process.stderr.readline()
+            assert line, f"capture ended before it listened: {seen}"
+            seen.append(line)
+    # dumpcap says "Capturing on" a moment before its child captures: packets of the
+    # first connection went missing at the client now and then without this settle.
+    time.sleep(0.5)
+
+
+def stop_captures(processes: list[subprocess.Popen[str]]) -> None:
+    time.sleep(0.3)  # let the last ACKs reach the captures
+    for process in processes:
+        process.terminate()
+    for process in processes:
+        process.communicate(timeout=10)
 
 
 def traffic(pair: Pair, max_time: float) -> list[str]:
@@ -276,3 +293,47 @@ def test_synack_dropped_by_nft_is_a_fault_with_tcp_evidence(pair: Pair, tmp_path
         assert all("never acknowledged" in f["message"] for f in synack_faults)
         # The SYNs were answered: the client's side is not blamed.
         assert not [f for f in faults if f["message"].startswith("TCP SYN ")], text
+
+
+def test_one_dumpcap_on_two_interfaces_is_two_taps(pair: Pair, tmp_path: Path) -> None:
+    """dumpcap -i eth0 -i any at the server: one pcapng, Ethernet and Linux cooked frames
+    of the same packets. Read with the first interface's link type for all, the cooked
+    half was non-ip and lost; each interface is a tap of its own, named after it."""
+    path = tmp_path / "server.pcapng"
+    # -f before the first -i is every interface's filter.
+    argv = ["dumpcap", "-q", "-f", CAPTURE_FILTER, "-i", "eth0", "-i", "any", "-w", str(path)]
+    processes = [nspopen(pair.server, argv)]
+    try:
+        wait_capturing(processes)
+        codes = traffic(pair, max_time=5)
+    finally:
+        stop_captures(processes)
+    assert codes == ["200"] * 4
+    eth0, any_ = capture_interfaces(path)
+    assert (eth0.name, eth0.link_type) == ("eth0", LINKTYPE_ETHERNET)
+    assert (any_.name, any_.link_type in (LINKTYPE_LINUX_SLL, LINKTYPE_LINUX_SLL2)) == ("any", True)
+    whole = read_pcap(path)
+    assert whole.frames == eth0.frames + any_.frames
+    assert whole.skipped == {}, whole.skipped  # the filter lets through TCP/UDP only
+    for interface in (eth0, any_):
+        capture = read_pcap(path, interface.number)
+        assert {(r.ip_version, r.proto) for r in capture} == {
+            (4, "tcp"),
+            (6, "tcp"),
+            (4, "udp"),
+            (6, "udp"),
+        }
+        # Four HTTP exchanges of at least a handshake, request, response and two FINs.
+        assert len(capture) >= 4 * 7 + 4, len(capture)
+    code, data, text = analyze(str(path))
+    assert code == 0, text
+    taps = data["taps"]
+    assert isinstance(taps, list)
+    assert [(t["name"], t["frames"]) for t in taps] == [
+        ("server:eth0", eth0.frames),
+        ("server:any", any_.frames),
+    ]
+    assert all(t["packets"] == t["frames"] for t in taps), taps
+    assert "FAULT" not in text
+    # Both taps saw every packet: nothing lost between them.
+    assert "lost-between-taps" not in {f["kind"] for f in data["findings"]}  # type: ignore[union-attr]

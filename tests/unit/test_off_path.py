@@ -260,8 +260,7 @@ def test_analyze_takes_taps_off_the_path(tmp_path: Path) -> None:
     wrong = labctl("analyze", *pcaps, "--off-path", "other-prot")
     assert (wrong.returncode, wrong.stderr.strip()) == (
         2,
-        "labctl: --off-path names no pcap: other-prot (stems: client-port, server-port, "
-        "other-port)",
+        "labctl: --off-path names no tap: other-prot (taps: client-port, server-port, other-port)",
     )
     every = labctl("analyze", *pcaps, "--off-path", "client-port,server-port,other-port")
     assert every.returncode == 2

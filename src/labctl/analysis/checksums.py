@@ -1,7 +1,8 @@
 """Read pcap/pcapng captures and judge every TCP/UDP checksum in them.
 
-Pure: dpkt reads the capture container (pcap or pcapng); the link, IP and
-L4 headers are walked here by hand so that a frame cut short by the snaplen
+Pure: dpkt reads classic pcap files, labctl.analysis.pcapng reads pcapng
+(every packet with its own interface's link type); the link, IP and L4
+headers are walked here by hand so that a frame cut short by the snaplen
 or a malformed header becomes a verdict or a counted skip, never an
 exception.
 
@@ -47,23 +48,42 @@ from typing import BinaryIO, Literal, Protocol, overload
 
 import dpkt  # type: ignore[import-untyped]
 
+from labctl.analysis.pcapng import Interface, PcapngReader, is_pcapng
+
 IpVerdict = Literal["valid", "wrong", "n/a"]
 L4Verdict = Literal["valid", "unfinished", "wrong", "zero-udp", "truncated", "fragment"]
 
-# Link types (tcpdump.org/linktypes.html). DLT_RAW is 12 on most systems,
-# 101 is the LINKTYPE_ value pcap files carry for it.
+# Link types (tcpdump.org/linktypes.html). DLT_RAW is 12 on most systems
+# and 14 on OpenBSD; 101 is the LINKTYPE_ value pcap files carry for it, but
+# files written with the DLT_ value exist.
+LINKTYPE_NULL = 0  # BSD loopback: 4-byte address family in the writer's byte order
 LINKTYPE_ETHERNET = 1
-LINKTYPE_RAW = 101
 DLT_RAW = 12
+DLT_RAW_OPENBSD = 14
+LINKTYPE_RAW = 101
+LINKTYPE_LOOP = 108  # OpenBSD loopback: the same family word, network byte order
 LINKTYPE_LINUX_SLL = 113
+LINKTYPE_IPV4 = 228
+LINKTYPE_IPV6 = 229
 LINKTYPE_LINUX_SLL2 = 276
 LINK_NAMES: Mapping[int, str] = {
+    LINKTYPE_NULL: "null",
     LINKTYPE_ETHERNET: "ethernet",
-    LINKTYPE_RAW: "raw",
     DLT_RAW: "raw",
+    DLT_RAW_OPENBSD: "raw",
+    LINKTYPE_RAW: "raw",
+    LINKTYPE_LOOP: "loop",
     LINKTYPE_LINUX_SLL: "sll",
+    LINKTYPE_IPV4: "ipv4",
+    LINKTYPE_IPV6: "ipv6",
     LINKTYPE_LINUX_SLL2: "sll2",
 }
+RAW_IP_LINKS = frozenset({DLT_RAW, DLT_RAW_OPENBSD, LINKTYPE_RAW, LINKTYPE_IPV4, LINKTYPE_IPV6})
+
+# Address families in a NULL/LOOP header: AF_INET is 2 everywhere, AF_INET6
+# is 10 on Linux, 24 on NetBSD/OpenBSD, 28 on FreeBSD, 30 on macOS.
+AF_INET = 2
+AF_INET6_VALUES = frozenset({10, 24, 28, 30})
 
 ETH_P_IP = 0x0800
 ETH_P_IPV6 = 0x86DD
@@ -159,7 +179,7 @@ class PacketRecord:
 
     index: int  # 1-based frame number in the file, as Wireshark counts
     timestamp: float
-    link: str  # "ethernet", "sll", "sll2" or "raw"
+    link: str  # a LINK_NAMES value: "ethernet", "sll", "sll2", "raw", "null"...
     vlan_ids: tuple[int, ...]  # outermost tag first
     ip_version: int
     src: str
@@ -200,7 +220,7 @@ class Capture(Sequence[PacketRecord]):
     """
 
     path: str
-    link_type: int
+    link_type: int | None  # of the interface read (the first one); None: the file declares none
     frames: int
     records: tuple[PacketRecord, ...]
     skipped: Mapping[str, int] = field(default_factory=dict)
@@ -223,35 +243,46 @@ class Capture(Sequence[PacketRecord]):
 # Reading files
 
 
-def read_pcap(path: str | Path) -> Capture:
+def read_pcap(path: str | Path, interface: int | None = None) -> Capture:
     """Read a pcap or pcapng file and judge every TCP/UDP packet in it.
+
+    Each frame is walked with the link type of the interface it was captured
+    on (a pcapng file may have several). `interface`: only the frames of that
+    interface, by its number in the file (pcapng interface blocks counted
+    from 0 across all sections; a classic pcap has interface 0 only); None
+    reads them all. Frames keep their number in the whole file either way.
 
     A file cut in the middle of a record (a capture still being written)
     ends the reading with one "truncated-file" skip instead of an error.
     Raises OSError if the file cannot be opened, ValueError if it is not a
-    capture.
+    capture or has no such interface.
     """
     records: list[PacketRecord] = []
     skipped: Counter[str] = Counter()
     frames = 0
     with open(path, "rb") as stream:
-        reader = _open_reader(stream)
-        link_type = int(reader.datalink())
-        packets = iter(reader)
-        while True:
-            try:
-                timestamp, frame = next(packets)
-            except StopIteration:
-                break
-            except (dpkt.NeedData, dpkt.UnpackError, struct.error):
-                skipped[Skip.TRUNCATED_FILE.value] += 1
-                break
+        capture_file = _CaptureFile(stream)
+        for frame in capture_file:
+            if isinstance(frame, Skip):
+                skipped[frame.value] += 1
+                continue
+            if interface is not None and frame.interface != interface:
+                continue
             frames += 1
-            parsed = parse_frame(bytes(frame), link_type, frames, float(timestamp))
-            if isinstance(parsed, Skip):
+            if frame.interface is None or frame.link_type is None:
+                skipped[Skip.MALFORMED.value] += 1  # names an interface never declared
+                continue
+            parsed = parse_frame(frame.data, frame.link_type, frame.number, frame.timestamp)
+            if parsed is Skip.UNSUPPORTED_LINK:
+                skipped[f"{parsed.value} {frame.link_type}"] += 1
+            elif isinstance(parsed, Skip):
                 skipped[parsed.value] += 1
             else:
                 records.append(parsed)
+        interfaces = capture_file.interfaces
+    if interface is not None and not 0 <= interface < len(interfaces):
+        raise ValueError(f"it has no interface {interface} (interfaces: {len(interfaces)})")
+    link_type = interfaces[interface or 0].link_type if interfaces else None
     return Capture(
         path=str(path),
         link_type=link_type,
@@ -261,29 +292,120 @@ def read_pcap(path: str | Path) -> Capture:
     )
 
 
+@dataclass(frozen=True)
+class CaptureInterface:
+    """An interface of a capture file and how many frames it holds."""
+
+    number: int  # see read_pcap
+    name: str  # pcapng if_name, "" when it has none (always for a classic pcap)
+    link_type: int
+    frames: int
+
+
+def capture_interfaces(path: str | Path) -> tuple[CaptureInterface, ...]:
+    """The interfaces of a capture file in file order, with their frame counts.
+
+    Walks the file's records without judging any frame. Raises as read_pcap.
+    """
+    counts: Counter[int | None] = Counter()
+    with open(path, "rb") as stream:
+        capture_file = _CaptureFile(stream)
+        for frame in capture_file:
+            if not isinstance(frame, Skip):
+                counts[frame.interface] += 1
+        return tuple(
+            CaptureInterface(i.number, i.name, i.link_type, counts[i.number])
+            for i in capture_file.interfaces
+        )
+
+
+@dataclass(frozen=True)
+class _Frame:
+    number: int  # 1-based in the file, as Wireshark counts
+    interface: int | None  # None: a pcapng packet naming an undeclared interface
+    link_type: int | None
+    timestamp: float
+    data: bytes
+
+
 class _PcapReader(Protocol):
-    """What dpkt's pcap and pcapng readers have in common (dpkt is untyped)."""
+    """What dpkt's classic pcap reader offers (dpkt is untyped)."""
+
+    snaplen: int
 
     def datalink(self) -> int: ...
     def __iter__(self) -> Iterator[tuple[float, bytes]]: ...
 
 
-def _open_reader(stream: BinaryIO) -> _PcapReader:
-    """dpkt's pcap or pcapng reader, chosen by the file's magic number.
+class _CaptureFile:
+    """The frames of a classic pcap or a pcapng file, by the file's magic number.
 
-    dpkt's pcapng reader uses the link type of the first interface block
-    for every packet; captures of several link types at once (dumpcap with
-    two -i) are read with that one type.
+    Classic pcap is read with dpkt (microsecond and nanosecond magic, either
+    byte order): one interface, number 0. pcapng is read with
+    labctl.analysis.pcapng, which gives every packet its own interface. A file
+    cut short yields Skip.TRUNCATED_FILE last.
     """
-    head = stream.read(4)
-    stream.seek(0)
-    pcapng_magic = b"\x0a\x0d\x0d\x0a"  # section header block type
-    try:
-        reader: _PcapReader = (dpkt.pcapng if head == pcapng_magic else dpkt.pcap).Reader(stream)
-    except (dpkt.Error, struct.error) as error:
-        # An empty file (tcpdump killed before its first write) ends up here too.
-        raise ValueError(f"not a pcap or pcapng file ({error})") from error
-    return reader
+
+    def __init__(self, stream: BinaryIO) -> None:
+        head = stream.read(4)
+        stream.seek(0)
+        self._pcapng: PcapngReader | None = None
+        self._pcap: _PcapReader | None = None
+        self._pcap_interface: tuple[Interface, ...] = ()
+        try:
+            if is_pcapng(head):
+                self._pcapng = PcapngReader(stream)
+            else:
+                self._pcap = dpkt.pcap.Reader(stream)
+        except (ValueError, dpkt.Error, struct.error) as error:
+            # An empty file (tcpdump killed before its first write) ends up here too.
+            raise ValueError(f"not a pcap or pcapng file ({error})") from error
+        if self._pcap is not None:
+            # The link type field's upper 16 bits carry FCS information, not the type.
+            link_type = int(self._pcap.datalink()) & 0xFFFF
+            self._pcap_interface = (
+                Interface(0, 0, 0, link_type, int(self._pcap.snaplen), "", 1_000_000, 0),
+            )
+
+    @property
+    def interfaces(self) -> Sequence[Interface]:
+        return self._pcapng.interfaces if self._pcapng is not None else self._pcap_interface
+
+    def __iter__(self) -> Iterator[_Frame | Skip]:
+        if self._pcapng is not None:
+            yield from self._pcapng_frames(self._pcapng)
+        elif self._pcap is not None:
+            yield from self._pcap_frames(self._pcap, self._pcap_interface[0].link_type)
+
+    @staticmethod
+    def _pcapng_frames(reader: PcapngReader) -> Iterator[_Frame | Skip]:
+        for number, packet in enumerate(reader, start=1):
+            interface = packet.interface
+            yield _Frame(
+                number,
+                interface.number if interface else None,
+                interface.link_type if interface else None,
+                packet.timestamp,
+                packet.data,
+            )
+        if reader.truncated:
+            yield Skip.TRUNCATED_FILE
+
+    @staticmethod
+    def _pcap_frames(reader: _PcapReader, link_type: int) -> Iterator[_Frame | Skip]:
+        packets = iter(reader)
+        number = 0
+        while True:
+            try:
+                timestamp, data = next(packets)
+            except StopIteration:
+                return
+            except (dpkt.NeedData, dpkt.UnpackError, struct.error):
+                yield Skip.TRUNCATED_FILE
+                return
+            number += 1
+            # dpkt gives a nanosecond file's time as a Decimal.
+            yield _Frame(number, 0, link_type, float(timestamp), bytes(data))
 
 
 # --------------------------------------------------------------------------
@@ -312,8 +434,10 @@ class _FrameContext:
 
 def _locate_ip(frame: bytes, link_type: int) -> tuple[int, tuple[int, ...]] | Skip:
     """Offset of the IP header in the frame and the VLAN ids on the way."""
-    if link_type in (LINKTYPE_RAW, DLT_RAW):
+    if link_type in RAW_IP_LINKS:
         return (0, ()) if frame else Skip.TRUNCATED_HEADER
+    if link_type in (LINKTYPE_NULL, LINKTYPE_LOOP):
+        return _locate_ip_after_family(frame, link_type)
     # Ethertype position: Ethernet 12, SLL 14 (after pkttype, hatype, halen,
     # 8 address bytes), SLL2 0 (protocol first, then a 20-byte header).
     if link_type == LINKTYPE_ETHERNET:
@@ -326,6 +450,20 @@ def _locate_ip(frame: bytes, link_type: int) -> tuple[int, tuple[int, ...]] | Sk
         return Skip.TRUNCATED_HEADER
     ethertype = struct.unpack_from("!H", frame, type_at)[0]
     return _skip_vlan_tags(frame, ethertype, header_len)
+
+
+def _locate_ip_after_family(frame: bytes, link_type: int) -> tuple[int, tuple[int, ...]] | Skip:
+    """BSD loopback: a 4-byte address family, then the IP packet."""
+    if len(frame) < 4:
+        return Skip.TRUNCATED_HEADER
+    family = struct.unpack_from("!I", frame)[0]
+    if link_type == LINKTYPE_NULL and family > 0xFFFF:
+        # Written in the capturing host's byte order, which the file does not
+        # say: every family value fits in 16 bits, so a big one is swapped.
+        family = struct.unpack_from("<I", frame)[0]
+    if family == AF_INET or family in AF_INET6_VALUES:
+        return 4, ()
+    return Skip.NON_IP
 
 
 def _skip_vlan_tags(

@@ -60,8 +60,9 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Sequence
+from pathlib import Path
 
-from labctl.analysis.checksums import Capture, read_pcap
+from labctl.analysis.checksums import Capture, capture_interfaces, read_pcap
 from labctl.analysis.diagnosis import (
     VERDICT_KEYS,
     Diagnosis,
@@ -102,9 +103,32 @@ def diagnose(taps: Sequence[Tap]) -> Diagnosis:
 
 def _read(tap: Tap) -> Capture:
     try:
-        return read_pcap(tap.pcap)
+        return read_pcap(tap.pcap, tap.interface)
     except (OSError, ValueError) as error:
         raise UsageError(f"tap {tap.name!r}: cannot read capture {tap.pcap}: {error}") from error
+
+
+def capture_points(path: Path) -> list[tuple[str, int | None]]:
+    """The taps one capture file makes, as (name, interface) in file order.
+
+    A pcapng file with frames on several interfaces (dumpcap -i eth0 -i any)
+    holds several capture points: one tap per interface, named
+    `<stem>:<if_name>`, or `<stem>:if<N>` (N: the interface's number in the
+    file, see read_pcap) when the interface has no name or shares it with
+    another one of the file. Any other file is one tap named by its stem,
+    reading every frame (interface None).
+    """
+    try:
+        interfaces = [i for i in capture_interfaces(path) if i.frames]
+    except (OSError, ValueError) as error:
+        raise UsageError(f"cannot read capture {path}: {error}") from error
+    if len(interfaces) <= 1:
+        return [(path.stem, None)]
+    names = Counter(i.name for i in interfaces)
+    return [
+        (f"{path.stem}:{i.name if i.name and names[i.name] == 1 else f'if{i.number}'}", i.number)
+        for i in interfaces
+    ]
 
 
 def analyse(captures: Sequence[TapCapture]) -> Diagnosis:

@@ -74,6 +74,9 @@ class Tap:
     # branch where a switch may flood a first packet, a warning.
     off_path: bool = False
     isolation: str = ""
+    # Which interface of a pcapng file with several is this tap (its number in the file,
+    # see labctl.analysis.checksums.read_pcap); None: every frame of the file.
+    interface: int | None = None
 
     def __post_init__(self) -> None:
         # Compare addresses, not spellings: "fd00::0001" is "fd00::1".

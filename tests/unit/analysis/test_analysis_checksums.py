@@ -269,7 +269,7 @@ def test_pcapng(tmp_path: Path) -> None:
 
 def test_unsupported_link_type_is_counted(tmp_path: Path) -> None:
     capture = read_frames(tmp_path, [ip_packet(SYN)], linktype=105)  # 802.11
-    assert (len(capture), capture.skipped) == (0, {"unsupported-link-type": 1})
+    assert (len(capture), capture.skipped) == (0, {"unsupported-link-type 105": 1})
 
 
 # --------------------------------------------------------------------------
