@@ -125,7 +125,10 @@ def _parser() -> argparse.ArgumentParser:
         "pcaps",
         nargs="+",
         metavar="PCAP|RUN_DIR",
-        help="pcap/pcapng files in path order, or one run directory",
+        help=(
+            "pcap/pcapng files (gzip'ed too) in path order, each interface of a pcapng a "
+            "tap, or one run directory"
+        ),
     )
     p.add_argument(
         "--order",
@@ -706,6 +709,8 @@ def cmd_analyze(args: argparse.Namespace) -> int:
             )
         # Without --sender nothing says where the taps sit: TCP's evidence alone decides.
         positioned = bool(args.sender)
+        # The interfaces of one file stand in file order, a guess unless --order says it.
+        split = {name for name, (_, interface) in by_name.items() if interface is not None}
         diagnosis = diagnose(
             [
                 Tap(
@@ -715,6 +720,7 @@ def cmd_analyze(args: argparse.Namespace) -> int:
                     positioned=positioned,
                     off_path=name in off_path,
                     interface=by_name[name][1],
+                    order_known=bool(args.order) or name not in split,
                 )
                 for name in order
             ]

@@ -37,6 +37,7 @@ captures are kept as test fixtures in tests/unit/analysis/golden/captures/.
 from __future__ import annotations
 
 import enum
+import gzip
 import hashlib
 import ipaddress
 import struct
@@ -260,7 +261,7 @@ def read_pcap(path: str | Path, interface: int | None = None) -> Capture:
     records: list[PacketRecord] = []
     skipped: Counter[str] = Counter()
     frames = 0
-    with open(path, "rb") as stream:
+    with open_capture(path) as stream:
         capture_file = _CaptureFile(stream)
         for frame in capture_file:
             if isinstance(frame, Skip):
@@ -292,6 +293,35 @@ def read_pcap(path: str | Path, interface: int | None = None) -> Capture:
     )
 
 
+GZIP_MAGIC = b"\x1f\x8b"
+
+
+def open_capture(path: str | Path) -> BinaryIO:
+    """The capture's bytes, uncompressed when the file is gzip'ed (`tcpdump -w - | gzip`,
+    Wireshark's "compress with gzip"), as Wireshark reads them. A gzip stream cut short
+    reads as a capture cut short."""
+    with open(path, "rb") as probe:
+        compressed = probe.read(2) == GZIP_MAGIC
+    if compressed:
+        return _CutTolerantGzip(path, "rb")  # type: ignore[return-value]
+    return open(path, "rb")  # noqa: SIM115 - the caller closes it
+
+
+class _CutTolerantGzip(gzip.GzipFile):
+    def read(self, size: int | None = -1) -> bytes:
+        try:
+            return super().read(size)
+        except EOFError:  # "Compressed file ended before the end-of-stream marker"
+            return b""
+
+
+def capture_stem(path: Path) -> str:
+    """A capture's name without its extensions: "server" for server.pcap, server.pcapng
+    and server.pcap.gz."""
+    name = path.name[:-3] if path.name.endswith(".gz") else path.name
+    return Path(name).stem
+
+
 @dataclass(frozen=True)
 class CaptureInterface:
     """An interface of a capture file and how many frames it holds."""
@@ -308,7 +338,7 @@ def capture_interfaces(path: str | Path) -> tuple[CaptureInterface, ...]:
     Walks the file's records without judging any frame. Raises as read_pcap.
     """
     counts: Counter[int | None] = Counter()
-    with open(path, "rb") as stream:
+    with open_capture(path) as stream:
         capture_file = _CaptureFile(stream)
         for frame in capture_file:
             if not isinstance(frame, Skip):

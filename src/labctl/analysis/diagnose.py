@@ -62,7 +62,7 @@ from collections import Counter
 from collections.abc import Sequence
 from pathlib import Path
 
-from labctl.analysis.checksums import Capture, capture_interfaces, read_pcap
+from labctl.analysis.checksums import Capture, capture_interfaces, capture_stem, read_pcap
 from labctl.analysis.diagnosis import (
     VERDICT_KEYS,
     Diagnosis,
@@ -123,10 +123,11 @@ def capture_points(path: Path) -> list[tuple[str, int | None]]:
     except (OSError, ValueError) as error:
         raise UsageError(f"cannot read capture {path}: {error}") from error
     if len(interfaces) <= 1:
-        return [(path.stem, None)]
+        return [(capture_stem(path), None)]
     names = Counter(i.name for i in interfaces)
+    stem = capture_stem(path)
     return [
-        (f"{path.stem}:{i.name if i.name and names[i.name] == 1 else f'if{i.number}'}", i.number)
+        (f"{stem}:{i.name if i.name and names[i.name] == 1 else f'if{i.number}'}", i.number)
         for i in interfaces
     ]
 

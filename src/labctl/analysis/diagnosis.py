@@ -77,6 +77,10 @@ class Tap:
     # Which interface of a pcapng file with several is this tap (its number in the file,
     # see labctl.analysis.checksums.read_pcap); None: every frame of the file.
     interface: int | None = None
+    # Its place in the path order is a guess (one of several interfaces of one file, no
+    # --order): a connection it saw nothing of does not pass it, so nothing of that
+    # connection is "lost" before it.
+    order_known: bool = True
 
     def __post_init__(self) -> None:
         # Compare addresses, not spellings: "fd00::0001" is "fd00::1".

@@ -18,7 +18,14 @@ from labctl.analysis.diagnosis import (
     TapCapture,
 )
 from labctl.analysis.evidence import Evidence
-from labctl.analysis.matching import Connection, Packet, Seen, packet_identity, path_order
+from labctl.analysis.matching import (
+    Connection,
+    Packet,
+    Seen,
+    connection_key,
+    packet_identity,
+    path_order,
+)
 from labctl.analysis.packet_words import (
     as_hex,
     count_note,
@@ -297,11 +304,17 @@ def loss_findings(
     assumed to capture over the same time span; flows whose direction is
     unknown are not judged."""
     groups: dict[tuple[FlowTuple, int, int], list[PacketRecord]] = defaultdict(list)
+    seen_by = _taps_per_connection(packets)
     for packet in packets:
         direction = directions[packet.flow]
         if direction == 0:
             continue
-        order = path_order(direction, len(taps))
+        passes = seen_by[connection_key(packet.flow)]
+        order = [
+            tap
+            for tap in path_order(direction, len(taps))
+            if taps[tap].order_known or tap in passes
+        ]
         last = max(order.index(tap) for tap in packet.seen)
         if last + 1 < len(order):
             last_tap, next_tap = order[last], order[last + 1]
@@ -327,6 +340,14 @@ def loss_findings(
         if in_flight:
             findings.append(_loss_finding(in_flight, "warning", taps, last_tap, next_tap))
     return findings
+
+
+def _taps_per_connection(packets: Sequence[Packet]) -> dict[tuple[object, ...], set[int]]:
+    """The taps that saw anything of each connection, either direction."""
+    seen: dict[tuple[object, ...], set[int]] = defaultdict(set)
+    for packet in packets:
+        seen[connection_key(packet.flow)].update(packet.seen)
+    return seen
 
 
 TAIL_SECONDS = 0.05

@@ -169,12 +169,17 @@ class Connection:
         return (self.proto, *self.client, *self.server)
 
 
+def connection_key(flow: FlowTuple) -> tuple[object, ...]:
+    """The same for both directions of a flow."""
+    proto, src, sport, dst, dport = flow
+    return (proto, *sorted([(src, sport), (dst, dport)]))
+
+
 def group_connections(packets: Sequence[Packet]) -> list[Connection]:
     """Both directions of a flow together; the client is who sent the SYN."""
     by_pair: dict[tuple[object, ...], list[Packet]] = defaultdict(list)
     for packet in packets:
-        proto, src, sport, dst, dport = packet.flow
-        by_pair[(proto, *sorted([(src, sport), (dst, dport)]))].append(packet)
+        by_pair[connection_key(packet.flow)].append(packet)
     connections = []
     for members in by_pair.values():
         opener = next((p for p in members if p.record.tcp_flags == "S"), members[0])

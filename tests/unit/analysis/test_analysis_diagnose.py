@@ -14,7 +14,7 @@ from labctl.analysis.diagnosis import Diagnosis, Finding, Tap
 from labctl.analysis.diagnosis_text import render_text
 from labctl.errors import UsageError
 
-from .pcap_builders import CLIENT, SERVER, Checksum, pseudo_header_value
+from .pcap_builders import CLIENT, SERVER, Checksum, Seg, pseudo_header_value
 from .scenarios import C_ISN, Sent, client_seg, http_exchange, syn, synack, write_scenario
 
 pytestmark = pytest.mark.unit
@@ -228,6 +228,24 @@ def test_captures_without_tcp_or_udp_say_there_was_nothing_to_check(tmp_path: Pa
     assert diagnosis.ok
     assert diagnosis.verdict.startswith("OK: nothing to check: the captures hold no TCP or UDP")
     assert "no checksum a receiver checks is bad" not in render_text(diagnosis)
+
+
+def test_an_interface_tap_that_saw_nothing_of_a_connection_is_not_on_its_path(
+    tmp_path: Path,
+) -> None:
+    """dumpcap -i veth1 -i veth2 -i lo on a host: lo, last in file order, sees other
+    traffic. Where the order is a guess (one file's interfaces), nothing is lost before
+    it; where the user gave the order, a capture that saw nothing of it is a loss."""
+    forward = {"veth1": "unfinished", "veth2": "unfinished"}
+    backward = {"veth2": "unfinished", "veth1": "unfinished"}
+    other = Seg("127.0.0.1", "127.0.0.1", 48076, 1, "S", seq=7, ip_id=0x3001)
+    sent = [*http_exchange(forward, backward), Sent(0.009, other, {"lo": "valid"})]
+    names = ("veth1", "veth2", "lo")
+    taps = write_scenario(tmp_path, [(name, frozenset()) for name in names], sent)
+    guessed = [replace(tap, positioned=False, order_known=False) for tap in taps]
+    assert "lost-between-taps" not in {f.kind for f in diagnose(guessed).findings}
+    given = [replace(tap, positioned=False) for tap in taps]
+    assert "lost-between-taps" in {f.kind for f in diagnose(given).findings}
 
 
 def test_healthy_finished_checksums(tmp_path: Path) -> None:

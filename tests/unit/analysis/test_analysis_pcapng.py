@@ -5,6 +5,7 @@ pcap_builders, not with the reader under test."""
 
 from __future__ import annotations
 
+import gzip
 import json
 import subprocess
 import sys
@@ -217,6 +218,31 @@ def test_classic_pcap_byte_orders_and_nanoseconds(
     assert capture_interfaces(path) == (CaptureInterface(0, "", 1, 2),)
 
 
+def test_gzip_compressed_captures_are_read_and_named_without_their_extensions(
+    tmp_path: Path,
+) -> None:
+    """`tcpdump -w - | gzip > server.pcap.gz`, and a pcapng gzip'ed by Wireshark."""
+    frames = [(7, 0, ethernet(ip_packet(SYN))), (8, 0, ethernet(ip_packet(SYNACK)))]
+    classic = tmp_path / "server.pcap.gz"
+    classic.write_bytes(gzip.compress(classic_pcap_bytes(frames)))
+    assert [r.tcp_flags for r in read_pcap(classic)] == ["S", "SA"]
+    assert capture_points(classic) == [("server", None)]
+    pcapng = two_link_types(tmp_path / "plain.pcapng")
+    packed = tmp_path / "srv.pcapng.gz"
+    packed.write_bytes(gzip.compress(pcapng.read_bytes()))
+    assert [name for name, _ in capture_points(packed)] == ["srv:eth0", "srv:any"]
+    assert len(read_pcap(packed, interface=1)) == 3
+
+
+def test_gzip_stream_cut_short_reads_up_to_the_cut(tmp_path: Path) -> None:
+    frames = [(n, 0, ethernet(ip_packet(SYN))) for n in range(200)]
+    whole = gzip.compress(classic_pcap_bytes(frames))
+    cut = tmp_path / "cut.pcap.gz"
+    cut.write_bytes(whole[: len(whole) // 2])
+    capture = read_pcap(cut)
+    assert 0 < len(capture) < 200
+
+
 # --------------------------------------------------------------------------
 # Link types
 
@@ -342,3 +368,24 @@ def test_analyze_names_the_taps_a_pcapng_makes_when_a_name_is_wrong(tmp_path: Pa
         assert (done.returncode, done.stderr.strip()) == (2, message)
     twice = labctl("analyze", str(path), "--order", "srv:any,srv:eth0,srv:any")
     assert twice.stderr.strip().endswith("mismatch: srv:any twice)")
+
+
+def test_an_interface_with_other_traffic_is_no_hop_of_the_path(tmp_path: Path) -> None:
+    """dumpcap -i veth1 -i veth2 -i lo: the exchange crosses veth1 and veth2, lo carries
+    something else. In file order (a guess) lo is not on the exchange's path; named in
+    --order it is, and the exchange never reached it."""
+    other = Seg("127.0.0.1", "127.0.0.1", 48076, 1, "S", seq=7, options=syn_options(3))
+    blocks = []
+    for n, seg in enumerate((SYN, SYNACK, ACK)):
+        first, second = (0, 1) if seg.src == CLIENT else (1, 0)
+        blocks.append(Epb(first, 1_000_000 + n * 10, ethernet(ip_packet(seg))))
+        blocks.append(Epb(second, 1_000_000 + n * 10 + 5, ethernet(ip_packet(seg))))
+    blocks.append(Epb(2, 1_000_100, ethernet(ip_packet(other))))
+    interfaces = [Idb(1, "veth1"), Idb(1, "veth2"), Idb(1, "lo")]
+    path = write_sections(tmp_path / "host.pcapng", Section(interfaces, blocks))
+    guessed = labctl("analyze", str(path), "--json")
+    kinds = {f["kind"] for f in json.loads(guessed.stdout)["findings"]}
+    assert "lost-between-taps" not in kinds, guessed.stdout
+    given = labctl("analyze", str(path), "--order", "host:veth1,host:veth2,host:lo", "--json")
+    kinds = {f["kind"] for f in json.loads(given.stdout)["findings"]}
+    assert "lost-between-taps" in kinds, given.stdout
