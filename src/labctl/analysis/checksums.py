@@ -43,7 +43,7 @@ import ipaddress
 import struct
 from collections import Counter
 from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import BinaryIO, Literal, Protocol, overload
 
@@ -67,6 +67,8 @@ LINKTYPE_LINUX_SLL = 113
 LINKTYPE_IPV4 = 228
 LINKTYPE_IPV6 = 229
 LINKTYPE_LINUX_SLL2 = 276
+SLL2_HEADER_LEN = 20
+SLL2_IFINDEX_AT = 4  # after the protocol type and a reserved 16-bit field
 LINK_NAMES: Mapping[int, str] = {
     LINKTYPE_NULL: "null",
     LINKTYPE_ETHERNET: "ethernet",
@@ -281,9 +283,11 @@ def read_pcap(path: str | Path, interface: int | None = None) -> Capture:
             else:
                 records.append(parsed)
         interfaces = capture_file.interfaces
-    if interface is not None and not 0 <= interface < len(interfaces):
-        raise ValueError(f"it has no interface {interface} (interfaces: {len(interfaces)})")
-    link_type = interfaces[interface or 0].link_type if interfaces else None
+    numbers = {i.number: i for i in interfaces}
+    if interface is not None and interface not in numbers:
+        raise ValueError(f"it has no interface {interface} (interfaces: {sorted(numbers)})")
+    read = numbers[interface] if interface is not None else interfaces[0] if interfaces else None
+    link_type = read.link_type if read is not None else None
     return Capture(
         path=str(path),
         link_type=link_type,
@@ -382,6 +386,7 @@ class _CaptureFile:
         self._pcapng: PcapngReader | None = None
         self._pcap: _PcapReader | None = None
         self._pcap_interface: tuple[Interface, ...] = ()
+        self._by_ifindex: dict[int, Interface] = {}
         try:
             if is_pcapng(head):
                 self._pcapng = PcapngReader(stream)
@@ -399,13 +404,37 @@ class _CaptureFile:
 
     @property
     def interfaces(self) -> Sequence[Interface]:
-        return self._pcapng.interfaces if self._pcapng is not None else self._pcap_interface
+        """The file's interfaces; for a `tcpdump -i any` file (SLL2), the kernel
+        interfaces its frames came from, as far as the file has been read."""
+        if self._pcapng is not None:
+            return self._pcapng.interfaces
+        if self._by_ifindex:
+            return tuple(self._by_ifindex.values())
+        return self._pcap_interface
 
     def __iter__(self) -> Iterator[_Frame | Skip]:
         if self._pcapng is not None:
             yield from self._pcapng_frames(self._pcapng)
         elif self._pcap is not None:
-            yield from self._pcap_frames(self._pcap, self._pcap_interface[0].link_type)
+            link_type = self._pcap_interface[0].link_type
+            frames = self._pcap_frames(self._pcap, link_type)
+            yield from self._by_sll2_ifindex(frames) if link_type == LINKTYPE_LINUX_SLL2 else frames
+
+    def _by_sll2_ifindex(self, frames: Iterator[_Frame | Skip]) -> Iterator[_Frame | Skip]:
+        """`tcpdump -i any` writes SLL2, whose header names the kernel interface of each
+        frame (its ifindex): such a file is one capture point per interface, numbered by
+        ifindex and named "ifindexN", in the order they first show."""
+        template = self._pcap_interface[0]
+        for frame in frames:
+            if isinstance(frame, Skip) or len(frame.data) < SLL2_HEADER_LEN:
+                yield frame
+                continue
+            ifindex = int(struct.unpack_from("!I", frame.data, SLL2_IFINDEX_AT)[0])
+            if ifindex not in self._by_ifindex:
+                self._by_ifindex[ifindex] = replace(
+                    template, number=ifindex, section_index=ifindex, name=f"ifindex{ifindex}"
+                )
+            yield replace(frame, interface=ifindex)
 
     @staticmethod
     def _pcapng_frames(reader: PcapngReader) -> Iterator[_Frame | Skip]:

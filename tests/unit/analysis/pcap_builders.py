@@ -161,11 +161,11 @@ def sll(packet: bytes) -> bytes:
     )
 
 
-def sll2(packet: bytes) -> bytes:
-    """Linux cooked capture v2 (tcpdump -i any -y LINUX_SLL2)."""
+def sll2(packet: bytes, ifindex: int = 3) -> bytes:
+    """Linux cooked capture v2 (tcpdump -i any -y LINUX_SLL2) from interface `ifindex`."""
     ethertype = 0x86DD if packet[0] >> 4 == 6 else 0x0800
     header = dpkt.sll2.SLL2(
-        ethtype=ethertype, intindex=3, hrd=1, type=4, hlen=6, hdr=b"\x02\0\0\0\0\x01\0\0"
+        ethtype=ethertype, intindex=ifindex, hrd=1, type=4, hlen=6, hdr=b"\x02\0\0\0\0\x01\0\0"
     )
     return bytes(header) + packet
 

@@ -36,6 +36,7 @@ from .pcap_builders import (
     ip_packet,
     null_loopback,
     sll,
+    sll2,
     syn_options,
     write_sections,
 )
@@ -241,6 +242,33 @@ def test_gzip_stream_cut_short_reads_up_to_the_cut(tmp_path: Path) -> None:
     cut.write_bytes(whole[: len(whole) // 2])
     capture = read_pcap(cut)
     assert 0 < len(capture) < 200
+
+
+def test_tcpdump_any_makes_one_tap_per_kernel_interface(tmp_path: Path) -> None:
+    """`tcpdump -i any` on a host that bridges two veths: each packet shows on both
+    (SLL2 names the ifindex); they are two capture points, in the order they first show,
+    not one packet sent twice."""
+    frames = []
+    for n, seg in enumerate((SYN, SYNACK, ACK)):
+        first, second = (7, 5) if seg.src == CLIENT else (5, 7)
+        frames.append((1000 + n, 0, sll2(ip_packet(seg), first)))
+        frames.append((1000 + n, 5, sll2(ip_packet(seg), second)))
+    path = tmp_path / "host.pcap"
+    path.write_bytes(classic_pcap_bytes(frames, linktype=276))
+    assert capture_points(path) == [("host:ifindex7", 7), ("host:ifindex5", 5)]
+    assert [r.tcp_flags for r in read_pcap(path, interface=5)] == ["S", "SA", "A"]
+    assert len(read_pcap(path)) == 6
+    done = labctl("analyze", str(path), "--json")
+    assert done.returncode == 0, done.stderr
+    data = json.loads(done.stdout)
+    assert [t["name"] for t in data["taps"]] == ["host:ifindex7", "host:ifindex5"]
+    events = data["flows"][0]["events"]
+    assert len(events) == 3, events  # each packet once, seen at both taps
+    assert all(set(e["at"]) == {"host:ifindex7", "host:ifindex5"} for e in events)
+    one = tmp_path / "one.pcap"
+    alone = [(n, 0, sll2(ip_packet(seg), 4)) for n, seg in enumerate((SYN, SYNACK))]
+    one.write_bytes(classic_pcap_bytes(alone, linktype=276))
+    assert capture_points(one) == [("one", None)]
 
 
 # --------------------------------------------------------------------------
