@@ -337,3 +337,81 @@ def test_one_dumpcap_on_two_interfaces_is_two_taps(pair: Pair, tmp_path: Path) -
     assert "FAULT" not in text
     # Both taps saw every packet: nothing lost between them.
     assert "lost-between-taps" not in {f["kind"] for f in data["findings"]}  # type: ignore[union-attr]
+
+
+def test_tcpdump_any_on_a_bridging_host_makes_a_tap_per_interface(
+    tools: None, make_node: Callable[..., NodeHandle], lab: str, tmp_path: Path
+) -> None:
+    """`tcpdump -i any` where a Linux bridge joins the client's and the server's veths:
+    every packet crosses two interfaces and shows twice in the file. Each kernel
+    interface is a tap of its own (SLL2 names it), so that is one packet at two taps,
+    none of it resent, and the healthy exchange is exit 0."""
+    client, server, host = make_node("client"), make_node("server"), make_node("host")
+    prefix = lab_prefix(lab)
+    for node, address, port in ((client, CLIENT4, "c"), (server, SERVER4, "s")):
+        inside, outside = f"{prefix}-{port}i", f"{prefix}-{port}o"
+        run(["ip", "link", "add", inside, "type", "veth", "peer", "name", outside])
+        run(["ip", "link", "set", inside, "netns", str(node.pid)])
+        run(["ip", "link", "set", outside, "netns", str(host.pid)])
+        for argv in (
+            ["ip", "link", "set", inside, "name", "eth0"],
+            ["ip", "addr", "add", f"{address}/24", "dev", "eth0"],
+            ["ip", "link", "set", "eth0", "up"],
+        ):
+            assert nsrun(node, argv).returncode == 0, argv
+    for argv in (
+        ["ip", "link", "add", "br0", "type", "bridge"],
+        ["ip", "link", "set", f"{prefix}-co", "master", "br0", "up"],
+        ["ip", "link", "set", f"{prefix}-so", "master", "br0", "up"],
+        ["ip", "link", "set", "br0", "up"],
+    ):
+        done = nsrun(host, argv)
+        assert done.returncode == 0, (argv, done.stderr)
+    docroot = tmp_path / "www"
+    docroot.mkdir()
+    (docroot / "index.html").write_text("hello\n" * 100)
+    httpd = nspopen(server, ["busybox", "httpd", "-f", "-p", "80", "-h", str(docroot)])
+    pcap = tmp_path / "host.pcap"
+    tcpdump = nspopen(
+        host,
+        ["tcpdump", "--immediate-mode", "-U", "-n", "-i", "any", "-w", str(pcap), "tcp port 80"],
+    )
+    try:
+        wait_listening(server, 80)
+        assert tcpdump.stderr is not None
+        while "listening on" not in tcpdump.stderr.readline():
+            pass
+        time.sleep(0.3)
+        done = nsrun(
+            client,
+            [
+                "curl",
+                "-s",
+                "-o",
+                "/dev/null",
+                "-w",
+                "%{http_code}",
+                "-m",
+                "5",
+                f"http://{SERVER4}/",
+            ],
+        )
+        assert done.stdout == "200", done
+        time.sleep(0.3)
+    finally:
+        tcpdump.terminate()
+        tcpdump.communicate(timeout=10)
+        httpd.terminate()
+        httpd.wait(timeout=10)
+    assert read_pcap(pcap).link_type == LINKTYPE_LINUX_SLL2
+    code, data, text = analyze(str(pcap))
+    assert code == 0, text
+    taps = data["taps"]
+    assert isinstance(taps, list)
+    assert len(taps) == 2 and all(t["name"].startswith("host:ifindex") for t in taps), taps
+    flows = data["flows"]
+    assert isinstance(flows, list) and len(flows) == 1
+    events = flows[0]["events"]
+    # Each packet once, at both interfaces; a resend would be a second event.
+    assert all(len(e["at"]) == 2 for e in events), events
+    assert not any(e["retransmission"] for e in events), events
