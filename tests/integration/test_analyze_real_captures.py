@@ -96,16 +96,22 @@ def pair(
         ):
             done = nsrun(node, argv)
             assert done.returncode == 0, (argv, done.stderr)
-    docroot = tmp_path / "www"
-    docroot.mkdir()
-    (docroot / "index.html").write_text("hello from busybox httpd\n" * 40)
-    httpd = nspopen(server, ["busybox", "httpd", "-f", "-p", "[::]:80", "-h", str(docroot)])
+    httpd = serve_http(server, tmp_path)
     try:
-        wait_listening(server, 80)
         yield Pair(client, server)
     finally:
         httpd.terminate()
         httpd.wait(timeout=10)
+
+
+def serve_http(node: NodeHandle, tmp_path: Path) -> subprocess.Popen[str]:
+    """busybox httpd on port 80 (IPv4 and IPv6) of `node`, listening when this returns."""
+    docroot = tmp_path / "www"
+    docroot.mkdir()
+    (docroot / "index.html").write_text("hello from busybox httpd\n" * 40)
+    httpd = nspopen(node, ["busybox", "httpd", "-f", "-p", "[::]:80", "-h", str(docroot)])
+    wait_listening(node, 80)
+    return httpd
 
 
 def wait_listening(node: NodeHandle, port: int) -> None:
@@ -367,17 +373,13 @@ def test_tcpdump_any_on_a_bridging_host_makes_a_tap_per_interface(
     ):
         done = nsrun(host, argv)
         assert done.returncode == 0, (argv, done.stderr)
-    docroot = tmp_path / "www"
-    docroot.mkdir()
-    (docroot / "index.html").write_text("hello\n" * 100)
-    httpd = nspopen(server, ["busybox", "httpd", "-f", "-p", "80", "-h", str(docroot)])
+    httpd = serve_http(server, tmp_path)
     pcap = tmp_path / "host.pcap"
     tcpdump = nspopen(
         host,
         ["tcpdump", "--immediate-mode", "-U", "-n", "-i", "any", "-w", str(pcap), "tcp port 80"],
     )
     try:
-        wait_listening(server, 80)
         assert tcpdump.stderr is not None
         while "listening on" not in tcpdump.stderr.readline():
             pass
