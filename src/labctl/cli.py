@@ -42,8 +42,8 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("-v", "--verbose", action="store_true", help="show every detail step")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    def topology_args(p: argparse.ArgumentParser) -> None:
-        p.add_argument("file", help="topology YAML file, e.g. topologies/seed.yaml")
+    def topology_args(p: argparse.ArgumentParser, file_help: str = "") -> None:
+        p.add_argument("file", help=file_help or "topology YAML file, e.g. topologies/seed.yaml")
         p.add_argument(
             "--switch",
             metavar="KIND|NAME=KIND[,NAME=KIND]",
@@ -57,8 +57,14 @@ def _parser() -> argparse.ArgumentParser:
             help="override the node runtime: Docker containers or plain namespaces",
         )
 
-    p = sub.add_parser("validate", help="check a topology file; exit 2 listing every problem")
-    topology_args(p)
+    p = sub.add_parser(
+        "validate", help="check a topology file or a lab; exit 2 listing every problem"
+    )
+    topology_args(
+        p,
+        "topology YAML file, e.g. topologies/seed.yaml, or a lab (directory or lab.yaml, e.g. "
+        "labs/veth-checksum: the lab file, its topology and every cell's topology)",
+    )
     p.add_argument("--json", action="store_true", help="machine-readable output")
     p.set_defaults(func=cmd_validate)
 
@@ -369,6 +375,8 @@ def cmd_validate(args: argparse.Namespace) -> int:
     from labctl.errors import ConfigError
 
     try:
+        if _is_lab_file(Path(args.file)):
+            return _validate_lab(args)
         topology, _ = load(args.file, args.switch, args.name, args.runtime)
     except ConfigError as error:
         if not args.json:
@@ -399,6 +407,76 @@ def cmd_validate(args: argparse.Namespace) -> int:
     print(
         f"{args.file}: ok (lab {topology.name}, {len(topology.nodes)} nodes, switch {kind}, "
         f"{len(topology.links)} links, {len(topology.taps)} taps)"
+    )
+    return 0
+
+
+def _is_lab_file(path: Path) -> bool:
+    """A lab (labs/NAME or its lab.yaml: a topology plus a matrix), not a topology."""
+    from labctl.examples import shipped
+
+    path = shipped(path) or path
+    if path.is_dir():
+        return (path / "lab.yaml").is_file()
+    if not path.is_file():
+        return False
+    import yaml
+
+    try:
+        data = yaml.safe_load(path.read_text(errors="replace"))
+    except yaml.YAMLError:
+        return False  # the topology loader says where and why
+    return isinstance(data, dict) and "matrix" in data and "topology" in data
+
+
+def _validate_lab(args: argparse.Namespace) -> int:
+    """The lab file, the topology it names and every cell's topology, without running."""
+    from dataclasses import replace
+
+    from labctl.core.matrix import cells, load_lab
+    from labctl.core.validate import semantic_problems
+    from labctl.errors import ConfigError
+    from labctl.reports.common import plural
+
+    if args.switch or args.name or args.runtime:
+        raise UsageError(
+            "--switch, --name and --runtime apply to a topology; a lab's cells come from its "
+            "matrix (labctl matrix LAB --switch KIND runs some of them)"
+        )
+    lab = load_lab(args.file)
+    chosen = cells(lab)
+    problems = []
+    for cell in chosen:
+        topology = cell.topology(lab.topology, lab.name)
+        for problem in semantic_problems(topology, lab.topology_document):
+            problems.append(replace(problem, message=f"cell {cell.key}: {problem.message}"))
+    if problems:
+        raise ConfigError(problems)
+    switches = len({c.switch.value for c in chosen})
+    without = [c.key for c in chosen if c.expectation is None]
+    if args.json:
+        print(
+            json.dumps(
+                {
+                    "file": str(lab.file),
+                    "ok": True,
+                    "lab": lab.name,
+                    "topology": str(lab.topology_file),
+                    "cells": [
+                        {"cell": c.key, "expectation": c.expectation is not None} for c in chosen
+                    ],
+                },
+                indent=2,
+            )
+        )
+        return 0
+    print(
+        f"{lab.file}: ok (lab {lab.name}, topology {lab.topology_file.name}: {len(chosen)} "
+        f"cells, {plural(switches, 'switch choice')} x "
+        f"{plural(len(lab.offloads), 'offload setting')}"
+        + (f" x {plural(len(lab.ovs_configs), 'ovs_config setting')}" if lab.ovs_configs else "")
+        + (f"; no expectation on the host for {', '.join(without)}" if without else "")
+        + ")"
     )
     return 0
 

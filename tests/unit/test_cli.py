@@ -56,6 +56,28 @@ def test_exec_takes_labctl_options_before_the_commands_double_dash() -> None:
     assert done.returncode == 2 and "unknown option '--frob'" in done.stderr
 
 
+def test_validate_checks_a_lab_and_every_cell_without_running(tmp_path: Path) -> None:
+    done = labctl("validate", "labs/veth-checksum")
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == (
+        "labs/veth-checksum/lab.yaml: ok (lab veth-checksum, topology seed.yaml: 12 cells, "
+        "4 switch choices x 3 offload settings)"
+    )
+    cells = json.loads(labctl("validate", "labs/veth-checksum", "--json").stdout)["cells"]
+    assert {"cell": "ovs-dpdk-server-only", "expectation": True} in cells
+    lab = (ROOT / "labs" / "veth-checksum" / "lab.yaml").read_text()
+    lab = lab.replace("../../topologies/seed.yaml", str(SEED))
+    bad = tmp_path / "lab.yaml"
+    bad.write_text(lab.replace("      client: {tx: off, rx: off}", "      clinet: {tx: off}"))
+    done = labctl("validate", str(bad))
+    assert done.returncode == 2
+    assert f"{bad}:23:7: matrix.offload.server-only.clinet: 'clinet' is neither" in done.stderr
+    problems = json.loads(labctl("validate", str(bad), "--json").stdout)["problems"]
+    assert [(p["line"], p["column"]) for p in problems] == [(23, 7)]
+    refused = labctl("validate", "labs/veth-checksum", "--switch", "ovs-dpdk")
+    assert refused.returncode == 2 and "labctl matrix LAB --switch KIND" in refused.stderr
+
+
 def test_validate_json_shapes() -> None:
     ok = labctl("validate", "topologies/seed.yaml", "--json")
     assert ok.returncode == 0
