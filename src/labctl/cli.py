@@ -725,16 +725,18 @@ names a capture the traffic should not cross (a port of another VLAN, a branch):
 it is no hop of the path; the report gives what reached it (seen-off-path).
 
 Files: classic pcap (microsecond or nanosecond, either byte order) and
-pcapng (several sections, interfaces and time resolutions). Links: Ethernet
-(VLAN tags too), Linux cooked SLL and SLL2 (-i any), raw IP (link types 12,
-14, 101, 228, 229), BSD/macOS loopback (NULL, LOOP); frames of any other link
-type are counted as skipped with its number.
+pcapng (several sections, interfaces and time resolutions), gzip'ed or not.
+Links: Ethernet (VLAN tags too), Linux cooked SLL and SLL2 (-i any), raw IP
+(link types 12, 14, 101, 228, 229), BSD/macOS loopback (NULL, LOOP); frames of
+any other link type are counted as skipped with its number.
 
 Taps are named by file stem. A pcapng with packets on several interfaces
 (dumpcap -i eth0 -i any) is one tap per interface, a capture point each:
 STEM:IFNAME, or STEM:ifN (N counts the file's interfaces from 0) when the
-interface has no name or shares it; --order, --sender and --off-path take
-these names.
+interface has no name or shares it; so is a tcpdump -i any file (SLL2) with
+frames of several kernel interfaces: STEM:ifindexN. --order, --sender and
+--off-path take these names. Without --order their order is a guess, and an
+interface that saw nothing of a connection is not on its path.
 
 Exit 0 when nothing is a fault (warnings included), 1 on a fault, 2 on bad
 input."""

@@ -115,7 +115,9 @@ def capture_points(path: Path) -> list[tuple[str, int | None]]:
     holds several capture points: one tap per interface, named
     `<stem>:<if_name>`, or `<stem>:if<N>` (N: the interface's number in the
     file, see read_pcap) when the interface has no name or shares it with
-    another one of the file. Any other file is one tap named by its stem,
+    another one of the file. A `tcpdump -i any` file (SLL2) with frames of
+    several kernel interfaces is one tap per interface, `<stem>:ifindex<N>`.
+    Any other file is one tap named by its stem (without .pcap, .pcapng, .gz),
     reading every frame (interface None).
     """
     try:
