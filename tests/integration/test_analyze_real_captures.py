@@ -178,26 +178,21 @@ def stop_captures(processes: list[subprocess.Popen[str]]) -> None:
         process.communicate(timeout=10)
 
 
+def http_get(node: NodeHandle, url: str, max_time: float) -> str:
+    """curl from `node`: the HTTP status code, or "curl exit N" when there was none."""
+    done = nsrun(
+        node,
+        ["curl", "-s", "-o", "/dev/null", "-w", "%{http_code}", "--max-time", str(max_time), url],
+    )
+    return done.stdout.strip() or f"curl exit {done.returncode}"
+
+
 def traffic(pair: Pair, max_time: float) -> list[str]:
     """Two HTTP requests over each of IPv4 and IPv6, one UDP datagram each way per family."""
     codes = []
     for server in (SERVER4, f"[{SERVER6}]"):
         for _ in range(2):
-            done = nsrun(
-                pair.client,
-                [
-                    "curl",
-                    "-s",
-                    "-o",
-                    "/dev/null",
-                    "-w",
-                    "%{http_code}",
-                    "--max-time",
-                    str(max_time),
-                    f"http://{server}:80/",
-                ],
-            )
-            codes.append(done.stdout.strip() or f"curl exit {done.returncode}")
+            codes.append(http_get(pair.client, f"http://{server}:80/", max_time))
     for sender, target in ((pair.client, SERVER4), (pair.client, SERVER6)):
         assert nsrun(sender, [sys.executable, "-c", UDP_SENDER, target, "9999"]).returncode == 0
     for sender, target in ((pair.server, CLIENT4), (pair.server, CLIENT6)):
@@ -384,21 +379,7 @@ def test_tcpdump_any_on_a_bridging_host_makes_a_tap_per_interface(
         while "listening on" not in tcpdump.stderr.readline():
             pass
         time.sleep(0.3)
-        done = nsrun(
-            client,
-            [
-                "curl",
-                "-s",
-                "-o",
-                "/dev/null",
-                "-w",
-                "%{http_code}",
-                "-m",
-                "5",
-                f"http://{SERVER4}/",
-            ],
-        )
-        assert done.stdout == "200", done
+        assert http_get(client, f"http://{SERVER4}/", max_time=5) == "200"
         time.sleep(0.3)
     finally:
         tcpdump.terminate()

@@ -124,10 +124,10 @@ def capture_points(path: Path) -> list[tuple[str, int | None]]:
         interfaces = [i for i in capture_interfaces(path) if i.frames]
     except (OSError, ValueError) as error:
         raise UsageError(f"cannot read capture {path}: {error}") from error
-    if len(interfaces) <= 1:
-        return [(capture_stem(path), None)]
-    names = Counter(i.name for i in interfaces)
     stem = capture_stem(path)
+    if len(interfaces) <= 1:
+        return [(stem, None)]
+    names = Counter(i.name for i in interfaces)
     return [
         (f"{stem}:{i.name if i.name and names[i.name] == 1 else f'if{i.number}'}", i.number)
         for i in interfaces
