@@ -100,7 +100,9 @@ def _parser() -> argparse.ArgumentParser:
         help="capture at a tap, a node interface or a switch port of a running lab",
         description="Captures at a tap of the topology, or at any node interface (NODE:IFACE, "
         "inside the node) or switch port (switch:PORT) of a running lab. `-w -` streams the "
-        "pcap to stdout until Ctrl-C: labctl capture server:eth0 -w - | wireshark -k -i -",
+        "pcap to stdout until Ctrl-C: labctl capture server:eth0 -w - | wireshark -k -i -. "
+        "It prints 'capturing at TAP ...' on stderr once tcpdump listens: traffic started "
+        "after that line is captured.",
     )
     p.add_argument("tap", help="tap name from the topology, NODE:IFACE or switch:PORT")
     p.add_argument("--lab", help="lab name (default: the only lab that is up)")
@@ -622,12 +624,21 @@ def cmd_capture(args: argparse.Namespace) -> int:
         )
         assert engine.backends.capture is not None
         until = "Ctrl-C" if seconds is None else f"{seconds:g} s (Ctrl-C stops early)"
-        print(f"capturing at {tap.name} ({tap.description}) until {until}", file=sys.stderr)
+
+        def listening() -> None:
+            # Said only once tcpdump listens: a script may start its traffic on this line.
+            print(
+                f"capturing at {tap.name} ({tap.description}) until {until}",
+                file=sys.stderr,
+                flush=True,
+            )
+
         if streaming:
-            result = engine.backends.capture.stream(spec, seconds)
+            result = engine.backends.capture.stream(spec, seconds, listening)
         else:
             capture = engine.backends.capture.capturing([spec])
             with capture as results, contextlib.suppress(KeyboardInterrupt):
+                listening()
                 time.sleep(seconds or 0)
             result = results[0]
     finally:

@@ -162,6 +162,8 @@ def test_capture_streams_pcap_from_a_switch_port_until_ctrl_c(up_lab: UpLab) -> 
     try:
         deadline = time.monotonic() + 60
         header = _read_exactly(process.stdout, 24, deadline)  # written once tcpdump listens
+        said = process.stderr.readline().decode()
+        assert said.startswith("capturing at switch-srv"), said
         fetch = up_lab.labctl("exec", up_lab.name, "client", "--", *CURL)
         assert fetch.returncode == 0, fetch.stdout + fetch.stderr
         # Packets arrive while the capture still runs: live, not at the end.
@@ -207,11 +209,13 @@ def test_capture_at_a_node_interface_that_is_no_declared_tap(up_lab: UpLab, tmp_
         stderr=subprocess.PIPE,
         env=up_lab.env,
     )
-    time.sleep(1.5)
+    assert process.stderr is not None
+    said = process.stderr.readline().decode()  # once tcpdump listens
+    assert said.startswith("capturing at client-eth0"), said
     fetch = up_lab.labctl("exec", up_lab.name, "client", "--", *CURL)
     assert fetch.returncode == 0, fetch.stderr
     out, err = process.communicate(timeout=60)
-    assert process.returncode == 0, err
+    assert process.returncode == 0, said + err.decode()
     report = json.loads(out)
     assert report["tap"] == "client-eth0" and report["pcap"] == str(pcap)
     with pcap.open("rb") as f:

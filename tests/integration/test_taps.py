@@ -110,9 +110,13 @@ def test_capture_on_demand(lab_name: str, state_dir: Path, tmp_path: Path) -> No
             stderr=subprocess.PIPE,
             text=True,
         )
+        # `capture` says "capturing at" once tcpdump listens: traffic before it is not seen.
+        assert capture.stderr is not None
+        said = capture.stderr.readline()
+        assert said.startswith("capturing at server-host"), said
         labctl("run", lab_name, "--runs-dir", str(tmp_path / "runs"))
         stdout, stderr = capture.communicate(timeout=60)
-        assert capture.returncode == 0, stderr
+        assert capture.returncode == 0, said + stderr
     finally:
         labctl("down", lab_name)
     assert output.is_file() and len(read_pcap(output).records) > 0

@@ -96,8 +96,14 @@ class CaptureBackend(Protocol):
         self, specs: Sequence[CaptureSpec]
     ) -> AbstractContextManager[list[CaptureResult]]: ...
 
-    def stream(self, spec: CaptureSpec, seconds: float | None = None) -> CaptureResult:
-        """Capture to this process's stdout as pcap until `seconds` pass or Ctrl-C."""
+    def stream(
+        self,
+        spec: CaptureSpec,
+        seconds: float | None = None,
+        listening: Callable[[], None] | None = None,
+    ) -> CaptureResult:
+        """Capture to this process's stdout as pcap until `seconds` pass or Ctrl-C;
+        `listening` is called once tcpdump listens."""
         ...
 
 

@@ -20,7 +20,7 @@ import shutil
 import signal
 import subprocess
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager, suppress
 from dataclasses import replace
 from pathlib import Path
@@ -103,9 +103,15 @@ class TcpdumpCapture:
             for (spec, process), result in zip(running, results, strict=False):
                 self._collect(spec, process, result)
 
-    def stream(self, spec: CaptureSpec, seconds: float | None = None) -> CaptureResult:
+    def stream(
+        self,
+        spec: CaptureSpec,
+        seconds: float | None = None,
+        listening: Callable[[], None] | None = None,
+    ) -> CaptureResult:
         """One capture whose pcap goes to this process's stdout (`tcpdump -w -`), packet by
-        packet, until `seconds` pass, Ctrl-C, or the reader closes the pipe."""
+        packet, until `seconds` pass, Ctrl-C, or the reader closes the pipe. `listening` is
+        called once tcpdump listens."""
         self.check()
         argv = tcpdump_argv(replace(spec, pcap=Path("-")), self.tcpdump)
         result = CaptureResult(spec.tap, Path("-"))
@@ -113,6 +119,8 @@ class TcpdumpCapture:
         process = subprocess.Popen(argv, stdout=None, stderr=subprocess.PIPE)
         try:
             self._wait_listening(spec, process)
+            if listening is not None:
+                listening()
             deadline = None if seconds is None else time.monotonic() + seconds
             # Ctrl-C reaches tcpdump too (same process group); it flushes and exits.
             with suppress(KeyboardInterrupt):
