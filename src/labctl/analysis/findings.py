@@ -320,16 +320,20 @@ def loss_findings(
             last_tap, next_tap = order[last], order[last + 1]
             groups[(packet.flow, last_tap, next_tap)].append(packet.seen[last_tap].record)
     last_seen = _last_timestamps(packets)
+    passed = _latest_passed(packets, len(taps), directions)
     end = max(last_seen.values(), default=0.0)
     findings = []
     for (_, last_tap, next_tap), records in groups.items():
         # Packets at the very end that a working next tap (it captured other packets) could
-        # not have seen before the captures stopped are in flight, not lost: a warning.
+        # not have seen before the captures stopped are in flight, not lost: a warning. What
+        # proves the way was open is a later packet that went the same way: one the next tap
+        # saw coming from the other side (the far end's own packets) proves nothing about
+        # a switch still holding these (a busy OVS userspace or DPDK datapath).
         in_flight = [
             r
             for r in records
             if next_tap in last_seen
-            and r.timestamp > last_seen[next_tap]
+            and r.timestamp > passed.get((last_tap, next_tap), float("-inf"))
             and end - r.timestamp <= TAIL_SECONDS
         ]
         lost = [r for r in records if r not in in_flight]
@@ -352,6 +356,24 @@ def _taps_per_connection(packets: Sequence[Packet]) -> dict[tuple[object, ...], 
 
 TAIL_SECONDS = 0.05
 """Packets this close to the end of the captures may still have been in flight."""
+
+
+def _latest_passed(
+    packets: Sequence[Packet], tap_count: int, directions: Mapping[FlowTuple, int]
+) -> dict[tuple[int, int], float]:
+    """For each two taps in travel order, the latest time at the first of a packet that
+    then showed at the second."""
+    latest: dict[tuple[int, int], float] = {}
+    for packet in packets:
+        direction = directions[packet.flow]
+        if direction == 0:
+            continue
+        route = [tap for tap in path_order(direction, tap_count) if tap in packet.seen]
+        for at, earlier in enumerate(route):
+            when = packet.seen[earlier].record.timestamp
+            for later in route[at + 1 :]:
+                latest[(earlier, later)] = max(latest.get((earlier, later), when), when)
+    return latest
 
 
 def _last_timestamps(packets: Sequence[Packet]) -> dict[int, float]:

@@ -469,6 +469,28 @@ def test_last_packets_missing_at_the_next_tap_are_in_flight_not_lost(tmp_path: P
     assert ("lost-between-taps", "fault", "switch-out", back) in summary(again)
 
 
+def test_the_far_ends_own_later_packets_do_not_prove_a_tail_was_lost(tmp_path: Path) -> None:
+    """Seen in CI on ovs-dpdk with busy CPUs: the client's FIN/ACK is still in the switch
+    when the captures stop, while the server, waiting for it, resends its FIN, which the
+    server's side captures later. That later packet went the other way: it does not show
+    that the switch had passed everything the client sent, so the FIN/ACK is in flight."""
+    forward = {"client-eth0": "valid", "switch-out": "valid", "server-eth0": "valid"}
+    backward = {"server-eth0": "valid", "switch-out": "valid", "client-eth0": "valid"}
+    sent = http_exchange(forward, backward)[:-1]  # the server never got to ACK the FIN/ACK
+    client_fin = sent[-1]
+    sent[-1] = replace(client_fin, at={"client-eth0": "valid"})
+    server_fin = next(p for p in sent if p.seg.flags == "FA" and p.seg.sport == 80)
+    resent = replace(server_fin, time=client_fin.time + 0.006)
+    sent.append(replace(resent, at={"server-eth0": "valid", "switch-out": "valid"}))
+    diagnosis = diagnose(write_scenario(tmp_path, LOSS_PATH, sent))
+    assert diagnosis.ok, summary(diagnosis)
+    assert sorted(summary(diagnosis)) == [
+        ("lost-between-taps", "warning", "client-eth0", FLOW),
+        ("lost-between-taps", "warning", "switch-out", BACK),
+    ]
+    assert all("probably still in flight" in f.message for f in diagnosis.findings)
+
+
 def test_loss_at_a_tap_whose_capture_dropped_packets_is_only_a_warning(tmp_path: Path) -> None:
     forward = {"client-eth0": "valid", "switch-out": "valid", "server-eth0": "valid"}
     backward = {"server-eth0": "valid", "switch-out": "valid", "client-eth0": "valid"}
