@@ -739,7 +739,9 @@ Files: classic pcap (microsecond or nanosecond, either byte order) and
 pcapng (several sections, interfaces and time resolutions), gzip'ed or not.
 Links: Ethernet (VLAN tags too), Linux cooked SLL and SLL2 (-i any), raw IP
 (link types 12, 14, 101, 228, 229), BSD/macOS loopback (NULL, LOOP); frames of
-any other link type are counted as skipped with its number.
+any other link type are counted as skipped with its number. Tunnels (VXLAN,
+VXLAN-GPE, Geneve, GRE, ERSPAN, IP in IP): the packets inside are judged and
+matched with the overlay's captures; the tunnel's datagram takes their evidence.
 
 Taps are named by file stem. A pcapng with packets on several interfaces
 (dumpcap -i eth0 -i any) is one tap per interface, a capture point each:

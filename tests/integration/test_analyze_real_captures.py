@@ -398,3 +398,69 @@ def test_tcpdump_any_on_a_bridging_host_makes_a_tap_per_interface(
     # Each packet once, at both interfaces; a resend would be a second event.
     assert all(len(e["at"]) == 2 for e in events), events
     assert not any(e["retransmission"] for e in events), events
+
+
+OVERLAY_CLIENT, OVERLAY_SERVER = "10.98.0.1", "10.98.0.2"
+
+
+def test_vxlan_underlay_and_overlay_captures_judge_the_inner_packets(
+    pair: Pair, tmp_path: Path
+) -> None:
+    """A Linux VXLAN (VNI 42) over the veth pair: tcpdump on the client's underlay (eth0)
+    sees UDP to port 4789, tcpdump on the server's vxlan device sees the plain TCP. The
+    analysis judges the TCP inside the tunnel, matches it with the overlay's copy of each
+    packet, and finds nothing wrong with a request that worked."""
+    for node, local, remote, overlay in (
+        (pair.client, CLIENT4, SERVER4, OVERLAY_CLIENT),
+        (pair.server, SERVER4, CLIENT4, OVERLAY_SERVER),
+    ):
+        for argv in (
+            ["ip", "link", "add", "vx0", "type", "vxlan", "id", "42", "local", local]
+            + ["remote", remote, "dstport", "4789", "dev", "eth0"],
+            ["ip", "addr", "add", f"{overlay}/24", "dev", "vx0"],
+            ["ip", "link", "set", "vx0", "up"],
+        ):
+            done = nsrun(node, argv)
+            if done.returncode and "Unknown device type" in done.stderr:
+                skip_or_fail("needs the vxlan kernel module")
+            assert done.returncode == 0, (argv, done.stderr)
+    underlay, overlay = tmp_path / "underlay.pcap", tmp_path / "overlay.pcap"
+    tcpdump = ["tcpdump", "--immediate-mode", "-U", "-n", "-w"]
+    processes = [
+        nspopen(pair.client, [*tcpdump, str(underlay), "-i", "eth0", "udp port 4789"]),
+        nspopen(pair.server, [*tcpdump, str(overlay), "-i", "vx0", "tcp port 80"]),
+    ]
+    try:
+        wait_capturing(processes)
+        codes = [http_get(pair.client, f"http://{OVERLAY_SERVER}/", max_time=5) for _ in "ab"]
+    finally:
+        stop_captures(processes)
+    assert codes == ["200", "200"]
+    inner = [r for r in read_pcap(underlay) if r.depth == 1]
+    assert inner and {r.tunnel for r in inner} == {"vxlan vni 42"}
+    assert {(r.proto, r.dport) for r in read_pcap(underlay) if r.carrier} == {("udp", 4789)}
+    for argv in ([str(underlay)], [str(underlay), str(overlay)]):
+        code, data, text = analyze(*argv)
+        assert code == 0, text
+        flows = data["flows"]
+        assert isinstance(flows, list)
+        tcp = [flow for flow in flows if flow["proto"] == "tcp"]
+        assert len(tcp) == 2, text
+        assert all(flow["tunnels"] == ["vxlan vni 42"] for flow in tcp), text
+    # Both taps saw every packet of each connection but, at most, the last one.
+    for flow in tcp:
+        assert all(len(e["at"]) == 2 and "." not in e["at"].values() for e in flow["events"][:-1])
+    # A VXLAN datagram takes the evidence of the TCP segment inside: accepted. Only those
+    # that carry no TCP/UDP (ARP, neighbour discovery) are left unproven, as warnings.
+    records = read_pcap(underlay).records
+    carrying_tcp = {r.index for r in records if r.depth == 1 and r.proto == "tcp"}
+    carriers = [r for r in records if r.carrier]
+    unproven = [
+        e
+        for flow in flows
+        if flow["carries"]
+        for e in flow["events"]
+        if e["at"]["underlay"] not in ("ok", "accepted")
+    ]
+    assert len(unproven) == len([r for r in carriers if r.index not in carrying_tcp])
+    assert all(f["severity"] == "warning" for f in data["findings"])  # type: ignore[union-attr]

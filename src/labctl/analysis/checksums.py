@@ -97,6 +97,21 @@ IPPROTO_TCP = 6
 IPPROTO_UDP = 17
 PROTO_NAMES: Mapping[int, str] = {IPPROTO_TCP: "tcp", IPPROTO_UDP: "udp"}
 
+# Tunnels whose inner packets are judged too (see _decapsulate): IP in IP
+# (ipip, sit, ip6tnl), GRE (gretap, ip6gre, OVS gre, ERSPAN), and over UDP
+# VXLAN (IANA 4789, Linux's historical default 8472), VXLAN-GPE and Geneve.
+IPPROTO_IPIP = 4
+IPPROTO_IPV6_IN_IP = 41
+IPPROTO_GRE = 47
+IP_TUNNEL_PROTOS = frozenset({IPPROTO_IPIP, IPPROTO_IPV6_IN_IP, IPPROTO_GRE})
+VXLAN_PORTS = frozenset({4789, 8472})
+VXLAN_GPE_PORT = 4790
+GENEVE_PORT = 6081
+ETH_P_TEB = 0x6558  # transparent Ethernet bridging: an Ethernet frame inside
+ETH_P_ERSPAN2 = 0x88BE
+ETH_P_ERSPAN3 = 0x22EB
+MAX_TUNNEL_DEPTH = 4
+
 # Offsets of the checksum field inside the L4 header. Both are even, so the
 # field is one aligned 16-bit word of the sum.
 TCP_CSUM_OFFSET = 16
@@ -183,7 +198,7 @@ class PacketRecord:
     index: int  # 1-based frame number in the file, as Wireshark counts
     timestamp: float
     link: str  # a LINK_NAMES value: "ethernet", "sll", "sll2", "raw", "null"...
-    vlan_ids: tuple[int, ...]  # outermost tag first
+    vlan_ids: tuple[int, ...]  # outermost tag first (inside a tunnel: the inner frame's)
     ip_version: int
     src: str
     dst: str
@@ -202,6 +217,21 @@ class PacketRecord:
     l4_expected: int | None  # the correct value; None when it cannot be computed
     l4_pseudo: int  # the pseudo-header-only value (what "unfinished" means)
     l4_verdict: L4Verdict
+    # Tunnels: a packet inside another one has the outer frame's number, depth 1 or more,
+    # and names its tunnel; a UDP datagram that carries one (VXLAN, Geneve) is a carrier.
+    depth: int = 0
+    tunnel: str = ""  # like "vxlan vni 100"; "" outside tunnels
+    tunnel_ends: str = ""  # the outer addresses, like "192.168.1.1 -> 192.168.1.2"
+    carries: str = ""  # a carrier: the tunnel it carries, like "vxlan vni 100"
+
+    @property
+    def carrier(self) -> bool:
+        return bool(self.carries)
+
+    @property
+    def key(self) -> tuple[int, int]:
+        """Unique within a capture: the frame's number and the depth in it."""
+        return (self.index, self.depth)
 
     @property
     def flow(self) -> tuple[str, str, int, str, int]:
@@ -281,7 +311,7 @@ def read_pcap(path: str | Path, interface: int | None = None) -> Capture:
             elif isinstance(parsed, Skip):
                 skipped[parsed.value] += 1
             else:
-                records.append(parsed)
+                records.extend(parsed)
         interfaces = capture_file.interfaces
     numbers = {i.number: i for i in interfaces}
     if interface is not None and interface not in numbers:
@@ -471,8 +501,11 @@ class _CaptureFile:
 # Walking one frame
 
 
-def parse_frame(frame: bytes, link_type: int, index: int, timestamp: float) -> PacketRecord | Skip:
-    """Judge one captured frame: a PacketRecord, or why there is none."""
+def parse_frame(
+    frame: bytes, link_type: int, index: int, timestamp: float
+) -> tuple[PacketRecord, ...] | Skip:
+    """Judge one captured frame: its TCP/UDP packets (outermost first; more than one
+    when it carries a tunnel), or why there is none."""
     link = LINK_NAMES.get(link_type)
     if link is None:
         return Skip.UNSUPPORTED_LINK
@@ -489,6 +522,9 @@ class _FrameContext:
     timestamp: float
     link: str
     vlan_ids: tuple[int, ...]
+    depth: int = 0
+    tunnel: str = ""
+    tunnel_ends: str = ""
 
 
 def _locate_ip(frame: bytes, link_type: int) -> tuple[int, tuple[int, ...]] | Skip:
@@ -558,7 +594,7 @@ class _L3:
     ip_csum: IpVerdict
 
 
-def _parse_ip(packet: memoryview, context: _FrameContext) -> PacketRecord | Skip:
+def _parse_ip(packet: memoryview, context: _FrameContext) -> tuple[PacketRecord, ...] | Skip:
     if len(packet) < 1:
         return Skip.TRUNCATED_HEADER
     version = packet[0] >> 4
@@ -567,9 +603,107 @@ def _parse_ip(packet: memoryview, context: _FrameContext) -> PacketRecord | Skip
         return Skip.MALFORMED
     if isinstance(l3, Skip):
         return l3
+    if l3.proto in IP_TUNNEL_PROTOS:
+        return _parse_ip_tunnel(l3, context)
     if l3.proto == IPPROTO_TCP:
-        return _parse_tcp(l3, context)
+        tcp = _parse_tcp(l3, context)
+        return tcp if isinstance(tcp, Skip) else (tcp,)
     return _parse_udp(l3, context)
+
+
+# --------------------------------------------------------------------------
+# Tunnels: the inner packet is what the endpoints' TCP checks, so it is judged
+# like any other, with the outer frame's number and the tunnel's name.
+
+
+def _parse_ip_tunnel(l3: _L3, context: _FrameContext) -> tuple[PacketRecord, ...] | Skip:
+    """IP in IP and GRE carry no checksum labctl judges: only the inner packets count."""
+    if l3.first_fragment or context.depth >= MAX_TUNNEL_DEPTH:
+        return Skip.IP_FRAGMENT if l3.first_fragment else Skip.NOT_TCP_UDP
+    ends = f"{_address(l3.src)} -> {_address(l3.header_dst)}"
+    if l3.proto == IPPROTO_GRE:
+        inner = _gre_payload(l3.l4)
+        if inner is None:
+            return Skip.NOT_TCP_UDP
+        name, ethertype, payload = inner
+    else:
+        name = "ipip" if l3.proto == IPPROTO_IPIP else "ip6-in-ip"
+        ethertype, payload = (ETH_P_IP if l3.proto == IPPROTO_IPIP else ETH_P_IPV6), l3.l4
+    inner_records = _parse_inner(payload, ethertype, context, name, ends)
+    return inner_records if inner_records else Skip.NOT_TCP_UDP
+
+
+def _gre_payload(gre: memoryview) -> tuple[str, int, memoryview] | None:
+    """RFC 2784/2890 GRE version 0 (checksum, key, sequence); ERSPAN types II and III
+    inside it. None for anything else (PPTP's version 1, source routing, cut short)."""
+    if len(gre) < 4:
+        return None
+    flags, ethertype = struct.unpack_from("!HH", gre)
+    if flags & 0x0007 or flags & 0x4000:  # version 1 (PPTP); routing present
+        return None
+    offset = 4 + 4 * sum(1 for bit in (0x8000, 0x2000, 0x1000) if flags & bit)
+    name = "gre"
+    if flags & 0x2000:
+        name += f" key {struct.unpack_from('!I', gre, 8 if flags & 0x8000 else 4)[0]}"
+    if ethertype in (ETH_P_ERSPAN2, ETH_P_ERSPAN3):
+        if len(gre) < offset + 12:
+            return None
+        session = struct.unpack_from("!H", gre, offset + 2)[0] & 0x03FF
+        name = f"erspan session {session}"
+        if ethertype == ETH_P_ERSPAN2:
+            offset += 8
+        else:  # type III: 12 bytes, and an 8-byte platform subheader when O is set
+            offset += 12 + (8 if gre[offset + 11] & 0x01 else 0)
+        ethertype = ETH_P_TEB
+    if len(gre) < offset:
+        return None
+    return name, ethertype, gre[offset:]
+
+
+def _udp_tunnel(dport: int, payload: memoryview) -> tuple[str, int, memoryview] | None:
+    """VXLAN, VXLAN-GPE and Geneve by their IANA ports (and Linux's 8472), when the
+    header says so: the tunnel's name, the inner ethertype and the inner bytes."""
+    if len(payload) < 8:
+        return None
+    if dport in VXLAN_PORTS and payload[0] & 0x08:
+        vni = int(struct.unpack_from("!I", payload, 4)[0]) >> 8
+        return f"vxlan vni {vni}", ETH_P_TEB, payload[8:]
+    if dport == VXLAN_GPE_PORT and payload[0] & 0x08:
+        vni = int(struct.unpack_from("!I", payload, 4)[0]) >> 8
+        inner = {1: ETH_P_IP, 2: ETH_P_IPV6, 3: ETH_P_TEB}.get(payload[3])
+        return None if inner is None else (f"vxlan-gpe vni {vni}", inner, payload[8:])
+    if dport == GENEVE_PORT and payload[0] >> 6 == 0:
+        options = (payload[0] & 0x3F) * 4
+        ethertype = struct.unpack_from("!H", payload, 2)[0]
+        vni = int(struct.unpack_from("!I", payload, 4)[0]) >> 8
+        if len(payload) < 8 + options:
+            return None
+        return f"geneve vni {vni}", ethertype, payload[8 + options :]
+    return None
+
+
+def _parse_inner(
+    payload: memoryview, ethertype: int, outer: _FrameContext, tunnel: str, ends: str
+) -> tuple[PacketRecord, ...]:
+    """The TCP/UDP packets inside a tunnel; () when there is none to judge."""
+    vlan_ids: tuple[int, ...] = ()
+    if ethertype == ETH_P_TEB:
+        located = _locate_ip(bytes(payload), LINKTYPE_ETHERNET)
+        if isinstance(located, Skip):
+            return ()
+        offset, vlan_ids = located
+        payload = payload[offset:]
+    elif ethertype not in (ETH_P_IP, ETH_P_IPV6):
+        return ()
+    context = replace(
+        outer, vlan_ids=vlan_ids, depth=outer.depth + 1, tunnel=tunnel, tunnel_ends=ends
+    )
+    inner = _parse_ip(payload, context)
+    return () if isinstance(inner, Skip) else inner
+
+
+def _address(packed: bytes) -> str:
+    return str(ipaddress.ip_address(packed))
 
 
 def _parse_ipv4(packet: memoryview) -> _L3 | Skip:
@@ -582,7 +716,7 @@ def _parse_ipv4(packet: memoryview) -> _L3 | Skip:
         return Skip.MALFORMED
     if len(packet) < header_len:
         return Skip.TRUNCATED_HEADER
-    if proto not in PROTO_NAMES:
+    if proto not in PROTO_NAMES and proto not in IP_TUNNEL_PROTOS:
         return Skip.NOT_TCP_UDP
     # A later fragment has no L4 header; the checksum spans the whole
     # datagram, which is not reassembled here.
@@ -647,7 +781,7 @@ def _parse_ipv6(packet: memoryview) -> _L3 | Skip:
 
 
 def _walk_ipv6_extensions(packet: memoryview, walk: _Ipv6Walk) -> _Ipv6Walk | Skip:
-    while walk.proto not in PROTO_NAMES:
+    while walk.proto not in PROTO_NAMES and walk.proto not in IP_TUNNEL_PROTOS:
         if walk.proto == IPV6_FRAGMENT:
             if len(packet) < walk.offset + 8:
                 return Skip.TRUNCATED_HEADER
@@ -714,7 +848,7 @@ def _parse_tcp(l3: _L3, context: _FrameContext) -> PacketRecord | Skip:
     )
 
 
-def _parse_udp(l3: _L3, context: _FrameContext) -> PacketRecord | Skip:
+def _parse_udp(l3: _L3, context: _FrameContext) -> tuple[PacketRecord, ...] | Skip:
     datagram = l3.l4
     if len(datagram) < 8:
         return Skip.TRUNCATED_HEADER
@@ -725,16 +859,34 @@ def _parse_udp(l3: _L3, context: _FrameContext) -> PacketRecord | Skip:
     # runs past this packet by design.
     if udp_len < 8 or (udp_len > l3.l4_length and not l3.first_fragment):
         return Skip.MALFORMED
-    return _record(
+    tunnel = (
+        None
+        if l3.first_fragment or context.depth >= MAX_TUNNEL_DEPTH
+        else _udp_tunnel(dport, datagram[8:udp_len])
+    )
+    inner: tuple[PacketRecord, ...] = ()
+    if tunnel is not None:
+        name, ethertype, payload = tunnel
+        ends = f"{_address(l3.src)} -> {_address(l3.header_dst)}"
+        inner = _parse_inner(payload, ethertype, context, name, ends)
+    outer = _record(
         l3,
         context,
         sport=sport,
         dport=dport,
         tcp=None,
         payload=(udp_len - 8, datagram[8:udp_len]),
-        verdict=_l4_verdict(l3, datagram[:udp_len], field_value, checked_length=udp_len),
+        # RFC 6935: a tunnel over IPv6 may send a zero UDP checksum (Linux: udp6zerocsumtx).
+        verdict=_l4_verdict(
+            l3,
+            datagram[:udp_len],
+            field_value,
+            checked_length=udp_len,
+            zero_allowed=tunnel is not None,
+        ),
         field_value=field_value,
     )
+    return (replace(outer, carries=tunnel[0]) if tunnel else outer, *inner)
 
 
 @dataclass(frozen=True)
@@ -744,12 +896,14 @@ class _Verdict:
     pseudo: int
 
 
-def _l4_verdict(l3: _L3, segment: memoryview, field_value: int, checked_length: int) -> _Verdict:
+def _l4_verdict(
+    l3: _L3, segment: memoryview, field_value: int, checked_length: int, zero_allowed: bool = False
+) -> _Verdict:
     pseudo_total = pseudo_header_sum(l3.src, l3.dst, l3.proto, checked_length)
     pseudo = fold(pseudo_total)
-    if l3.proto == IPPROTO_UDP and field_value == 0 and l3.version == 4:
+    if l3.proto == IPPROTO_UDP and field_value == 0 and (l3.version == 4 or zero_allowed):
         # RFC 768: zero means "no checksum" over IPv4. IPv6 makes the UDP
-        # checksum mandatory, so there a zero falls through to "wrong".
+        # checksum mandatory (but for tunnels), so there a zero falls through to "wrong".
         return _Verdict("zero-udp", None, pseudo)
     if l3.first_fragment:
         return _Verdict("fragment", None, pseudo)
@@ -811,8 +965,8 @@ def _record(
         link=context.link,
         vlan_ids=context.vlan_ids,
         ip_version=l3.version,
-        src=str(ipaddress.ip_address(l3.src)),
-        dst=str(ipaddress.ip_address(l3.header_dst)),
+        src=_address(l3.src),
+        dst=_address(l3.header_dst),
         ip_id=l3.ip_id,
         proto=PROTO_NAMES[l3.proto],
         sport=sport,
@@ -828,4 +982,7 @@ def _record(
         l4_expected=verdict.expected,
         l4_pseudo=verdict.pseudo,
         l4_verdict=verdict.verdict,
+        depth=context.depth,
+        tunnel=context.tunnel,
+        tunnel_ends=context.tunnel_ends,
     )

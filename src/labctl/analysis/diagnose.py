@@ -175,13 +175,13 @@ def _tap_summary(
     """`tap_index`: the tap's place in the path order; None for a tap off the path, whose
     packets are not matched and keep their bare checksum verdicts."""
     statuses = {
-        seen.record.index: seen.status
+        seen.record.key: seen.status
         for packet in packets
         if tap_index is not None and (seen := packet.seen.get(tap_index)) is not None
     }
     verdicts: Counter[str] = Counter()
     for record in capture.capture:
-        status = statuses.get(record.index)
+        status = statuses.get(record.key)
         if status in ("offload", "accepted") and record.l4_verdict in ("unfinished", "wrong"):
             verdicts[status] += 1
         else:
@@ -212,11 +212,14 @@ def _timeline(connection: Connection, tap_count: int) -> FlowTimeline:
         )
         for packet in connection.packets
     )
+    records = [seen.record for packet in connection.packets for seen in packet.seen.values()]
     return FlowTimeline(
         proto=connection.proto,
         client=endpoint(*connection.client),
         server=endpoint(*connection.server),
         events=events,
+        tunnels=tuple(sorted({r.tunnel for r in records if r.tunnel})),
+        carries=tuple(sorted({r.carries for r in records if r.carries})),
     )
 
 

@@ -150,10 +150,14 @@ class FlowTimeline:
     client: str  # "10.0.0.1:41234", the SYN's sender (or the first sender)
     server: str
     events: tuple[TimelineEvent, ...]
+    tunnels: tuple[str, ...] = ()  # the tunnels its packets were seen in, like "vxlan vni 100"
+    carries: tuple[str, ...] = ()  # a tunnel's own flow (VXLAN, Geneve): the tunnels it carries
 
     @property
     def label(self) -> str:
-        return f"{self.proto.upper()} {self.client} <-> {self.server}"
+        inside = f" in {', '.join(self.tunnels)}" if self.tunnels else ""
+        carries = f" (carries {', '.join(self.carries)})" if self.carries else ""
+        return f"{self.proto.upper()} {self.client} <-> {self.server}{inside}{carries}"
 
     def to_dict(self, tap_names: Sequence[str]) -> dict[str, object]:
         return {
@@ -161,6 +165,8 @@ class FlowTimeline:
             "proto": self.proto,
             "client": self.client,
             "server": self.server,
+            "tunnels": list(self.tunnels),
+            "carries": list(self.carries),
             "events": [event.to_dict(tap_names) for event in self.events],
         }
 

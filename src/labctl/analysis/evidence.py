@@ -13,6 +13,9 @@ answered never reached a listening TCP. Where a capture has neither (UDP,
 a capture that ends before the answer, one direction only), nothing is
 proven either way, and the analysis has to say so instead of guessing.
 
+A tunnel's own datagram (VXLAN, Geneve) takes the evidence of the packet it
+carries: the far end checked the datagram before it could unwrap and answer it.
+
 Pure; the unit is one packet as matched across taps (`Observed`).
 """
 
@@ -73,7 +76,9 @@ def judge(packets: Sequence[Observed]) -> list[Evidence]:
         elif _consumes_sequence(packet.first):
             results[number] = _segment_evidence(number, packet, index)
     _flow_evidence(packets, results)
-    return [r if r is not None else _none("no-data") for r in results]
+    judged = [r if r is not None else _none("no-data") for r in results]
+    _carrier_evidence(packets, judged)
+    return judged
 
 
 def _none(reason: str) -> Evidence:
@@ -239,6 +244,32 @@ def _flow_evidence(packets: Sequence[Observed], results: list[Evidence | None]) 
             f"(frame {packets[other].first.index})",
             proof.proof if proof is not None else None,
         )
+
+
+def _carrier_evidence(packets: Sequence[Observed], results: list[Evidence]) -> None:
+    """A tunnel's own datagram (VXLAN, Geneve) whose inner packet was accepted reached
+    the tunnel's far end, which checks the datagram's checksum before it unwraps it."""
+    inner_at: dict[tuple[int, int, int], int] = {}
+    for number, packet in enumerate(packets):
+        for tap, record in packet.at.items():
+            if record.depth:
+                inner_at[(tap, record.index, record.depth)] = number
+    for number, packet in enumerate(packets):
+        if not packet.first.carrier:
+            continue
+        for tap, record in packet.at.items():
+            inner = inner_at.get((tap, record.index, record.depth + 1))
+            if inner is None or results[inner].outcome != "accepted":
+                continue
+            carried = packets[inner].first
+            results[number] = Evidence(
+                "accepted",
+                "inner-accepted",
+                f"the packet it carries (frame {record.index}, {carried.proto.upper()} "
+                f"{carried.tcp_flags or 'datagram'}) reached the far end: {results[inner].text}",
+                results[inner].proof,
+            )
+            break
 
 
 def _signature(packet: Observed) -> tuple[tuple[int, str], ...]:

@@ -310,10 +310,13 @@ def loss_findings(
         if direction == 0:
             continue
         passes = seen_by[connection_key(packet.flow)]
+        # A tunnel's own datagrams exist only on the underlay: the taps that never saw
+        # the tunnel (the overlay's) are not on its path.
+        carrier = packet.record.carrier
         order = [
             tap
             for tap in path_order(direction, len(taps))
-            if taps[tap].order_known or tap in passes
+            if (taps[tap].order_known and not carrier) or tap in passes
         ]
         last = max(order.index(tap) for tap in packet.seen)
         if last + 1 < len(order):

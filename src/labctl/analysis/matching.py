@@ -87,7 +87,7 @@ def resolve_status(position: PositionStatus, evidence: Evidence, tap: Tap) -> St
 
 def match_packets(captures: Sequence[TapCapture]) -> list[Packet]:
     packets: dict[tuple[object, ...], Packet] = {}
-    positions: dict[tuple[int, int], PositionStatus] = {}
+    positions: dict[tuple[int, tuple[int, int]], PositionStatus] = {}
     for tap_index, capture in enumerate(captures):
         ordinals: Counter[tuple[object, ...]] = Counter()
         for record in capture.capture:
@@ -95,7 +95,7 @@ def match_packets(captures: Sequence[TapCapture]) -> list[Packet]:
             key = (identity, ordinals[identity])
             ordinals[identity] += 1
             packet = packets.setdefault(key, Packet(record.flow))
-            positions[(tap_index, record.index)] = position_status(record, capture.tap)
+            positions[(tap_index, record.key)] = position_status(record, capture.tap)
             packet.seen[tap_index] = Seen(tap_index, record, "unknown")
     ordered = sorted(packets.values(), key=lambda p: (p.first.record.timestamp, p.first.tap))
     _mark_retransmissions(ordered)
@@ -105,7 +105,7 @@ def match_packets(captures: Sequence[TapCapture]) -> list[Packet]:
     for packet, evidence in zip(ordered, judge(observed), strict=True):
         packet.evidence = evidence
         for tap_index, seen in packet.seen.items():
-            position = positions[(tap_index, seen.record.index)]
+            position = positions[(tap_index, seen.record.key)]
             status = resolve_status(position, evidence, captures[tap_index].tap)
             packet.seen[tap_index] = Seen(tap_index, seen.record, status)
     return ordered

@@ -40,7 +40,11 @@ def describe_packet(record: PacketRecord, initial: Mapping[FlowTuple, int] | Non
 
 def packet_ref(record: PacketRecord) -> str:
     ip_id = f" id={as_hex(record.ip_id)}" if record.ip_id is not None else ""
-    return f"frame {record.index}: {describe_packet(record)}{ip_id} csum={as_hex(record.l4_csum)}"
+    tunnel = f" (in {record.tunnel}, {record.tunnel_ends})" if record.tunnel else ""
+    return (
+        f"frame {record.index}: {describe_packet(record)}{ip_id} "
+        f"csum={as_hex(record.l4_csum)}{tunnel}"
+    )
 
 
 def subject(record: PacketRecord) -> str:
