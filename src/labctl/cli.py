@@ -737,7 +737,7 @@ it is no hop of the path; the report gives what reached it (seen-off-path).
 
 Files: classic pcap (microsecond or nanosecond, either byte order) and
 pcapng (several sections, interfaces and time resolutions), gzip'ed or not.
-Links: Ethernet (VLAN tags too), Linux cooked SLL and SLL2 (-i any), raw IP
+Links: Ethernet (VLAN tags, MPLS, PPPoE too), Linux cooked SLL and SLL2 (-i any), raw IP
 (link types 12, 14, 101, 228, 229), BSD/macOS loopback (NULL, LOOP); frames of
 any other link type are counted as skipped with its number. Tunnels (VXLAN,
 VXLAN-GPE, Geneve, GRE, ERSPAN, IP in IP): the packets inside are judged and

@@ -92,6 +92,9 @@ ETH_P_IP = 0x0800
 ETH_P_IPV6 = 0x86DD
 # 802.1Q, 802.1ad (QinQ outer) and the pre-standard QinQ tag.
 VLAN_ETHERTYPES = frozenset({0x8100, 0x88A8, 0x9100})
+MPLS_ETHERTYPES = frozenset({0x8847, 0x8848})  # unicast, multicast
+ETH_P_PPPOE_SESSION = 0x8864
+PPP_PROTOCOLS: Mapping[int, int] = {0x0021: 0x0800, 0x0057: 0x86DD}  # PPP IPv4, IPv6
 
 IPPROTO_TCP = 6
 IPPROTO_UDP = 17
@@ -544,7 +547,7 @@ def _locate_ip(frame: bytes, link_type: int) -> tuple[int, tuple[int, ...]] | Sk
     if len(frame) < header_len:
         return Skip.TRUNCATED_HEADER
     ethertype = struct.unpack_from("!H", frame, type_at)[0]
-    return _skip_vlan_tags(frame, ethertype, header_len)
+    return _walk_ethertypes(frame, ethertype, header_len)
 
 
 def _locate_ip_after_family(frame: bytes, link_type: int) -> tuple[int, tuple[int, ...]] | Skip:
@@ -561,11 +564,12 @@ def _locate_ip_after_family(frame: bytes, link_type: int) -> tuple[int, tuple[in
     return Skip.NON_IP
 
 
-def _skip_vlan_tags(
+def _walk_ethertypes(
     frame: bytes, ethertype: int, offset: int
 ) -> tuple[int, tuple[int, ...]] | Skip:
-    """Walk 802.1Q/802.1ad tags. libpcap re-inserts the tag the kernel
-    stripped into cooked (SLL) captures too, so this runs for every link."""
+    """Walk 802.1Q/802.1ad tags, an MPLS label stack and a PPPoE session header to the
+    IP header. libpcap re-inserts the tag the kernel stripped into cooked (SLL)
+    captures too, so this runs for every link."""
     vlan_ids: list[int] = []
     while ethertype in VLAN_ETHERTYPES:
         if len(frame) < offset + 4:
@@ -573,9 +577,41 @@ def _skip_vlan_tags(
         tci, ethertype = struct.unpack_from("!HH", frame, offset)
         vlan_ids.append(tci & 0x0FFF)
         offset += 4
+    if ethertype in MPLS_ETHERTYPES:
+        return _after_mpls(frame, offset, tuple(vlan_ids))
+    if ethertype == ETH_P_PPPOE_SESSION:
+        if len(frame) < offset + 8:
+            return Skip.TRUNCATED_HEADER
+        ethertype = PPP_PROTOCOLS.get(struct.unpack_from("!H", frame, offset + 6)[0], 0)
+        offset += 8
     if ethertype not in (ETH_P_IP, ETH_P_IPV6):
         return Skip.NON_IP
     return offset, tuple(vlan_ids)
+
+
+def _after_mpls(
+    frame: bytes, offset: int, vlan_ids: tuple[int, ...]
+) -> tuple[int, tuple[int, ...]] | Skip:
+    """Past the label stack: IP by its version nibble, or an Ethernet pseudowire behind
+    a control word (first nibble 0, RFC 4385). A pseudowire without one cannot be told
+    from IP by the bytes: it counts as non-IP."""
+    while True:
+        if len(frame) < offset + 4:
+            return Skip.TRUNCATED_HEADER
+        bottom = frame[offset + 2] & 0x01
+        offset += 4
+        if bottom:
+            break
+    if len(frame) <= offset:
+        return Skip.TRUNCATED_HEADER
+    nibble = frame[offset] >> 4
+    if nibble in (4, 6):
+        return offset, vlan_ids
+    if nibble == 0 and len(frame) >= offset + 4 + 14:
+        inner = offset + 4  # the control word, then the customer's Ethernet frame
+        ethertype = struct.unpack_from("!H", frame, inner + 12)[0]
+        return _walk_ethertypes(frame, ethertype, inner + 14)
+    return Skip.NON_IP
 
 
 @dataclass(frozen=True)

@@ -244,6 +244,47 @@ def test_vlan_tags(tmp_path: Path, vlan_ids: tuple[int, ...]) -> None:
     ]
 
 
+def _mpls(packet: bytes, labels: tuple[int, ...], control_word: bool = False) -> bytes:
+    """An Ethernet frame with an MPLS label stack; with `control_word`, `packet` is an
+    Ethernet frame carried as a pseudowire (RFC 4385)."""
+    stack = b"".join(
+        struct.pack("!I", label << 12 | (last == len(labels) - 1) << 8 | 64)
+        for last, label in enumerate(labels)
+    )
+    head = b"\x02\x00\x00\x00\x00\x02\x02\x00\x00\x00\x00\x01\x88\x47"
+    return head + stack + (b"\x00\x00\x00\x00" if control_word else b"") + packet
+
+
+def _pppoe(packet: bytes) -> bytes:
+    protocol = 0x0057 if packet[0] >> 4 == 6 else 0x0021
+    session = struct.pack("!BBHHH", 0x11, 0, 0x1234, len(packet) + 2, protocol)
+    return ethernet(session + packet, ethertype=0x8864)
+
+
+def test_mpls_label_stacks_and_pseudowires(tmp_path: Path) -> None:
+    frames = [
+        _mpls(ip_packet(SYN), (16,)),
+        _mpls(ip_packet(replace(SYN6, csum=1)), (16, 24001, 3)),
+        _mpls(ethernet(ip_packet(SYN), vlan_ids=(30,)), (299776, 16), control_word=True),
+        _mpls(ip_packet(SYN), (16, 17))[: -len(ip_packet(SYN)) - 2],  # cut inside the stack
+    ]
+    capture = read_frames(tmp_path, frames)
+    assert [(r.index, r.ip_version, r.vlan_ids, r.l4_verdict) for r in capture] == [
+        (1, 4, (), "valid"),
+        (2, 6, (), "wrong"),
+        (3, 4, (30,), "valid"),
+    ]
+    assert capture.skipped == {"truncated-header": 1}
+
+
+def test_pppoe_sessions(tmp_path: Path) -> None:
+    capture = read_frames(tmp_path, [_pppoe(ip_packet(SYN)), _pppoe(ip_packet(DNS6))])
+    assert [(r.ip_version, r.proto, r.l4_verdict) for r in capture] == [
+        (4, "tcp", "valid"),
+        (6, "udp", "valid"),
+    ]
+
+
 def test_linux_cooked_v1(tmp_path: Path) -> None:
     frames = [sll(ip_packet(replace(SYN, csum="unfinished"))), sll(ip_packet(DNS6))]
     capture = read_frames(tmp_path, frames, linktype=dpkt.pcap.DLT_LINUX_SLL)

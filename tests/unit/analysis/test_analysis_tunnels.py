@@ -29,26 +29,14 @@ UNDERLAY6_A, UNDERLAY6_B = "fd07::1", "fd07::2"
 
 def _outer_ip(src: str, dst: str, proto: int, payload: bytes | dpkt.Packet) -> bytes:
     """dpkt computes the checksum of a UDP datagram given as a dpkt.udp.UDP."""
+    ends = {
+        "src": ipaddress.ip_address(src).packed,
+        "dst": ipaddress.ip_address(dst).packed,
+        "data": payload,
+    }
     if ":" in src:
-        return bytes(
-            dpkt.ip6.IP6(
-                src=ipaddress.ip_address(src).packed,
-                dst=ipaddress.ip_address(dst).packed,
-                nxt=proto,
-                hlim=64,
-                data=payload,
-                plen=len(bytes(payload)),
-            )
-        )
-    return bytes(
-        dpkt.ip.IP(
-            src=ipaddress.ip_address(src).packed,
-            dst=ipaddress.ip_address(dst).packed,
-            p=proto,
-            ttl=64,
-            data=payload,
-        )
-    )
+        return bytes(dpkt.ip6.IP6(nxt=proto, hlim=64, plen=len(bytes(payload)), **ends))
+    return bytes(dpkt.ip.IP(p=proto, ttl=64, **ends))
 
 
 def _outer_udp(inner: bytes, dport: int, zero_checksum: bool = False, v6: bool = False) -> bytes:
