@@ -100,7 +100,7 @@ IPPROTO_TCP = 6
 IPPROTO_UDP = 17
 PROTO_NAMES: Mapping[int, str] = {IPPROTO_TCP: "tcp", IPPROTO_UDP: "udp"}
 
-# Tunnels whose inner packets are judged too (see _decapsulate): IP in IP
+# Tunnels whose inner packets are judged too (_parse_ip_tunnel, _udp_tunnel): IP in IP
 # (ipip, sit, ip6tnl), GRE (gretap, ip6gre, OVS gre, ERSPAN), and over UDP
 # VXLAN (IANA 4789, Linux's historical default 8472), VXLAN-GPE and Geneve.
 IPPROTO_IPIP = 4
