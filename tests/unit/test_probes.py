@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from labctl.core import probes
-from labctl.core.http import RequestResult, TrafficSummary
+from labctl.core.http import RequestResult, TrafficSummary, url
 from labctl.core.loader import load_topology
 from labctl.core.model import (
     CommandProbe,
@@ -147,6 +147,49 @@ def test_ping_argv_names_the_family() -> None:
     argv = probes.ping_argv(topology(), icmp)
     assert argv[4:7] == ["ping", "-6", "-n"] and argv[-1] == "fd00::2"
     assert argv[7:9] == ["-c", "3"]
+
+
+def test_every_probe_targets_the_servers_address_on_the_clients_subnet() -> None:
+    """A server whose first interface is on another segment (a management network, a
+    second switch): labctl sets no routes, so only its address on the client's subnet
+    can be reached, whichever interface comes first; with none shared, the first."""
+    topo = Topology.model_validate(
+        {
+            "name": "t",
+            "nodes": {
+                "client": {"interfaces": {"eth0": {"ipv4": "10.0.0.1/24", "ipv6": "fd00::1/64"}}},
+                "server": {
+                    "interfaces": {
+                        "mgmt": {"ipv4": "192.168.99.2/24", "ipv6": "fd99::2/64"},
+                        "eth1": {"ipv4": "10.0.0.2/24", "ipv6": "fd00::2/64"},
+                    }
+                },
+                "other": {"interfaces": {"eth0": {"ipv4": "172.16.0.1/24"}}},
+            },
+            "switches": {"a": {"kind": "linux-bridge"}, "b": {"kind": "linux-bridge"}},
+            "links": [
+                {"a": "client:eth0", "b": "a:cli"},
+                {"a": "server:eth1", "b": "a:srv"},
+                {"a": "server:mgmt", "b": "b:srv"},
+                {"a": "other:eth0", "b": "b:oth"},
+            ],
+            "traffic": {"client": "client", "server": "server"},
+            "probes": [
+                {"kind": "icmp", "client": "client", "server": "server", "family": "ipv6"},
+                {"kind": "tcp", "client": "client", "server": "server"},
+                {"kind": "icmp", "client": "other", "server": "server"},
+            ],
+        }
+    )
+    [(_, http), (_, ping6), (_, tcp), (_, ping_other)] = topo.named_probes()
+    assert probes.describe(topo, http).startswith("client -> http://10.0.0.2:80/")
+    assert topo.traffic is not None and url(topo, topo.traffic) == "http://10.0.0.2:80/"
+    assert probes.ping_argv(topo, ping6)[-1] == "fd00::2"  # type: ignore[arg-type]
+    assert "10.0.0.2" in probes.iperf_client_argv(topo, tcp)  # type: ignore[arg-type]
+    # `other` shares no subnet with the server: its first address, as before.
+    assert probes.ping_argv(topo, ping_other)[-1] == "192.168.99.2"  # type: ignore[arg-type]
+    ends = topo.traffic_ends()
+    assert ("server", "eth1") in ends and ("client", "eth0") in ends
 
 
 def test_command_argv_runs_without_a_shell_under_its_timeout() -> None:

@@ -8,7 +8,6 @@ per request, and every request still gets its own result line.
 
 from __future__ import annotations
 
-import ipaddress
 import statistics
 from dataclasses import asdict, dataclass
 
@@ -29,12 +28,11 @@ PARALLEL_MAX = 50
 
 
 def target_address(topology: Topology, traffic: Traffic) -> str:
-    server = topology.nodes[traffic.server]
-    for iface in server.interfaces.values():
-        value = getattr(iface, traffic.family)
-        if value:
-            return str(ipaddress.ip_interface(value).ip)
-    raise ValueError(f"server {traffic.server} has no {traffic.family} address")
+    """The server's address on the client's subnet, else its first (Topology.target)."""
+    found = topology.target(traffic.client, traffic.server, traffic.family)
+    if found is None:
+        raise ValueError(f"server {traffic.server} has no {traffic.family} address")
+    return str(found[1].ip)
 
 
 def url(topology: Topology, traffic: Traffic) -> str:

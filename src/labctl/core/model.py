@@ -262,7 +262,10 @@ class _BetweenNodes(_Spec):
     name: StrictStr | None = Field(None, description="default: the kind, numbered if repeated")
     client: StrictStr
     server: StrictStr
-    family: Family = Field("ipv4", description="to the server's first address of this family")
+    family: Family = Field(
+        "ipv4",
+        description="to the server's address of this family on the client's subnet, else its first",
+    )
 
 
 class _Iperf(_BetweenNodes):
@@ -402,6 +405,17 @@ class Topology(_Spec):
             found.append((f"{probe.kind}-{seen[probe.kind]}" if repeated else probe.kind, probe))
         return found
 
+    def target(self, client: str, server: str, family: str) -> tuple[str, IPInterface] | None:
+        """The server's interface and address a probe from `client` targets: the first one
+        on a subnet of the client's (labctl sets no routes, so only those are reachable),
+        else the server's first address of `family`; None when it has none."""
+        served = _addresses(self.nodes[server], family)
+        own = _addresses(self.nodes[client], family).values() if client in self.nodes else []
+        for if_name, address in served.items():
+            if any(address.ip in mine.network for mine in own):
+                return if_name, address
+        return next(iter(served.items()), None)
+
     def traffic_ends(self) -> dict[tuple[str, str], str]:
         """The node interfaces where a probe's traffic starts or ends, each with the name of
         the (first) probe: the server's interface that holds the address the probe targets,
@@ -415,10 +429,10 @@ class Topology(_Spec):
             client, server = self.nodes.get(probe.client), self.nodes.get(probe.server)
             if client is None or server is None:
                 continue
-            served = _addresses(server, probe.family)
-            if not served:
+            found = self.target(probe.client, probe.server, probe.family)
+            if found is None:
                 continue
-            server_if, target = next(iter(served.items()))
+            server_if, target = found
             ends.setdefault((probe.server, server_if), name)
             of_family = _addresses(client, probe.family)
             same_subnet = [n for n, a in of_family.items() if target.ip in a.network]

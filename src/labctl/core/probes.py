@@ -14,7 +14,6 @@ own with exit code 124 instead of hanging the run.
 
 from __future__ import annotations
 
-import ipaddress
 import json
 import re
 from typing import Any
@@ -42,13 +41,12 @@ OUTPUT_KEEP = 4000
 """Characters of a command probe's output kept for the reports."""
 
 
-def address_of(topology: Topology, node: str, family: str) -> str:
-    """The first address of `family` on any interface of `node`."""
-    for iface in topology.nodes[node].interfaces.values():
-        value = getattr(iface, family)
-        if value:
-            return str(ipaddress.ip_interface(value).ip)
-    raise ValueError(f"node {node} has no {family} address")
+def address_of(topology: Topology, client: str, server: str, family: str) -> str:
+    """The address of `server` that `client` targets (see Topology.target)."""
+    found = topology.target(client, server, family)
+    if found is None:
+        raise ValueError(f"node {server} has no {family} address")
+    return str(found[1].ip)
 
 
 def _host(address: str) -> str:
@@ -59,7 +57,7 @@ def describe(topology: Topology, probe: ProbeSpec) -> str:
     """One line naming what the probe does, for progress events and reports."""
     if isinstance(probe, CommandProbe):
         return f"{probe.node}: {' '.join(probe.argv)}"
-    target = _host(address_of(topology, probe.server, probe.family))
+    target = _host(address_of(topology, probe.client, probe.server, probe.family))
     if isinstance(probe, HttpProbe):
         return f"{probe.client} -> http://{target}:{probe.port}{probe.path} x{probe.requests}"
     if isinstance(probe, TcpProbe):
@@ -100,7 +98,7 @@ def iperf_server_argv(probe: TcpProbe | UdpProbe) -> list[str]:
 
 
 def iperf_client_argv(topology: Topology, probe: TcpProbe | UdpProbe) -> list[str]:
-    address = address_of(topology, probe.server, probe.family)
+    address = address_of(topology, probe.client, probe.server, probe.family)
     argv = [
         "iperf3",
         "-c",
@@ -125,7 +123,7 @@ def iperf_client_argv(topology: Topology, probe: TcpProbe | UdpProbe) -> list[st
 
 
 def ping_argv(topology: Topology, probe: IcmpProbe) -> list[str]:
-    address = address_of(topology, probe.server, probe.family)
+    address = address_of(topology, probe.client, probe.server, probe.family)
     argv = [
         "ping",
         "-6" if probe.family == "ipv6" else "-4",
