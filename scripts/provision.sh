@@ -45,6 +45,7 @@ DEB_PACKAGES=(
   wireshark-common     # dumpcap: the pcapng captures of the analyze tests
   debootstrap debian-archive-keyring  # builds the node image locally (no registry needed)
   iperf3 curl ca-certificates
+  iputils-ping         # ping: icmp probes of netns nodes (host binaries in a namespace)
   busybox              # httpd of the netns runtime's nodes (host binaries in a namespace)
   python3 python3-venv python3-dev gcc
 )

@@ -23,7 +23,7 @@ from labctl.core.loader import Document, load_topology
 from labctl.core.model import DEFAULT_IMAGE, RuntimeKind, SwitchKind, Topology
 from labctl.core.plan import Plan, make_plan
 from labctl.engine import Engine
-from labctl.errors import ConfigError, LabctlError, UsageError
+from labctl.errors import ConfigError, LabctlError, Problem, UsageError
 from labctl.state import LabState, StateStore
 
 if TYPE_CHECKING:
@@ -153,9 +153,39 @@ class Lab:
                         f"`docker load` or build it first, or use the default {DEFAULT_IMAGE}",
                     )
                 )
+        if self.host_checks and self.topology.runtime is RuntimeKind.NETNS:
+            problems += self._missing_host_tools()
         if problems:
             raise ConfigError(problems)
         runtime.prepare(self.topology, self.emit)
+
+    def _missing_host_tools(self) -> list[Problem]:
+        """A netns node runs the host's binaries: each probe's programs must be there."""
+        import shutil
+
+        from labctl.core.doctor import PROVISION
+        from labctl.core.probes import host_tools
+
+        listed: list[tuple[str | int, ...]] = [("traffic",)] if self.topology.traffic else []
+        listed += [("probes", index) for index in range(len(self.topology.probes))]
+        problems = []
+        for path, (name, probe) in zip(listed, self.topology.named_probes(), strict=True):
+            for tool in host_tools(probe):
+                if shutil.which(tool.command) is not None:
+                    continue
+                fix = (
+                    f"apt-get install {tool.package} (or {PROVISION})"
+                    if tool.package
+                    else "install it on the host, or give its full path"
+                )
+                problems.append(
+                    self.document.problem(
+                        path,
+                        f"probe {name!r} runs `{tool.command}`, which this host does not "
+                        f"have, and netns nodes run the host's programs: {fix}",
+                    )
+                )
+        return problems
 
     def up(self) -> LabState:
         self.preflight()

@@ -17,6 +17,7 @@ import os
 import shutil
 import signal
 import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -398,3 +399,63 @@ def test_seed_lab_on_userspace_ovs_works_with_tx_offload_off(
     assert_nothing_of(lab)
     assert record.http is not None and record.http.ok, record.http.render_text()
     assert record.diagnosis is not None and record.diagnosis.ok, record.diagnosis.verdict
+
+
+NETNS_PROBES = """
+probes:
+  - {kind: tcp, name: bulk, client: client, server: server, seconds: 1, bitrate: 20M}
+  - {kind: udp, client: client, server: server, family: ipv6, seconds: 1, bitrate: 1M}
+  - {kind: icmp, name: ping6, client: client, server: server, family: ipv6, count: 3,
+     interval: 0.2}
+  - {kind: command, name: link, node: server, argv: [ip, -o, link, show, eth0],
+     output: 'mtu 1500 '}
+"""
+
+
+def test_every_probe_kind_runs_the_hosts_programs_in_netns_nodes(lab: str, tmp_path: Path) -> None:
+    topology = tmp_path / "probes.yaml"
+    topology.write_text(seed_on_netns(tmp_path).read_text() + NETNS_PROBES)
+    before = HostSnapshot.take()
+    with Lab.from_file(topology, switch="linux-bridge", name=lab) as built:
+        record = RunRecorder(built.engine, tmp_path / "runs").run(lab)
+    assert HostSnapshot.take().added_since(before) == {}
+    by_name = {p.name: p for p in record.probes}
+    assert list(by_name) == ["http", "bulk", "udp", "ping6", "link"]
+    assert all(p.ok for p in record.probes), [p.render_text() for p in record.probes]
+    assert (by_name["ping6"].sent, by_name["ping6"].received) == (3, 3)
+    assert record.diagnosis is not None and record.diagnosis.ok, record.diagnosis.verdict
+
+
+def test_a_probe_whose_program_the_host_lacks_is_refused_before_anything_exists(
+    lab: str, tmp_path: Path
+) -> None:
+    """netns nodes run the host's programs: `up` names the probe's line and the fix, and
+    creates nothing."""
+    topology = tmp_path / "probes.yaml"
+    text = seed_on_netns(tmp_path).read_text() + (
+        "probes:\n"
+        "  - {kind: icmp, client: client, server: server}\n"
+        "  - {kind: command, node: server, argv: [no-such-program-here, --version]}\n"
+    )
+    topology.write_text(text)
+    line = text.splitlines().index(
+        "  - {kind: command, node: server, argv: [no-such-program-here, --version]}"
+    )
+    before = HostSnapshot.take()
+    done = labctl_cli("up", str(topology), "--name", lab)
+    assert done.returncode == 2, done.stdout + done.stderr
+    assert f"{topology}:{line + 1}:" in done.stderr
+    assert "runs `no-such-program-here`, which this host does not have" in done.stderr
+    assert "install it on the host, or give its full path" in done.stderr
+    assert "`ping`" not in done.stderr  # the host has ping (scripts/provision.sh)
+    assert HostSnapshot.take().added_since(before) == {}
+
+
+def labctl_cli(*argv: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "labctl.cli", *argv],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        stdin=subprocess.DEVNULL,
+    )

@@ -37,6 +37,8 @@ HEALTHY = HostFacts(
             "ovsdb-tool",
             "busybox",
             "curl",
+            "iperf3",
+            "ping",
         )
     },
     kernel_modules={"veth": True, "bridge": True, "openvswitch": True},
@@ -182,6 +184,12 @@ def test_netns_runtime_needs_no_docker_but_host_tools() -> None:
     no_busybox = dataclasses.replace(no_docker, tools={**no_docker.tools, "busybox": False})
     assert [c.name for c in blocking(evaluate(no_busybox), None, RuntimeKind.NETNS)] == ["busybox"]
     assert runnable(evaluate(no_busybox), RuntimeKind.DOCKER)["linux-bridge"] is False
+    # Without ping or iperf3 a netns lab still runs: only a probe that needs one is refused
+    # (by `up`, at the probe's line), so doctor warns and blocks nothing.
+    no_ping = dataclasses.replace(no_docker, tools={**no_docker.tools, "ping": False})
+    assert [c.name for c in blocking(evaluate(no_ping), None, RuntimeKind.NETNS)] == []
+    ping = next(c for c in evaluate(no_ping) if c.name == "ping")
+    assert (ping.ok, ping.required) == (False, False) and "iputils-ping" in (ping.fix or "")
 
 
 def test_hugepage_facts_are_read_from_proc_text() -> None:

@@ -24,6 +24,8 @@ TOOLS = (
     "debootstrap",
     "busybox",
     "curl",
+    "iperf3",
+    "ping",
     "ovsdb-server",
     "ovs-vswitchd",
     "ovsdb-tool",

@@ -122,6 +122,7 @@ def _tool(
     why: str,
     needed_by: frozenset[SwitchKind] = ALL,
     runtimes: frozenset[RuntimeKind] = RUNTIMES,
+    required: bool = True,
 ) -> Check:
     ok = facts.tools.get(name, False)
     return Check(
@@ -130,6 +131,7 @@ def _tool(
         f"{why}: {'found' if ok else 'not found'}",
         None if ok else f"apt-get install {package} (or {PROVISION})",
         needed_by,
+        required=required,
         runtimes=runtimes,
     )
 
@@ -169,6 +171,23 @@ def evaluate(facts: HostFacts) -> list[Check]:
         _tool(facts, "debootstrap", "debootstrap", "builds the node image", runtimes=DOCKER),
         _tool(facts, "busybox", "busybox", "HTTP server of netns nodes", runtimes=NETNS),
         _tool(facts, "curl", "curl", "HTTP client of netns nodes", runtimes=NETNS),
+        # Only labs with such probes need these: `up` names the probe that does.
+        _tool(
+            facts,
+            "iperf3",
+            "iperf3",
+            "tcp/udp probes of netns nodes",
+            runtimes=NETNS,
+            required=False,
+        ),
+        _tool(
+            facts,
+            "ping",
+            "iputils-ping",
+            "icmp probes of netns nodes",
+            runtimes=NETNS,
+            required=False,
+        ),
         _tool(facts, "tcpdump", "tcpdump", "captures at the taps"),
         _tool(facts, "nsenter", "util-linux", "enters node namespaces for taps and IPv6"),
         _tool(

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import re
+from dataclasses import dataclass
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -39,6 +40,27 @@ IPERF_SLACK = 8.0
 """Seconds an iperf3 test takes beyond its -t: connecting, the parameter exchange, results."""
 OUTPUT_KEEP = 4000
 """Characters of a command probe's output kept for the reports."""
+
+
+@dataclass(frozen=True)
+class HostTool:
+    """A program a probe runs in its nodes. A netns node runs the host's own binaries,
+    so there the host must have it."""
+
+    command: str
+    package: str | None  # the Debian package; None for a command probe's own program
+
+
+def host_tools(probe: ProbeSpec) -> tuple[HostTool, ...]:
+    """What `probe` runs in its nodes (besides coreutils `timeout`); an http probe's
+    server, busybox httpd, is a netns runtime requirement of its own (labctl doctor)."""
+    if isinstance(probe, HttpProbe):
+        return (HostTool("curl", "curl"),)
+    if isinstance(probe, TcpProbe | UdpProbe):
+        return (HostTool("iperf3", "iperf3"),)
+    if isinstance(probe, IcmpProbe):
+        return (HostTool("ping", "iputils-ping"),)
+    return (HostTool(probe.argv[0], None),)
 
 
 def address_of(topology: Topology, client: str, server: str, family: str) -> str:
